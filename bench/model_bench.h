@@ -1,0 +1,36 @@
+// The GPT-2 engine benchmark behind `cortex bench`: prompt processing, single-stream decode and batched
+// decode, each beside the limit it is bound by (memory bandwidth or matrix-multiply rate).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace cortex::bench {
+
+struct ModelBenchOptions {
+  std::string model;  // folder or .gguf
+  int threads = 2;
+  std::vector<int> prompt_lengths = {128, 512};
+  int decode_tokens = 128;
+  std::vector<int> batch_sizes = {8, 32};
+  int batch_steps = 64;
+};
+
+struct BenchFigure {
+  std::string name;   // "pp512", "tg", "batch32"
+  double tokens_per_second = 0;
+  double limit_tokens_per_second = 0;  // what the machine's bandwidth or FLOP rate allows
+  std::string bound;                   // "bandwidth" or "compute"
+};
+
+struct ModelBenchReport {
+  double bandwidth_bytes_per_s = 0;
+  double sgemm_flops = 0;
+  double weight_bytes = 0;      // read once per decode step
+  double flops_per_token = 0;   // 2 × multiply-accumulates of the dense layers and LM head
+  std::vector<BenchFigure> figures;
+};
+
+ModelBenchReport run_model_bench(const ModelBenchOptions& options);
+
+}  // namespace cortex::bench

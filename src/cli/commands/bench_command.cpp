@@ -1,0 +1,96 @@
+// cortex bench: engine throughput beside the machine's limits, measured in the same run.
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "bench/model_bench.h"
+#include "bench/tokenizer_bench.h"
+#include "cli/commands/commands.h"
+#include "model/random_model.h"
+
+namespace cortex::cli {
+
+namespace {
+std::string cortex_home() {
+  const char* env = std::getenv("CORTEX_HOME");
+  if (env != nullptr && *env != '\0') return env;
+  const char* home = std::getenv("HOME");
+  return std::string(home != nullptr ? home : ".") + "/.cortex";
+}
+
+// The random 124M model the benchmark runs on when no --model is given (written once, then reused).
+std::string default_bench_model() {
+  std::string dir = cortex_home() + "/models/random-gpt2-124M";
+  if (!std::filesystem::exists(dir + "/model.safetensors")) {
+    std::fprintf(stderr, "writing a random GPT-2 124M to %s (once)...\n", dir.c_str());
+    model::RandomModelOptions ro;
+    ro.config = model::Gpt2Config::from_shape_name("124M");
+    ro.vocab_dir = default_vocab_dir();
+    ro.out = dir;
+    model::write_random_model(ro);
+  }
+  return dir;
+}
+}  // namespace
+
+void add_bench_command(CLI::App& app) {
+  struct Options {
+    bench::ModelBenchOptions model;
+    bool json = false;
+  };
+  auto o = std::make_shared<Options>();
+  o->model.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  auto* cmd = app.add_subcommand("bench", "Measure the engine's speed beside this machine's limits");
+  cmd->add_option("--model", o->model.model, "Model folder or .gguf (default: a random GPT-2 124M)");
+  cmd->add_option("--threads", o->model.threads, "Compute threads")->capture_default_str();
+  cmd->add_option("--decode-tokens", o->model.decode_tokens, "Single-stream decode steps")->capture_default_str();
+  cmd->add_option("--batch-steps", o->model.batch_steps, "Steps of batched decode")->capture_default_str();
+  cmd->add_flag("--json", o->json, "Print the report as JSON");
+  cmd->callback([o, cmd] {
+    if (cmd->got_subcommand("tokenizer")) return;  // `cortex bench tokenizer` runs only its own
+    if (o->model.model.empty()) o->model.model = default_bench_model();
+    auto r = bench::run_model_bench(o->model);
+    if (o->json) {
+      nlohmann::json j = {{"bandwidth_gb_s", r.bandwidth_bytes_per_s / 1e9},
+                          {"sgemm_gflop_s", r.sgemm_flops / 1e9},
+                          {"weight_mb", r.weight_bytes / 1e6},
+                          {"mflop_per_token", r.flops_per_token / 1e6}};
+      for (const auto& f : r.figures)
+        j["figures"].push_back({{"name", f.name},
+                                {"tokens_per_second", f.tokens_per_second},
+                                {"limit_tokens_per_second", f.limit_tokens_per_second},
+                                {"fraction_of_limit", f.tokens_per_second / f.limit_tokens_per_second},
+                                {"bound", f.bound}});
+      std::cout << j.dump(2) << "\n";
+      return;
+    }
+    std::printf("machine: read bandwidth %.1f GB/s, sgemm %.1f GFLOP/s (%d threads)\n",
+                r.bandwidth_bytes_per_s / 1e9, r.sgemm_flops / 1e9, o->model.threads);
+    std::printf("model: %.0f MB of weights read per decode step, %.0f MFLOP per token\n\n", r.weight_bytes / 1e6,
+                r.flops_per_token / 1e6);
+    std::printf("%-10s %12s %12s %10s  %s\n", "test", "tok/s", "limit tok/s", "fraction", "bound by");
+    for (const auto& f : r.figures)
+      std::printf("%-10s %12.1f %12.1f %9.0f%%  %s\n", f.name.c_str(), f.tokens_per_second,
+                  f.limit_tokens_per_second, 100.0 * f.tokens_per_second / f.limit_tokens_per_second,
+                  f.bound.c_str());
+  });
+
+  struct TokenizerOptions {
+    std::string corpus = CORTEX_TOKENIZER_BENCH_CORPUS, script = CORTEX_TOKENIZER_BENCH_SCRIPT;
+  };
+  auto t = std::make_shared<TokenizerOptions>();
+  auto* tok = cmd->add_subcommand("tokenizer", "Encode throughput beside the npm gpt-3-encoder on the same text");
+  tok->add_option("--corpus", t->corpus, "A text file or a folder of them")->capture_default_str();
+  tok->callback([t] {
+    auto r = bench::run_tokenizer_bench(default_vocab_dir(), t->corpus, t->script);
+    std::printf("encoded %zu bytes into %zu tokens per trial (outputs %s)\n", r.bytes, r.tokens,
+                r.outputs_match ? "match" : "DIFFER");
+    std::printf("cortex          %8.2f MB/s\ngpt-3-encoder   %8.2f MB/s\nratio           %8.1fx\n", r.ours_mb_per_s,
+                r.reference_mb_per_s, r.ours_mb_per_s / r.reference_mb_per_s);
+  });
+}
+
+}  // namespace cortex::cli

@@ -1,0 +1,81 @@
+// GPT-2 inference on the CPU: a forward pass over a batch of sequences, each at its own position, with
+// a paged key/value cache. One call can mix prompt prefill (many tokens of one sequence) with decode
+// steps (one token of many sequences): what continuous batching needs.
+//
+// Threading: forward() and sequence creation/destruction must come from one thread at a time (the
+// owner, e.g. the scheduler's loop); the model parallelises each forward internally over its pool.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "model/gpt2_weights.h"
+#include "model/kv_cache.h"
+#include "util/thread_pool.h"
+
+namespace cortex::model {
+
+struct ModelOptions {
+  int threads = 2;              // compute threads, the caller included
+  int64_t kv_cache_tokens = 0;  // cache budget in tokens across all sequences; 0 = 8 × context
+};
+
+class Gpt2Model;
+
+// A sequence's state in the model (its KV cache). Releases its cache blocks when destroyed; must not
+// outlive the model that created it.
+class Sequence {
+ public:
+  ~Sequence();
+  Sequence(const Sequence&) = delete;
+  Sequence& operator=(const Sequence&) = delete;
+  int length() const { return kv_.length; }  // tokens processed so far
+
+ private:
+  friend class Gpt2Model;
+  explicit Sequence(Gpt2Model* model) : model_(model) {}
+  Gpt2Model* model_;
+  KvSequence kv_;
+};
+
+// One sequence's part of a forward pass: tokens appended after its current length.
+struct BatchEntry {
+  Sequence* sequence = nullptr;
+  std::span<const int32_t> tokens;
+  bool all_logits = false;  // logits for every token (tests); otherwise only for the last one
+};
+
+class Gpt2Model {
+ public:
+  // Loads weights from a Hugging Face folder or GGUF file; throws Error naming the file.
+  static std::unique_ptr<Gpt2Model> load(const std::string& path, const ModelOptions& options = {});
+  static std::unique_ptr<Gpt2Model> create(std::unique_ptr<Gpt2Weights> weights, const ModelOptions& options);
+
+  const Gpt2Config& config() const { return weights_->config(); }
+  const Gpt2Weights& weights() const { return *weights_; }
+  KvCache& kv_cache() { return kv_cache_; }
+
+  std::unique_ptr<Sequence> new_sequence();
+
+  // Runs the batch and appends logits rows to `logits` ([rows, vocab]): one row per entry (its last
+  // token), or one per token for entries with all_logits. Throws invalid_argument when a token id is
+  // out of range, a sequence would pass the context length, or a sequence appears twice; throws
+  // Error(kResourceExhausted) when the KV cache budget is spent. On error no sequence changes.
+  void forward(std::span<const BatchEntry> batch, std::vector<float>* logits);
+
+ private:
+  friend class Sequence;
+  Gpt2Model(std::unique_ptr<Gpt2Weights> weights, const ModelOptions& options);
+  void attention(float* out, const float* qkv, std::span<const BatchEntry> batch, int layer);
+
+  std::unique_ptr<Gpt2Weights> weights_;
+  ThreadPool pool_;
+  KvCache kv_cache_;
+  // Scratch activations, resized per forward: x, xn [T, C]; qkv [T, 3C]; att [T, C]; hidden [T, 4C].
+  std::vector<float> x_, xn_, qkv_, att_, hidden_;
+  std::vector<std::vector<float>> scores_;  // per thread, [n_ctx]
+};
+
+}  // namespace cortex::model

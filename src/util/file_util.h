@@ -1,0 +1,14 @@
+// Small whole-file helpers.
+#pragma once
+
+#include <string>
+
+namespace cortex {
+
+// Reads a whole file; throws Error(kNotFound) naming the file when it cannot be opened.
+std::string read_file(const std::string& path);
+// Writes a whole file atomically (temporary name in the same folder, then rename).
+void write_file_atomic(const std::string& path, const std::string& contents);
+bool file_exists(const std::string& path);
+
+}  // namespace cortex

@@ -1,0 +1,77 @@
+#include "util/thread_pool.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define CORTEX_CPU_RELAX() _mm_pause()
+#else
+#define CORTEX_CPU_RELAX() std::this_thread::yield()
+#endif
+
+namespace cortex {
+
+namespace {
+constexpr int kSpinIterations = 1 << 14;  // ~100 us of pause instructions before sleeping
+}
+
+ThreadPool::ThreadPool(int threads) {
+  for (int i = 1; i < std::max(1, threads); ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+}
+
+ThreadPool::~ThreadPool() {
+  stop_.store(true);
+  generation_.fetch_add(1);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    wake_.notify_all();
+  }
+  for (auto& w : workers_) w.join();
+}
+
+void ThreadPool::run(const std::function<void(int)>& fn) {
+  if (workers_.empty()) {
+    fn(0);
+    return;
+  }
+  task_ = &fn;
+  pending_.store(static_cast<int>(workers_.size()));
+  generation_.fetch_add(1);
+  // A worker counts itself in sleepers_ before it checks generation_ under the mutex, so either it sees
+  // the new generation or we see it sleeping and wake it.
+  if (sleepers_.load() > 0) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    wake_.notify_all();
+  }
+  fn(0);
+  for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
+    if (spins < kSpinIterations) {
+      CORTEX_CPU_RELAX();
+    } else {
+      std::this_thread::yield();
+    }
+  }
+  task_ = nullptr;
+}
+
+void ThreadPool::worker_loop(int index) {
+  uint64_t seen = 0;  // the generation at construction: a run() may start before this thread does
+  for (;;) {
+    uint64_t now = generation_.load(std::memory_order_acquire);
+    for (int spins = 0; now == seen && spins < kSpinIterations; ++spins) {
+      CORTEX_CPU_RELAX();
+      now = generation_.load(std::memory_order_acquire);
+    }
+    if (now == seen) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      sleepers_.fetch_add(1);
+      wake_.wait(lock, [&] { return generation_.load() != seen; });
+      sleepers_.fetch_sub(1);
+      continue;
+    }
+    seen = now;
+    if (stop_.load()) return;
+    (*task_)(index);
+    pending_.fetch_sub(1, std::memory_order_release);
+  }
+}
+
+}  // namespace cortex

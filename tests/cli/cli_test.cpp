@@ -1,0 +1,91 @@
+// The cortex binary as a user runs it: generate, tokenize/detokenize, model info, and clear errors.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "support/test_models.h"
+
+namespace cortex {
+namespace {
+
+using testing::cortex_binary;
+using testing::run_command;
+using testing::test_model;
+
+TEST(CliTest, GenerateIsReproducibleForASeed) {
+  auto run = [](const std::string& seed) {
+    return run_command({cortex_binary(), "generate", "--model", test_model("tiny"), "-p", "machine learning", "-n",
+                        "24", "--seed", seed, "--temperature", "0.9", "--ignore-eos"});
+  };
+  auto a = run("3"), b = run("3"), c = run("4");
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  EXPECT_FALSE(a.out.empty());
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_NE(a.out, c.out);
+  EXPECT_NE(a.err.find("tok/s"), std::string::npos) << a.err;
+  EXPECT_EQ(a.out.find("machine learning"), std::string::npos) << "prints the continuation, not the prompt";
+}
+
+TEST(CliTest, GenerateFromGgufMatchesTheFolderGreedily) {
+  auto args = [](const std::string& model) {
+    return std::vector<std::string>{cortex_binary(), "generate", "--model", model, "-p", "Hello", "-n", "16",
+                                    "--temperature", "0", "--ignore-eos"};
+  };
+  auto a = run_command(args(test_model("tiny"))), b = run_command(args(test_model("tiny.gguf")));
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  EXPECT_EQ(a.out, b.out);
+}
+
+TEST(CliTest, TokenizeAndDetokenizeRoundTrip) {
+  const std::string text = "GPT-2 says: it's 42°C in 東京 🌡️\n\n  indented";
+  auto t = run_command({cortex_binary(), "tokenize", "--model", test_model("tiny")}, text);
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  auto ids = nlohmann::json::parse(t.out);
+  ASSERT_TRUE(ids.is_array());
+  EXPECT_GT(ids.size(), 10u);
+  auto d = run_command({cortex_binary(), "detokenize", "--model", test_model("tiny.gguf")}, t.out);
+  ASSERT_EQ(d.exit_code, 0) << d.err;
+  EXPECT_EQ(d.out, text);
+  auto special = run_command({cortex_binary(), "tokenize", "--special", "--model", test_model("tiny")}, "a<|endoftext|>");
+  EXPECT_EQ(nlohmann::json::parse(special.out), nlohmann::json({64, 50256}));
+}
+
+TEST(CliTest, ModelInfoDescribesTheShape) {
+  auto r = run_command({cortex_binary(), "model", "info", "--model", test_model("124M")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["n_layer"], 12);
+  EXPECT_EQ(j["n_embd"], 768);
+  EXPECT_NEAR(j["parameters"].get<double>(), 124.4e6, 0.2e6);
+}
+
+TEST(CliTest, ErrorsAreOneLineAndNameTheFile) {
+  std::string dir = testing::make_temp_dir("cli") + "/broken";
+  std::filesystem::copy(test_model("tiny"), dir, std::filesystem::copy_options::recursive);
+  std::filesystem::resize_file(dir + "/model.safetensors", 1000);
+  auto r = run_command({cortex_binary(), "generate", "--model", dir, "-p", "hi"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find(dir + "/model.safetensors"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "one line: " << r.err;
+
+  auto bad_detok = run_command({cortex_binary(), "detokenize", "--model", test_model("tiny")}, "[1, 2, \"x\"]");
+  EXPECT_EQ(bad_detok.exit_code, 2);
+  EXPECT_NE(bad_detok.err.find("integers"), std::string::npos) << bad_detok.err;
+  auto out_of_range = run_command({cortex_binary(), "detokenize", "--model", test_model("tiny")}, "[99999]");
+  EXPECT_NE(out_of_range.exit_code, 0);
+  EXPECT_NE(out_of_range.err.find("99999"), std::string::npos) << out_of_range.err;
+
+  auto long_prompt = run_command({cortex_binary(), "generate", "--model", test_model("tiny"), "-p",
+                                  std::string(3000, 'a') + std::string(" b", 400)});
+  EXPECT_EQ(long_prompt.exit_code, 2);
+  EXPECT_NE(long_prompt.err.find("context length 256"), std::string::npos) << long_prompt.err;
+
+  auto bad_shape = run_command({cortex_binary(), "model", "random", "--shape", "huge", "--out", dir + "2"});
+  EXPECT_EQ(bad_shape.exit_code, 2);
+  EXPECT_NE(bad_shape.err.find("tiny, 124M"), std::string::npos) << bad_shape.err;
+}
+
+}  // namespace
+}  // namespace cortex

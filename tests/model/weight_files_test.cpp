@@ -1,0 +1,196 @@
+// Loading weight files: round trips, and every kind of bad file gets a one-line error naming the file
+// and the problem (never a crash).
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "model/gguf.h"
+#include "model/gpt2_weights.h"
+#include "model/model_loader.h"
+#include "model/safetensors.h"
+#include "support/test_models.h"
+#include "util/error.h"
+#include "util/file_util.h"
+
+namespace cortex::model {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::test_model;
+
+// A writable copy of the tiny test model.
+std::string copy_tiny() {
+  std::string dir = testing::make_temp_dir("weights") + "/tiny";
+  fs::copy(test_model("tiny"), dir, fs::copy_options::recursive);
+  return dir;
+}
+
+// Rewrites a safetensors header in place (data region unchanged).
+void edit_header(const std::string& path, const std::function<void(nlohmann::json&)>& edit) {
+  std::string bytes = read_file(path);
+  uint64_t len;
+  std::memcpy(&len, bytes.data(), 8);
+  auto header = nlohmann::json::parse(bytes.substr(8, len));
+  edit(header);
+  std::string text = header.dump();
+  while ((8 + text.size()) % 8) text.push_back(' ');
+  uint64_t new_len = text.size();
+  std::string out(reinterpret_cast<const char*>(&new_len), 8);
+  write_file_atomic(path, out + text + bytes.substr(8 + len));
+}
+
+void truncate_file(const std::string& path, double fraction) {
+  fs::resize_file(path, static_cast<uintmax_t>(fs::file_size(path) * fraction));
+}
+
+// Loads and returns the error message (failing the test if loading succeeds).
+std::string load_error(const std::string& path, ErrorCode expected = ErrorCode::kCorruptData) {
+  try {
+    load_model(path, {1, 0});
+  } catch (const Error& e) {
+    EXPECT_EQ(static_cast<int>(e.code()), static_cast<int>(expected)) << e.what();
+    std::string m = e.what();
+    EXPECT_EQ(m.find('\n'), std::string::npos) << "one line: " << m;
+    return m;
+  }
+  ADD_FAILURE() << "loading " << path << " should fail";
+  return "";
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+TEST(WeightFilesTest, TinyModelLoadsInBothFormatsWithTheSameShape) {
+  auto st = Gpt2Weights::load(test_model("tiny"));
+  auto gg = Gpt2Weights::load(test_model("tiny.gguf"));
+  for (const auto* w : {st.get(), gg.get()}) {
+    EXPECT_EQ(w->config().vocab_size, 50257);
+    EXPECT_EQ(w->config().n_embd, 64);
+    EXPECT_EQ(w->config().n_layer, 2);
+    EXPECT_EQ(w->config().n_head, 4);
+    EXPECT_EQ(w->config().n_ctx, 256);
+  }
+  EXPECT_EQ(st->format(), "safetensors");
+  EXPECT_EQ(gg->format(), "gguf");
+  // Same values: the tied LM head / embedding agree element for element.
+  EXPECT_EQ(std::memcmp(st->wte, gg->wte, 50257 * 64 * sizeof(float)), 0);
+  // Conv1D weight [in, out] in HF is [out, in] in GGUF.
+  const Linear& a = st->layers[1].mlp_fc;
+  const Linear& b = gg->layers[1].mlp_fc;
+  EXPECT_EQ(a.weight[5 * a.out + 17], b.weight[17 * b.in + 5]);
+}
+
+TEST(WeightFilesTest, GgufCarriesTheVocabularyAndMetadata) {
+  auto f = GgufFile::open(test_model("tiny.gguf"));
+  EXPECT_EQ(f->get_string("general.architecture"), "gpt2");
+  EXPECT_EQ(f->get_int("gpt2.block_count"), 2);
+  ASSERT_NE(f->get_string_array("tokenizer.ggml.tokens"), nullptr);
+  EXPECT_EQ(f->get_string_array("tokenizer.ggml.tokens")->size(), 50257u);
+  auto from_gguf = load_tokenizer(test_model("tiny.gguf"));
+  auto from_dir = load_tokenizer(test_model("tiny"));
+  const std::string text = "Hello world, it's 2026! Ünïcödé ✓";
+  EXPECT_EQ(from_gguf->encode(text), from_dir->encode(text));
+}
+
+TEST(WeightFilesTest, TruncatedSafetensorsNamesTheFile) {
+  std::string dir = copy_tiny();
+  truncate_file(dir + "/model.safetensors", 0.5);
+  std::string m = load_error(dir);
+  EXPECT_TRUE(contains(m, "model.safetensors") && contains(m, "truncated")) << m;
+}
+
+TEST(WeightFilesTest, GarbageSafetensorsHeader) {
+  std::string dir = copy_tiny();
+  write_file_atomic(dir + "/model.safetensors", std::string("\xff\xff\xff\xff\xff\xff\x00\x00garbage", 15));
+  std::string m = load_error(dir);
+  EXPECT_TRUE(contains(m, "model.safetensors") && contains(m, "header length")) << m;
+  write_file_atomic(dir + "/model.safetensors", std::string("\x05\x00\x00\x00\x00\x00\x00\x00{bad}", 13));
+  m = load_error(dir);
+  EXPECT_TRUE(contains(m, "invalid JSON header")) << m;
+  write_file_atomic(dir + "/model.safetensors", "abc");
+  m = load_error(dir);
+  EXPECT_TRUE(contains(m, "truncated")) << m;
+}
+
+TEST(WeightFilesTest, WrongTensorShape) {
+  std::string dir = copy_tiny();
+  // Same byte count, wrong layout: [192, 64] instead of [64, 192].
+  edit_header(dir + "/model.safetensors", [](nlohmann::json& h) { h["h.0.attn.c_attn.weight"]["shape"] = {192, 64}; });
+  std::string m = load_error(dir);
+  EXPECT_TRUE(contains(m, "h.0.attn.c_attn.weight") && contains(m, "[192, 64]") && contains(m, "[64, 192]")) << m;
+}
+
+TEST(WeightFilesTest, ShapeThatDisagreesWithItsByteRange) {
+  std::string dir = copy_tiny();
+  edit_header(dir + "/model.safetensors", [](nlohmann::json& h) { h["ln_f.bias"]["shape"] = {65}; });
+  std::string m = load_error(dir);
+  EXPECT_TRUE(contains(m, "ln_f.bias") && contains(m, "data_offsets")) << m;
+}
+
+TEST(WeightFilesTest, MissingTensor) {
+  std::string dir = copy_tiny();
+  edit_header(dir + "/model.safetensors", [](nlohmann::json& h) { h.erase("h.1.mlp.c_proj.bias"); });
+  std::string m = load_error(dir);
+  EXPECT_TRUE(contains(m, "missing tensor h.1.mlp.c_proj.bias")) << m;
+}
+
+TEST(WeightFilesTest, ConfigThatDisagreesWithTheTensors) {
+  std::string dir = copy_tiny();
+  auto config = nlohmann::json::parse(read_file(dir + "/config.json"));
+  config["n_embd"] = 128;
+  config["n_head"] = 4;
+  write_file_atomic(dir + "/config.json", config.dump());
+  std::string m = load_error(dir);
+  EXPECT_TRUE(contains(m, "wte.weight") && contains(m, "config.json")) << m;
+  config["n_embd"] = "sixty-four";
+  write_file_atomic(dir + "/config.json", config.dump());
+  m = load_error(dir);
+  EXPECT_TRUE(contains(m, "config.json") && contains(m, "n_embd")) << m;
+  write_file_atomic(dir + "/config.json", "{not json");
+  m = load_error(dir);
+  EXPECT_TRUE(contains(m, "config.json") && contains(m, "invalid JSON")) << m;
+}
+
+TEST(WeightFilesTest, MissingVocabulary) {
+  std::string dir = copy_tiny();
+  for (const char* f : {"vocab.json", "merges.txt", "encoder.json", "vocab.bpe"}) fs::remove(dir + "/" + f);
+  std::string m = load_error(dir, ErrorCode::kNotFound);
+  EXPECT_TRUE(contains(m, dir) && contains(m, "vocab")) << m;
+}
+
+TEST(WeightFilesTest, MissingFiles) {
+  std::string dir = copy_tiny();
+  fs::remove(dir + "/model.safetensors");
+  EXPECT_TRUE(contains(load_error(dir, ErrorCode::kNotFound), "missing model.safetensors"));
+  EXPECT_TRUE(contains(load_error(dir + "/nope", ErrorCode::kNotFound), "no such model"));
+}
+
+TEST(WeightFilesTest, GgufOfAnotherArchitecture) {
+  std::string path = testing::make_temp_dir("gguf") + "/llama.gguf";
+  GgufWriter w(path);
+  w.add_metadata("general.architecture", std::string("llama"));
+  w.begin({{"token_embd.weight", {4, 8}}});
+  std::vector<float> v(32, 0.5f);
+  w.write_next(v.data(), v.size());
+  w.finish();
+  std::string m = load_error(path, ErrorCode::kUnsupported);
+  EXPECT_TRUE(contains(m, "llama.gguf") && contains(m, "architecture is 'llama'")) << m;
+}
+
+TEST(WeightFilesTest, TruncatedOrForeignGguf) {
+  std::string dir = testing::make_temp_dir("gguf");
+  fs::copy(test_model("tiny.gguf"), dir + "/t.gguf");
+  truncate_file(dir + "/t.gguf", 0.6);
+  std::string m = load_error(dir + "/t.gguf");
+  EXPECT_TRUE(contains(m, "t.gguf") && contains(m, "truncated")) << m;
+  truncate_file(dir + "/t.gguf", 0.0001);  // cut inside the metadata
+  m = load_error(dir + "/t.gguf");
+  EXPECT_TRUE(contains(m, "truncated")) << m;
+  write_file_atomic(dir + "/x.gguf", "PK\x03\x04 not a gguf file at all");
+  m = load_error(dir + "/x.gguf");
+  EXPECT_TRUE(contains(m, "x.gguf") && contains(m, "not a GGUF file")) << m;
+}
+
+}  // namespace
+}  // namespace cortex::model
