@@ -160,11 +160,7 @@ void Gpt2Model::attention(float* out, const float* qkv, std::span<const BatchEnt
           scores[j] = dot_product(q, kv_cache_.key(kv, layer, j) + hd, D) * scale;
           max_score = std::max(max_score, scores[j]);
         }
-        float sum = 0.f;
-        for (int j = 0; j <= pos; ++j) {
-          scores[j] = std::exp(scores[j] - max_score);
-          sum += scores[j];
-        }
+        const float sum = exp_and_sum(scores, pos + 1, max_score);
         float* o = out + static_cast<size_t>(task.first_row + t) * C + hd;
         std::fill(o, o + D, 0.f);
         const float inv = 1.f / sum;

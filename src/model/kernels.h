@@ -24,6 +24,9 @@ void gelu_forward(float* x, size_t n);
 // Output columns are split across the pool's threads.
 void linear_forward(float* out, const float* in, const Linear& layer, int rows, bool accumulate, ThreadPool& pool);
 
+// x[i] = exp(x[i] - shift) for i < n; returns the sum of the results (softmax's denominator).
+float exp_and_sum(float* x, int n, float shift);
+
 // Dot product of two float vectors of length n.
 float dot_product(const float* a, const float* b, int n);
 

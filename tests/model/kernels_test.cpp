@@ -33,11 +33,11 @@ std::vector<double> naive_linear(const std::vector<float>& in, const std::vector
 
 TEST(KernelsTest, LinearMatchesNaiveInBothLayoutsRowCountsAndThreadCounts) {
   configure_blas_threads();
-  const int I = 70, O = 133;  // not multiples of the SIMD width or the column alignment
+  for (const auto [I, O] : {std::pair{70, 133}, std::pair{64, 48}}) {  // odd sizes, then SIMD-friendly ones
   auto w = random_vector(static_cast<size_t>(I) * O, 1), b = random_vector(O, 2);
   for (int threads : {1, 2, 3}) {
     ThreadPool pool(threads);
-    for (int rows : {1, 2, 7}) {
+    for (int rows : {1, 2, 7, 8, 13, 32, 33}) {
       auto in = random_vector(static_cast<size_t>(rows) * I, 3);
       for (bool in_major : {true, false}) {
         Linear L{w.data(), b.data(), I, O, in_major};
@@ -52,6 +52,7 @@ TEST(KernelsTest, LinearMatchesNaiveInBothLayoutsRowCountsAndThreadCounts) {
         for (size_t k = 0; k < acc.size(); ++k) ASSERT_NEAR(acc[k], expect[k] + 1.5, 1e-4);
       }
     }
+  }
   }
 }
 
@@ -78,6 +79,31 @@ TEST(KernelsTest, GeluMatchesTanhApproximation) {
   gelu_forward(x.data(), x.size());
   for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(x[i], expect[i], 1e-6);
   EXPECT_NEAR(expect[3], 0.345714f, 1e-5);  // GELU(0.5), tanh form
+}
+
+TEST(KernelsTest, GeluIsAccurateOverItsRange) {
+  std::vector<float> x;
+  for (float v = -20.f; v <= 20.f; v += 0.01f) x.push_back(v);
+  auto y = x;
+  gelu_forward(y.data(), y.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    double v = x[i], expect = 0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)));
+    ASSERT_NEAR(y[i], expect, 1e-6 + 1e-6 * std::fabs(expect)) << "x=" << v;
+  }
+}
+
+TEST(KernelsTest, ExpAndSumMatchesStdExp) {
+  std::vector<float> x;
+  for (float v = -90.f; v <= 10.f; v += 0.37f) x.push_back(v);
+  auto y = x;
+  float sum = exp_and_sum(y.data(), static_cast<int>(y.size()), 2.f);
+  double expect_sum = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    double e = std::exp(double{x[i]} - 2.0);
+    expect_sum += e;
+    ASSERT_NEAR(y[i], e, 5e-6 * e + 1e-30) << "x=" << x[i];
+  }
+  EXPECT_NEAR(sum, expect_sum, 1e-5 * expect_sum);
 }
 
 TEST(KernelsTest, DotProductHandlesTails) {
