@@ -19,9 +19,6 @@ std::vector<int32_t> random_tokens(int n, int vocab, uint32_t seed) {
 
 ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
   ModelBenchReport report;
-  report.bandwidth_bytes_per_s = measure_read_bandwidth(options.threads);
-  report.sgemm_flops = measure_sgemm_flops(options.threads);
-
   model::ModelOptions mo;
   mo.threads = options.threads;
   int max_batch = 1;
@@ -32,6 +29,9 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
   const double dense = c.n_layer * (12.0 * C * C) + static_cast<double>(c.vocab_size) * C;
   report.flops_per_token = 2.0 * dense;
   report.weight_bytes = 4.0 * (dense + c.n_layer * 13.0 * C);  // matrices + biases and norms
+  report.bandwidth_bytes_per_s = measure_read_bandwidth(options.threads, static_cast<size_t>(report.weight_bytes));
+  report.dram_bandwidth_bytes_per_s = measure_read_bandwidth(options.threads, size_t{2} << 30);
+  report.sgemm_flops = measure_sgemm_flops(options.threads);
   const double bw_limit = report.bandwidth_bytes_per_s / report.weight_bytes;
   const double flop_limit = report.sgemm_flops / report.flops_per_token;
 

@@ -24,7 +24,8 @@ struct BenchFigure {
 };
 
 struct ModelBenchReport {
-  double bandwidth_bytes_per_s = 0;
+  double bandwidth_bytes_per_s = 0;        // streaming a buffer the size of the weights
+  double dram_bandwidth_bytes_per_s = 0;   // streaming 2 GiB (beyond any cache)
   double sgemm_flops = 0;
   double weight_bytes = 0;      // read once per decode step
   double flops_per_token = 0;   // 2 × multiply-accumulates of the dense layers and LM head

@@ -1,5 +1,7 @@
 #include "model/kernels.h"
 
+#include "model/small_batch_gemm.h"
+
 #include <cblas.h>
 
 #include <algorithm>
@@ -215,6 +217,19 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
         [&](size_t o0, size_t o1) {
           init(o0, o1);
           matvec_out_major(out, in, L.weight, I, static_cast<int>(o0), static_cast<int>(o1));
+        },
+        kAlign);
+    return;
+  }
+  if (rows <= kSmallBatchRows) {
+    pool.parallel_for(
+        static_cast<size_t>(O),
+        [&](size_t o0, size_t o1) {
+          init(o0, o1);
+          if (L.in_major)
+            small_batch_gemm_in_major(out, in, L.weight, rows, I, O, static_cast<int>(o0), static_cast<int>(o1));
+          else
+            small_batch_gemm_out_major(out, in, L.weight, rows, I, O, static_cast<int>(o0), static_cast<int>(o1));
         },
         kAlign);
     return;

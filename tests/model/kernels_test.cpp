@@ -33,7 +33,7 @@ std::vector<double> naive_linear(const std::vector<float>& in, const std::vector
 
 TEST(KernelsTest, LinearMatchesNaiveInBothLayoutsRowCountsAndThreadCounts) {
   configure_blas_threads();
-  for (const auto [I, O] : {std::pair{70, 133}, std::pair{64, 48}}) {  // odd sizes, then SIMD-friendly ones
+  for (const auto& [I, O] : {std::pair{70, 133}, std::pair{64, 48}}) {  // odd sizes, then SIMD-friendly ones
   auto w = random_vector(static_cast<size_t>(I) * O, 1), b = random_vector(O, 2);
   for (int threads : {1, 2, 3}) {
     ThreadPool pool(threads);

@@ -55,6 +55,7 @@ void add_bench_command(CLI::App& app) {
     auto r = bench::run_model_bench(o->model);
     if (o->json) {
       nlohmann::json j = {{"bandwidth_gb_s", r.bandwidth_bytes_per_s / 1e9},
+                          {"dram_bandwidth_gb_s", r.dram_bandwidth_bytes_per_s / 1e9},
                           {"sgemm_gflop_s", r.sgemm_flops / 1e9},
                           {"weight_mb", r.weight_bytes / 1e6},
                           {"mflop_per_token", r.flops_per_token / 1e6}};
@@ -67,8 +68,10 @@ void add_bench_command(CLI::App& app) {
       std::cout << j.dump(2) << "\n";
       return;
     }
-    std::printf("machine: read bandwidth %.1f GB/s, sgemm %.1f GFLOP/s (%d threads)\n",
-                r.bandwidth_bytes_per_s / 1e9, r.sgemm_flops / 1e9, o->model.threads);
+    std::printf("machine (%d threads): read bandwidth %.1f GB/s over a weights-sized buffer (%.1f GB/s over 2 GiB),"
+                " sgemm %.1f GFLOP/s\n",
+                o->model.threads, r.bandwidth_bytes_per_s / 1e9, r.dram_bandwidth_bytes_per_s / 1e9,
+                r.sgemm_flops / 1e9);
     std::printf("model: %.0f MB of weights read per decode step, %.0f MFLOP per token\n\n", r.weight_bytes / 1e6,
                 r.flops_per_token / 1e6);
     std::printf("%-10s %12s %12s %10s  %s\n", "test", "tok/s", "limit tok/s", "fraction", "bound by");
