@@ -24,7 +24,8 @@ float sum_range(const float* p, size_t n) {
   const size_t q = n / 4;
   const float *p0 = p, *p1 = p + q, *p2 = p + 2 * q, *p3 = p + 3 * q;
 #if defined(__AVX2__)
-  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
+         a3 = _mm256_setzero_ps();
   for (size_t i = 0; i < q; i += 16) {
     a0 = _mm256_add_ps(a0, _mm256_add_ps(_mm256_load_ps(p0 + i), _mm256_load_ps(p0 + i + 8)));
     a1 = _mm256_add_ps(a1, _mm256_add_ps(_mm256_load_ps(p1 + i), _mm256_load_ps(p1 + i + 8)));
@@ -48,9 +49,11 @@ float sum_range(const float* p, size_t n) {
 double measure_read_bandwidth(int threads, size_t bytes) {
   const size_t n = std::max<size_t>(bytes / sizeof(float) / 1024 * 1024, 1 << 20);
   auto deleter = [](float* p) { std::free(p); };
-  std::unique_ptr<float, decltype(deleter)> buf(static_cast<float*>(std::aligned_alloc(64, n * sizeof(float))), deleter);
+  std::unique_ptr<float, decltype(deleter)> buf(
+      static_cast<float*>(std::aligned_alloc(64, n * sizeof(float))), deleter);
   ThreadPool pool(threads);
-  pool.parallel_for(n, [&](size_t b, size_t e) { std::fill(buf.get() + b, buf.get() + e, 1.f); }, 1024);
+  pool.parallel_for(
+      n, [&](size_t b, size_t e) { std::fill(buf.get() + b, buf.get() + e, 1.f); }, 1024);
   double best = 0;
   volatile float sink = 0;
   for (int rep = 0; rep < 6; ++rep) {
@@ -80,8 +83,8 @@ double measure_sgemm_flops(int threads) {
     pool.parallel_for(
         N,
         [&](size_t n0, size_t n1) {
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, static_cast<int>(n1 - n0), K, 1.f, a.data(), K,
-                      b.data() + n0, N, 0.f, c.data() + n0, N);
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, static_cast<int>(n1 - n0), K, 1.f,
+                      a.data(), K, b.data() + n0, N, 0.f, c.data() + n0, N);
         },
         16);
     best = std::max(best, 2.0 * M * N * K / seconds_since(start));

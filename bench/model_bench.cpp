@@ -29,7 +29,8 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
   const double dense = c.n_layer * (12.0 * C * C) + static_cast<double>(c.vocab_size) * C;
   report.flops_per_token = 2.0 * dense;
   report.weight_bytes = 4.0 * (dense + c.n_layer * 13.0 * C);  // matrices + biases and norms
-  report.bandwidth_bytes_per_s = measure_read_bandwidth(options.threads, static_cast<size_t>(report.weight_bytes));
+  report.bandwidth_bytes_per_s =
+      measure_read_bandwidth(options.threads, static_cast<size_t>(report.weight_bytes));
   report.dram_bandwidth_bytes_per_s = measure_read_bandwidth(options.threads, size_t{2} << 30);
   report.sgemm_flops = measure_sgemm_flops(options.threads);
   const double bw_limit = report.bandwidth_bytes_per_s / report.weight_bytes;
@@ -64,7 +65,8 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
       model->forward(std::span(&e, 1), &logits);
       token = (token + 7919) % c.vocab_size;
     }
-    report.figures.push_back({"tg" + std::to_string(steps), steps / seconds_since(start), bw_limit, "bandwidth"});
+    report.figures.push_back(
+        {"tg" + std::to_string(steps), steps / seconds_since(start), bw_limit, "bandwidth"});
   }
   for (int b : options.batch_sizes) {
     std::vector<std::unique_ptr<model::Sequence>> seqs;

@@ -17,18 +17,18 @@ struct ModelBenchOptions {
 };
 
 struct BenchFigure {
-  std::string name;   // "pp512", "tg", "batch32"
+  std::string name;  // "pp512", "tg", "batch32"
   double tokens_per_second = 0;
   double limit_tokens_per_second = 0;  // what the machine's bandwidth or FLOP rate allows
   std::string bound;                   // "bandwidth" or "compute"
 };
 
 struct ModelBenchReport {
-  double bandwidth_bytes_per_s = 0;        // streaming a buffer the size of the weights
-  double dram_bandwidth_bytes_per_s = 0;   // streaming 2 GiB (beyond any cache)
+  double bandwidth_bytes_per_s = 0;       // streaming a buffer the size of the weights
+  double dram_bandwidth_bytes_per_s = 0;  // streaming 2 GiB (beyond any cache)
   double sgemm_flops = 0;
-  double weight_bytes = 0;      // read once per decode step
-  double flops_per_token = 0;   // 2 × multiply-accumulates of the dense layers and LM head
+  double weight_bytes = 0;     // read once per decode step
+  double flops_per_token = 0;  // 2 × multiply-accumulates of the dense layers and LM head
   std::vector<BenchFigure> figures;
 };
 

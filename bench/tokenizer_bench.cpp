@@ -1,19 +1,10 @@
 #include "bench/tokenizer_bench.h"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <pthread.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
-#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -21,8 +12,7 @@
 #include "tokenizer/bpe_tokenizer.h"
 #include "util/error.h"
 #include "util/file_util.h"
-
-extern char** environ;
+#include "util/subprocess.h"
 
 namespace cortex::bench {
 
@@ -71,84 +61,6 @@ uint64_t checksum_step(uint64_t h, int32_t id) {
   return (h * 31 + static_cast<uint64_t>(id) + 1) % 2147483647;
 }
 
-struct Output {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-// Runs argv (no shell) with `input` on stdin; collects stdout and stderr.
-Output run(const std::vector<std::string>& argv, const std::string& input) {
-  int in[2], out[2], err[2];
-  if (pipe2(in, O_CLOEXEC) != 0) throw Error(ErrorCode::kInternal, "pipe failed");
-  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
-    throw Error(ErrorCode::kInternal, "pipe failed");
-  }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, in[0], 0);
-  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, err[1], 2);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = 0;
-  const int rc = posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  close(in[0]);
-  close(out[1]);
-  close(err[1]);
-  if (rc != 0) {
-    close(in[1]);
-    close(out[0]);
-    close(err[0]);
-    throw not_found("cannot run " + argv[0] + ": " + std::strerror(rc));
-  }
-  // Writing stdin from a thread: node reads all of it before writing anything, but do not rely on it.
-  std::thread writer([fd = in[1], &input] {
-    // If node exits early, write() fails with EPIPE; SIGPIPE, blocked in this thread only, stays
-    // pending on it and is discarded when it ends.
-    sigset_t pipe_set;
-    sigemptyset(&pipe_set);
-    sigaddset(&pipe_set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe_set, nullptr);
-    size_t done = 0;
-    while (done < input.size()) {
-      const ssize_t n = write(fd, input.data() + done, input.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      done += static_cast<size_t>(n);
-    }
-    close(fd);
-  });
-  Output result;
-  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
-  std::string* sinks[2] = {&result.out, &result.err};
-  int open_fds = 2;
-  char buf[65536];
-  while (open_fds > 0) {
-    if (poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      break;
-    }
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
-      const ssize_t n = read(fds[i].fd, buf, sizeof buf);
-      if (n > 0) {
-        sinks[i]->append(buf, static_cast<size_t>(n));
-      } else if (n == 0 || errno != EINTR) {
-        close(fds[i].fd);
-        fds[i].fd = -1;
-        --open_fds;
-      }
-    }
-  }
-  writer.join();
-  int status = 0;
-  waitpid(pid, &status, 0);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return result;
-}
-
 }  // namespace
 
 TokenizerBenchResult run_tokenizer_bench(const std::string& vocab_dir, const std::string& corpus_path,
@@ -194,10 +106,10 @@ TokenizerBenchResult run_tokenizer_bench(const std::string& vocab_dir, const std
   result.ours_mb_per_s = static_cast<double>(result.bytes) / seconds[seconds.size() / 2] / 1e6;
 
   // The reference.
-  const Output out =
-      run({"node", node_script_path, "--package", vocab_dir, "--passes", std::to_string(kPasses), "--trials",
-           std::to_string(kTrials)},
-          nlohmann::json(chunks).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  const ProcessResult out =
+      run_process({"node", node_script_path, "--package", vocab_dir, "--passes", std::to_string(kPasses),
+                   "--trials", std::to_string(kTrials)},
+                  nlohmann::json(chunks).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   if (out.exit_code != 0) {
     std::string err = out.err.substr(0, 500);
     std::replace(err.begin(), err.end(), '\n', ' ');

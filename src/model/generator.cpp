@@ -11,8 +11,8 @@ GenerateResult generate(Gpt2Model& model, std::span<const int32_t> prompt, const
   if (options.max_tokens < 0) throw invalid_argument("max_tokens must be >= 0");
   const int n_ctx = model.config().n_ctx;
   if (static_cast<int64_t>(prompt.size()) > n_ctx)
-    throw invalid_argument("prompt of " + std::to_string(prompt.size()) + " tokens exceeds the context length " +
-                           std::to_string(n_ctx));
+    throw invalid_argument("prompt of " + std::to_string(prompt.size()) +
+                           " tokens exceeds the context length " + std::to_string(n_ctx));
   options.sampling.validate();
   GenerateResult result;
   result.finish_reason = "length";

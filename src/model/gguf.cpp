@@ -9,8 +9,19 @@ namespace cortex::model {
 namespace {
 
 enum GgufType : uint32_t {
-  kU8 = 0, kI8 = 1, kU16 = 2, kI16 = 3, kU32 = 4, kI32 = 5, kF32 = 6, kBool = 7,
-  kString = 8, kArray = 9, kU64 = 10, kI64 = 11, kF64 = 12,
+  kU8 = 0,
+  kI8 = 1,
+  kU16 = 2,
+  kI16 = 3,
+  kU32 = 4,
+  kI32 = 5,
+  kF32 = 6,
+  kBool = 7,
+  kString = 8,
+  kArray = 9,
+  kU64 = 10,
+  kI64 = 11,
+  kF64 = 12,
 };
 enum GgmlType : uint32_t { kGgmlF32 = 0, kGgmlF16 = 1, kGgmlQ8_0 = 8 };
 
@@ -52,26 +63,41 @@ class Reader {
 int64_t read_integer(Reader& r, uint32_t type, bool* ok) {
   *ok = true;
   switch (type) {
-    case kU8: return r.read<uint8_t>();
-    case kI8: return r.read<int8_t>();
-    case kU16: return r.read<uint16_t>();
-    case kI16: return r.read<int16_t>();
-    case kU32: return r.read<uint32_t>();
-    case kI32: return r.read<int32_t>();
-    case kI64: return r.read<int64_t>();
-    case kBool: return r.read<uint8_t>();
-    default: *ok = false; return 0;
+    case kU8:
+      return r.read<uint8_t>();
+    case kI8:
+      return r.read<int8_t>();
+    case kU16:
+      return r.read<uint16_t>();
+    case kI16:
+      return r.read<int16_t>();
+    case kU32:
+      return r.read<uint32_t>();
+    case kI32:
+      return r.read<int32_t>();
+    case kI64:
+      return r.read<int64_t>();
+    case kBool:
+      return r.read<uint8_t>();
+    default:
+      *ok = false;
+      return 0;
   }
 }
 
 GgufValue read_value(Reader& r, uint32_t type, const std::string& path, const std::string& key) {
   bool ok = false;
   switch (type) {
-    case kF32: return static_cast<double>(r.read<float>());
-    case kF64: return r.read<double>();
-    case kU64: return r.read<uint64_t>();
-    case kBool: return r.read<uint8_t>() != 0;
-    case kString: return r.read_string();
+    case kF32:
+      return static_cast<double>(r.read<float>());
+    case kF64:
+      return r.read<double>();
+    case kU64:
+      return r.read<uint64_t>();
+    case kBool:
+      return r.read<uint8_t>() != 0;
+    case kString:
+      return r.read_string();
     case kArray: {
       uint32_t elem = r.read<uint32_t>();
       uint64_t count = r.read<uint64_t>();
@@ -93,14 +119,16 @@ GgufValue read_value(Reader& r, uint32_t type, const std::string& path, const st
       for (uint64_t i = 0; i < count; ++i) {
         int64_t x = elem == kU64 ? static_cast<int64_t>(r.read<uint64_t>()) : read_integer(r, elem, &ok);
         if (elem != kU64 && !ok)
-          throw corrupt_data(path + ": metadata " + key + ": unknown array element type " + std::to_string(elem));
+          throw corrupt_data(path + ": metadata " + key + ": unknown array element type " +
+                             std::to_string(elem));
         v.push_back(x);
       }
       return v;
     }
     default: {
       int64_t x = read_integer(r, type, &ok);
-      if (!ok) throw corrupt_data(path + ": metadata " + key + ": unknown value type " + std::to_string(type));
+      if (!ok)
+        throw corrupt_data(path + ": metadata " + key + ": unknown value type " + std::to_string(type));
       return x;
     }
   }
@@ -113,7 +141,8 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
   result->file_ = MappedFile::open(path);
   const MappedFile& f = *result->file_;
   Reader r(f);
-  if (f.size() < 4 || r.read<uint32_t>() != kMagic) throw corrupt_data(path + ": not a GGUF file (bad magic)");
+  if (f.size() < 4 || r.read<uint32_t>() != kMagic)
+    throw corrupt_data(path + ": not a GGUF file (bad magic)");
   uint32_t version = r.read<uint32_t>();
   if (version != 2 && version != 3)
     throw unsupported(path + ": GGUF version " + std::to_string(version) + " (supported: 2, 3)");
@@ -127,7 +156,8 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
   }
   uint64_t alignment = kDefaultAlignment;
   if (auto a = result->get_int("general.alignment")) {
-    if (*a <= 0 || (*a & (*a - 1)) != 0) throw corrupt_data(path + ": general.alignment must be a power of two");
+    if (*a <= 0 || (*a & (*a - 1)) != 0)
+      throw corrupt_data(path + ": general.alignment must be a power of two");
     alignment = static_cast<uint64_t>(*a);
   }
   struct Pending {
@@ -140,7 +170,8 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
     Pending p;
     p.view.name = r.read_string();
     uint32_t n_dims = r.read<uint32_t>();
-    if (n_dims == 0 || n_dims > 4) throw corrupt_data(path + ": tensor " + p.view.name + ": bad dimension count");
+    if (n_dims == 0 || n_dims > 4)
+      throw corrupt_data(path + ": tensor " + p.view.name + ": bad dimension count");
     std::vector<int64_t> dims(n_dims);
     for (auto& d : dims) {
       uint64_t v = r.read<uint64_t>();
@@ -150,9 +181,15 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
     p.view.shape.assign(dims.rbegin(), dims.rend());  // GGUF lists the innermost dimension first
     uint32_t type = r.read<uint32_t>();
     switch (type) {
-      case kGgmlF32: p.view.dtype = DType::kF32; break;
-      case kGgmlF16: p.view.dtype = DType::kF16; break;
-      case kGgmlQ8_0: p.view.dtype = DType::kQ8_0; break;
+      case kGgmlF32:
+        p.view.dtype = DType::kF32;
+        break;
+      case kGgmlF16:
+        p.view.dtype = DType::kF16;
+        break;
+      case kGgmlQ8_0:
+        p.view.dtype = DType::kQ8_0;
+        break;
       default:
         throw unsupported(path + ": tensor " + p.view.name + ": ggml type " + std::to_string(type) +
                           " is not supported (F32, F16, Q8_0)");
@@ -163,7 +200,8 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
   }
   uint64_t data_start = (r.pos() + alignment - 1) / alignment * alignment;
   for (auto& p : pending) {
-    if (data_start > f.size() || p.offset > f.size() - data_start || p.view.bytes > f.size() - data_start - p.offset)
+    if (data_start > f.size() || p.offset > f.size() - data_start ||
+        p.view.bytes > f.size() - data_start - p.offset)
       throw corrupt_data(path + ": truncated: tensor " + p.view.name + " ends past the end of the file (" +
                          std::to_string(f.size()) + " bytes)");
     p.view.data = f.data() + data_start + p.offset;
@@ -213,7 +251,8 @@ const std::vector<std::string>* GgufFile::get_string_array(const std::string& ke
 
 namespace {
 void put(std::FILE* f, const void* p, size_t n, const std::string& path) {
-  if (n != 0 && std::fwrite(p, 1, n, f) != n) throw Error(ErrorCode::kResourceExhausted, path + ": write failed");
+  if (n != 0 && std::fwrite(p, 1, n, f) != n)
+    throw Error(ErrorCode::kResourceExhausted, path + ": write failed");
 }
 template <class T>
 void put_pod(std::FILE* f, T v, const std::string& path) {

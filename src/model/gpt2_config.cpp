@@ -9,7 +9,8 @@ namespace cortex::model {
 
 int64_t Gpt2Config::parameter_count() const {
   int64_t c = n_embd;
-  int64_t per_layer = 2 * c + (c * 3 * c + 3 * c) + (c * c + c) + 2 * c + (c * 4 * c + 4 * c) + (4 * c * c + c);
+  int64_t per_layer =
+      2 * c + (c * 3 * c + 3 * c) + (c * c + c) + 2 * c + (c * 4 * c + 4 * c) + (4 * c * c + c);
   return int64_t{vocab_size} * c + int64_t{n_ctx} * c + n_layer * per_layer + 2 * c;
 }
 
@@ -19,7 +20,8 @@ void Gpt2Config::validate(const std::string& source) const {
   if (n_ctx <= 0) bad("n_positions must be positive");
   if (n_embd <= 0 || n_layer <= 0 || n_head <= 0) bad("n_embd, n_layer and n_head must be positive");
   if (n_embd % n_head != 0)
-    bad("n_embd (" + std::to_string(n_embd) + ") is not a multiple of n_head (" + std::to_string(n_head) + ")");
+    bad("n_embd (" + std::to_string(n_embd) + ") is not a multiple of n_head (" + std::to_string(n_head) +
+        ")");
   if (!(layer_norm_epsilon > 0)) bad("layer_norm_epsilon must be positive");
 }
 
@@ -36,8 +38,10 @@ Gpt2Config Gpt2Config::from_hf_json(const std::string& path) {
   Gpt2Config c;
   auto get_int = [&](const char* key, const char* alt, int* out) {
     const nlohmann::json* v = nullptr;
-    if (j.contains(key)) v = &j[key];
-    else if (alt != nullptr && j.contains(alt)) v = &j[alt];
+    if (j.contains(key))
+      v = &j[key];
+    else if (alt != nullptr && j.contains(alt))
+      v = &j[alt];
     if (v == nullptr) throw corrupt_data(path + ": missing field \"" + key + "\"");
     if (!v->is_number_integer()) throw corrupt_data(path + ": field \"" + key + "\" must be an integer");
     *out = v->get<int>();
@@ -48,7 +52,8 @@ Gpt2Config Gpt2Config::from_hf_json(const std::string& path) {
   get_int("n_layer", nullptr, &c.n_layer);
   get_int("n_head", nullptr, &c.n_head);
   if (j.contains("layer_norm_epsilon")) {
-    if (!j["layer_norm_epsilon"].is_number()) throw corrupt_data(path + ": layer_norm_epsilon must be a number");
+    if (!j["layer_norm_epsilon"].is_number())
+      throw corrupt_data(path + ": layer_norm_epsilon must be a number");
     c.layer_norm_epsilon = j["layer_norm_epsilon"].get<float>();
   }
   c.validate(path);

@@ -10,13 +10,16 @@
 
 namespace cortex::model {
 
-Sequence::~Sequence() { model_->kv_cache_.release(kv_); }
+Sequence::~Sequence() {
+  model_->kv_cache_.release(kv_);
+}
 
 std::unique_ptr<Gpt2Model> Gpt2Model::load(const std::string& path, const ModelOptions& options) {
   return create(Gpt2Weights::load(path), options);
 }
 
-std::unique_ptr<Gpt2Model> Gpt2Model::create(std::unique_ptr<Gpt2Weights> weights, const ModelOptions& options) {
+std::unique_ptr<Gpt2Model> Gpt2Model::create(std::unique_ptr<Gpt2Weights> weights,
+                                             const ModelOptions& options) {
   if (options.threads < 1) throw invalid_argument("threads must be at least 1");
   return std::unique_ptr<Gpt2Model>(new Gpt2Model(std::move(weights), options));
 }
@@ -24,13 +27,15 @@ std::unique_ptr<Gpt2Model> Gpt2Model::create(std::unique_ptr<Gpt2Weights> weight
 Gpt2Model::Gpt2Model(std::unique_ptr<Gpt2Weights> weights, const ModelOptions& options)
     : weights_(std::move(weights)),
       pool_(options.threads),
-      kv_cache_(weights_->config(),
-                options.kv_cache_tokens > 0 ? options.kv_cache_tokens : int64_t{8} * weights_->config().n_ctx) {
+      kv_cache_(weights_->config(), options.kv_cache_tokens > 0 ? options.kv_cache_tokens
+                                                                : int64_t{8} * weights_->config().n_ctx) {
   configure_blas_threads();
   scores_.resize(static_cast<size_t>(pool_.size()), std::vector<float>(static_cast<size_t>(config().n_ctx)));
 }
 
-std::unique_ptr<Sequence> Gpt2Model::new_sequence() { return std::unique_ptr<Sequence>(new Sequence(this)); }
+std::unique_ptr<Sequence> Gpt2Model::new_sequence() {
+  return std::unique_ptr<Sequence>(new Sequence(this));
+}
 
 void Gpt2Model::forward(std::span<const BatchEntry> batch, std::vector<float>* logits) {
   const Gpt2Config& cfg = config();
@@ -40,7 +45,8 @@ void Gpt2Model::forward(std::span<const BatchEntry> batch, std::vector<float>* l
   int out_rows = 0;
   std::unordered_set<const Sequence*> seen;
   for (const BatchEntry& e : batch) {
-    if (e.sequence == nullptr || e.sequence->model_ != this) throw invalid_argument("batch entry without a sequence of this model");
+    if (e.sequence == nullptr || e.sequence->model_ != this)
+      throw invalid_argument("batch entry without a sequence of this model");
     if (!seen.insert(e.sequence).second) throw invalid_argument("a sequence appears twice in one batch");
     if (e.tokens.empty()) throw invalid_argument("a batch entry has no tokens");
     const int64_t end = int64_t{e.sequence->length()} + static_cast<int64_t>(e.tokens.size());
@@ -68,8 +74,9 @@ void Gpt2Model::forward(std::span<const BatchEntry> batch, std::vector<float>* l
         kv.blocks.resize(old_blocks[j]);
         kv_cache_.release(extra);
       }
-      throw Error(ErrorCode::kResourceExhausted, "KV cache is full (" + std::to_string(kv_cache_.max_blocks()) +
-                                                     " blocks of " + std::to_string(KvCache::kBlockTokens) + " tokens)");
+      throw Error(ErrorCode::kResourceExhausted, "KV cache is full (" +
+                                                     std::to_string(kv_cache_.max_blocks()) + " blocks of " +
+                                                     std::to_string(KvCache::kBlockTokens) + " tokens)");
     }
   }
 
@@ -93,11 +100,12 @@ void Gpt2Model::forward(std::span<const BatchEntry> batch, std::vector<float>* l
     const LayerWeights& w = weights_->layers[static_cast<size_t>(l)];
     layernorm_forward(xn_.data(), x_.data(), w.ln_1_weight, w.ln_1_bias, T, C, cfg.layer_norm_epsilon);
     linear_forward(qkv_.data(), xn_.data(), w.attn_qkv, T, false, pool_);  // [T, 3C]
-    attention(att_.data(), qkv_.data(), batch, l);                          // [T, C]
-    linear_forward(x_.data(), att_.data(), w.attn_proj, T, true, pool_);    // x += proj(att)
+    attention(att_.data(), qkv_.data(), batch, l);                         // [T, C]
+    linear_forward(x_.data(), att_.data(), w.attn_proj, T, true, pool_);   // x += proj(att)
     layernorm_forward(xn_.data(), x_.data(), w.ln_2_weight, w.ln_2_bias, T, C, cfg.layer_norm_epsilon);
     linear_forward(hidden_.data(), xn_.data(), w.mlp_fc, T, false, pool_);  // [T, 4C]
-    pool_.parallel_for(4 * TC, [&](size_t b, size_t e) { gelu_forward(hidden_.data() + b, e - b); }, 64);
+    pool_.parallel_for(
+        4 * TC, [&](size_t b, size_t e) { gelu_forward(hidden_.data() + b, e - b); }, 64);
     linear_forward(x_.data(), hidden_.data(), w.mlp_proj, T, true, pool_);  // x += proj(gelu(fc))
   }
   // Gather the rows that need logits, normalise them, project on the vocabulary.

@@ -71,7 +71,8 @@ const float* Gpt2Weights::as_f32(const TensorView& t) {
         for (int j = 0; j < 32; ++j) buf[b * 32 + j] = scale * static_cast<int8_t>(block[2 + j]);
       }
       break;
-    case DType::kF32: break;
+    case DType::kF32:
+      break;
   }
   converted_.push_back(std::move(buf));
   return converted_.back().get();
@@ -126,8 +127,7 @@ void Gpt2Weights::load_gguf(const std::string& path) {
   const auto& f = *gguf_;
   auto arch = f.get_string("general.architecture");
   if (!arch) throw corrupt_data(path + ": missing general.architecture");
-  if (*arch != "gpt2")
-    throw unsupported(path + ": architecture is '" + *arch + "'; only gpt2 is supported");
+  if (*arch != "gpt2") throw unsupported(path + ": architecture is '" + *arch + "'; only gpt2 is supported");
   auto need_int = [&](const std::string& key) -> int {
     auto v = f.get_int(key);
     if (!v) throw corrupt_data(path + ": missing metadata " + key);
@@ -137,9 +137,11 @@ void Gpt2Weights::load_gguf(const std::string& path) {
   config_.n_embd = need_int("gpt2.embedding_length");
   config_.n_layer = need_int("gpt2.block_count");
   config_.n_head = need_int("gpt2.attention.head_count");
-  if (auto eps = f.get_float("gpt2.attention.layer_norm_epsilon")) config_.layer_norm_epsilon = static_cast<float>(*eps);
+  if (auto eps = f.get_float("gpt2.attention.layer_norm_epsilon"))
+    config_.layer_norm_epsilon = static_cast<float>(*eps);
   const TensorView* embd = f.find("token_embd.weight");
-  if (embd == nullptr || embd->shape.size() != 2) throw corrupt_data(path + ": missing tensor token_embd.weight");
+  if (embd == nullptr || embd->shape.size() != 2)
+    throw corrupt_data(path + ": missing tensor token_embd.weight");
   config_.vocab_size = static_cast<int>(embd->shape[0]);
   config_.validate(path);
   if (auto ff = f.get_int("gpt2.feed_forward_length"); ff && *ff != 4 * config_.n_embd)
@@ -149,7 +151,8 @@ void Gpt2Weights::load_gguf(const std::string& path) {
   const std::string src = "its metadata";
   auto get = [&](const std::string& name, std::vector<int64_t> shape) {
     const TensorView& t = require(f, {name}, shape, src);
-    if (t.dtype != DType::kF32) spdlog::debug("{}: widening {} from {} to F32", path, name, dtype_name(t.dtype));
+    if (t.dtype != DType::kF32)
+      spdlog::debug("{}: widening {} from {} to F32", path, name, dtype_name(t.dtype));
     return as_f32(t);
   };
   auto linear = [&](const std::string& name, int in, int out) {

@@ -21,8 +21,8 @@ void configure_blas_threads() {
   std::call_once(once, [] { openblas_set_num_threads(1); });
 }
 
-void layernorm_forward(float* out, const float* in, const float* weight, const float* bias, int rows, int cols,
-                       float eps) {
+void layernorm_forward(float* out, const float* in, const float* weight, const float* bias, int rows,
+                       int cols, float eps) {
   for (int r = 0; r < rows; ++r) {
     const float* x = in + static_cast<size_t>(r) * cols;
     float* y = out + static_cast<size_t>(r) * cols;
@@ -68,7 +68,8 @@ void gelu_forward(float* x, size_t n) {
   constexpr float kSqrt2OverPi = 0.7978845608028654f;
   size_t i = 0;
 #ifdef CORTEX_AVX2
-  const __m256 c = _mm256_set1_ps(-2.f * kSqrt2OverPi), a = _mm256_set1_ps(0.044715f), one = _mm256_set1_ps(1.f);
+  const __m256 c = _mm256_set1_ps(-2.f * kSqrt2OverPi), a = _mm256_set1_ps(0.044715f),
+               one = _mm256_set1_ps(1.f);
   for (; i + 8 <= n; i += 8) {
     __m256 v = _mm256_loadu_ps(x + i);
     __m256 u = _mm256_mul_ps(c, _mm256_fmadd_ps(_mm256_mul_ps(a, v), _mm256_mul_ps(v, v), v));
@@ -130,8 +131,8 @@ namespace {
 
 // y[0:out] += x[i0:i1] · W[i0:i1, :] for W stored [in, out]: streams rows i0..i1 of W contiguously,
 // four at a time, into an accumulator that stays in L1.
-void matvec_in_major_rows(float* __restrict y, const float* __restrict x, const float* __restrict w, int out, int i0,
-                          int i1) {
+void matvec_in_major_rows(float* __restrict y, const float* __restrict x, const float* __restrict w, int out,
+                          int i0, int i1) {
   int i = i0;
   for (; i + 4 <= i1; i += 4) {
     const float x0 = x[i], x1 = x[i + 1], x2 = x[i + 2], x3 = x[i + 3];
@@ -159,7 +160,8 @@ void matvec_out_major(float* y, const float* x, const float* w, int in, int o0, 
       const float* w1 = w0 + in;
       const float* w2 = w1 + in;
       const float* w3 = w2 + in;
-      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
+             a3 = _mm256_setzero_ps();
       for (int i = 0; i < in; i += 8) {
         const __m256 xv = _mm256_loadu_ps(x + i);
         a0 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w0 + i), a0);
@@ -180,7 +182,8 @@ void matvec_out_major(float* y, const float* x, const float* w, int in, int o0, 
 
 }  // namespace
 
-void linear_forward(float* out, const float* in, const Linear& L, int rows, bool accumulate, ThreadPool& pool) {
+void linear_forward(float* out, const float* in, const Linear& L, int rows, bool accumulate,
+                    ThreadPool& pool) {
   const int O = L.out, I = L.in;
   // Initialise the output with the bias (added to what is there when accumulating).
   auto init = [&](size_t o0, size_t o1) {
@@ -227,9 +230,11 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
         [&](size_t o0, size_t o1) {
           init(o0, o1);
           if (L.in_major)
-            small_batch_gemm_in_major(out, in, L.weight, rows, I, O, static_cast<int>(o0), static_cast<int>(o1));
+            small_batch_gemm_in_major(out, in, L.weight, rows, I, O, static_cast<int>(o0),
+                                      static_cast<int>(o1));
           else
-            small_batch_gemm_out_major(out, in, L.weight, rows, I, O, static_cast<int>(o0), static_cast<int>(o1));
+            small_batch_gemm_out_major(out, in, L.weight, rows, I, O, static_cast<int>(o0),
+                                       static_cast<int>(o1));
         },
         kAlign);
     return;
@@ -240,8 +245,8 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
         init(o0, o1);
         const int n = static_cast<int>(o1 - o0);
         if (L.in_major) {
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, n, I, 1.f, in, I, L.weight + o0, O, 1.f,
-                      out + o0, O);
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, n, I, 1.f, in, I, L.weight + o0, O,
+                      1.f, out + o0, O);
         } else {
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, I, 1.f, in, I,
                       L.weight + o0 * static_cast<size_t>(I), I, 1.f, out + o0, O);

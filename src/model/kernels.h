@@ -14,15 +14,16 @@ namespace cortex::model {
 void configure_blas_threads();
 
 // out[rows, cols] = (in - mean) / sqrt(var + eps) * weight + bias, per row. out may alias in.
-void layernorm_forward(float* out, const float* in, const float* weight, const float* bias, int rows, int cols,
-                       float eps);
+void layernorm_forward(float* out, const float* in, const float* weight, const float* bias, int rows,
+                       int cols, float eps);
 
 // x[n] = gelu(x) with GPT-2's tanh approximation, in place.
 void gelu_forward(float* x, size_t n);
 
 // out[rows, L.out] = in[rows, L.in] · W + b, or out += ... when accumulate (fused residual add).
 // Output columns are split across the pool's threads.
-void linear_forward(float* out, const float* in, const Linear& layer, int rows, bool accumulate, ThreadPool& pool);
+void linear_forward(float* out, const float* in, const Linear& layer, int rows, bool accumulate,
+                    ThreadPool& pool);
 
 // x[i] = exp(x[i] - shift) for i < n; returns the sum of the results (softmax's denominator).
 float exp_and_sum(float* x, int n, float shift);

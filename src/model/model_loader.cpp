@@ -14,7 +14,8 @@ std::unique_ptr<tokenizer::BpeTokenizer> tokenizer_from_gguf(const GgufFile& f) 
   const auto* merges = f.get_string_array("tokenizer.ggml.merges");
   if (!kind || tokens == nullptr || merges == nullptr)
     throw corrupt_data(f.path() + ": missing vocabulary (tokenizer.ggml.tokens / tokenizer.ggml.merges)");
-  if (*kind != "gpt2") throw unsupported(f.path() + ": tokenizer '" + *kind + "' is not supported (gpt2 only)");
+  if (*kind != "gpt2")
+    throw unsupported(f.path() + ": tokenizer '" + *kind + "' is not supported (gpt2 only)");
   return tokenizer::BpeTokenizer::from_tokens(*tokens, *merges);
 }
 }  // namespace
@@ -32,7 +33,8 @@ LoadedModel load_model(const std::string& path, const ModelOptions& options) {
                                            : tokenizer::BpeTokenizer::load(path);
   if (m.tokenizer->vocab_size() != static_cast<size_t>(weights->config().vocab_size))
     throw corrupt_data(path + ": the vocabulary has " + std::to_string(m.tokenizer->vocab_size()) +
-                       " tokens but the model's embedding has " + std::to_string(weights->config().vocab_size));
+                       " tokens but the model's embedding has " +
+                       std::to_string(weights->config().vocab_size));
   m.model = Gpt2Model::create(std::move(weights), options);
   return m;
 }

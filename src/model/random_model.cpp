@@ -19,10 +19,10 @@ namespace cortex::model {
 namespace {
 
 struct Vocabulary {
-  std::string vocab_json;          // {token: id}
-  std::string merges_text;         // "#version: 0.2\na b\n..."
-  std::vector<std::string> tokens; // by id
-  std::vector<std::string> merges; // "a b"
+  std::string vocab_json;           // {token: id}
+  std::string merges_text;          // "#version: 0.2\na b\n..."
+  std::vector<std::string> tokens;  // by id
+  std::vector<std::string> merges;  // "a b"
 };
 
 Vocabulary read_vocabulary(const std::string& dir) {
@@ -30,7 +30,8 @@ Vocabulary read_vocabulary(const std::string& dir) {
   std::string json_path = dir + "/vocab.json", merges_path = dir + "/merges.txt";
   if (!fs::exists(json_path)) json_path = dir + "/encoder.json", merges_path = dir + "/vocab.bpe";
   if (!fs::exists(json_path) || !fs::exists(merges_path))
-    throw not_found(dir + ": no GPT-2 vocabulary (looked for vocab.json + merges.txt and encoder.json + vocab.bpe)");
+    throw not_found(
+        dir + ": no GPT-2 vocabulary (looked for vocab.json + merges.txt and encoder.json + vocab.bpe)");
   Vocabulary v;
   v.vocab_json = read_file(json_path);
   v.merges_text = read_file(merges_path);
@@ -76,8 +77,8 @@ void fill_normal(std::vector<float>& out, uint64_t seed, float stddev) {
 enum class Init { kNormal, kOnes, kZeros };
 
 struct TensorSpec {
-  std::string hf_name;    // Hugging Face name (the seed of its values)
-  std::string gguf_name;  // llama.cpp's name
+  std::string hf_name;         // Hugging Face name (the seed of its values)
+  std::string gguf_name;       // llama.cpp's name
   std::vector<int64_t> shape;  // HF shape
   Init init;
   bool transpose_for_gguf;  // Conv1D weights: [in, out] in HF, [out, in] in GGUF
@@ -113,9 +114,15 @@ void generate(const TensorSpec& spec, uint64_t seed, std::vector<float>& values)
   for (int64_t d : spec.shape) n *= static_cast<size_t>(d);
   values.resize(n);
   switch (spec.init) {
-    case Init::kNormal: fill_normal(values, tensor_seed(seed, spec.hf_name), 0.02f); break;
-    case Init::kOnes: std::fill(values.begin(), values.end(), 1.f); break;
-    case Init::kZeros: std::fill(values.begin(), values.end(), 0.f); break;
+    case Init::kNormal:
+      fill_normal(values, tensor_seed(seed, spec.hf_name), 0.02f);
+      break;
+    case Init::kOnes:
+      std::fill(values.begin(), values.end(), 1.f);
+      break;
+    case Init::kZeros:
+      std::fill(values.begin(), values.end(), 0.f);
+      break;
   }
 }
 

@@ -13,10 +13,14 @@ namespace {
 constexpr uint64_t kMaxHeaderBytes = 100u << 20;
 
 bool parse_dtype(const std::string& s, DType* out) {
-  if (s == "F32") *out = DType::kF32;
-  else if (s == "F16") *out = DType::kF16;
-  else if (s == "BF16") *out = DType::kBF16;
-  else return false;
+  if (s == "F32")
+    *out = DType::kF32;
+  else if (s == "F16")
+    *out = DType::kF16;
+  else if (s == "BF16")
+    *out = DType::kBF16;
+  else
+    return false;
   return true;
 }
 
@@ -27,7 +31,8 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   result->file_ = MappedFile::open(path);
   const MappedFile& f = *result->file_;
   auto bad = [&](const std::string& what) { return corrupt_data(path + ": " + what); };
-  if (f.size() < 8) throw bad("truncated: " + std::to_string(f.size()) + " bytes, too short for a safetensors header");
+  if (f.size() < 8)
+    throw bad("truncated: " + std::to_string(f.size()) + " bytes, too short for a safetensors header");
   uint64_t header_len = 0;
   std::memcpy(&header_len, f.data(), 8);
   if (header_len > kMaxHeaderBytes || header_len > f.size() - 8)

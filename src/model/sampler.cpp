@@ -16,7 +16,9 @@ void SamplingParams::validate() const {
 
 Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
 
-double Sampler::next_uniform() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
+double Sampler::next_uniform() {
+  return static_cast<double>(rng_() >> 11) * 0x1.0p-53;
+}
 
 int32_t argmax(std::span<const float> values) {
   return static_cast<int32_t>(std::max_element(values.begin(), values.end()) - values.begin());
@@ -33,8 +35,8 @@ int32_t Sampler::sample(std::span<const float> logits) {
   size_t k = candidates_.size();
   if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < k) {
     k = static_cast<size_t>(params_.top_k);
-    std::partial_sort(candidates_.begin(), candidates_.begin() + static_cast<std::ptrdiff_t>(k), candidates_.end(),
-                      by_logit);
+    std::partial_sort(candidates_.begin(), candidates_.begin() + static_cast<std::ptrdiff_t>(k),
+                      candidates_.end(), by_logit);
     candidates_.resize(k);
   } else if (params_.top_p < 1.f) {
     std::sort(candidates_.begin(), candidates_.end(), by_logit);

@@ -137,14 +137,30 @@ void for_row_blocks(int rows, int max_mr, F&& f) {
   while (r < rows) {
     int mr = rows - r < max_mr ? rows - r : max_mr;
     switch (mr) {
-      case 8: f.template operator()<8>(r); break;
-      case 7: f.template operator()<7>(r); break;
-      case 6: f.template operator()<6>(r); break;
-      case 5: f.template operator()<5>(r); break;
-      case 4: f.template operator()<4>(r); break;
-      case 3: f.template operator()<3>(r); break;
-      case 2: f.template operator()<2>(r); break;
-      default: f.template operator()<1>(r); break;
+      case 8:
+        f.template operator()<8>(r);
+        break;
+      case 7:
+        f.template operator()<7>(r);
+        break;
+      case 6:
+        f.template operator()<6>(r);
+        break;
+      case 5:
+        f.template operator()<5>(r);
+        break;
+      case 4:
+        f.template operator()<4>(r);
+        break;
+      case 3:
+        f.template operator()<3>(r);
+        break;
+      case 2:
+        f.template operator()<2>(r);
+        break;
+      default:
+        f.template operator()<1>(r);
+        break;
     }
     r += mr;
   }
@@ -153,7 +169,8 @@ void for_row_blocks(int rows, int max_mr, F&& f) {
 
 }  // namespace
 
-void small_batch_gemm_in_major(float* out, const float* in, const float* w, int rows, int K, int N, int n0, int n1) {
+void small_batch_gemm_in_major(float* out, const float* in, const float* w, int rows, int K, int N, int n0,
+                               int n1) {
   int n_vec = n0;
 #ifdef CORTEX_AVX2
   // Blocks of kRowsPerPass rows of W are swept left to right, so the reads form a few sequential
@@ -171,14 +188,14 @@ void small_batch_gemm_in_major(float* out, const float* in, const float* w, int 
 #ifdef CORTEX_AVX512
       for (; n + 32 <= n_end; n += 32)
         for_row_blocks(chunk, 8, [&]<int MR>(int r) {
-          tile_in_major_512<MR>(out + static_cast<size_t>(r0 + r) * N, in + static_cast<size_t>(r0 + r) * K, w, K, N,
-                                n, k0, k1);
+          tile_in_major_512<MR>(out + static_cast<size_t>(r0 + r) * N, in + static_cast<size_t>(r0 + r) * K,
+                                w, K, N, n, k0, k1);
         });
 #endif
       for (; n < n_end; n += 16)
         for_row_blocks(chunk, 6, [&]<int MR>(int r) {
-          tile_in_major<MR>(out + static_cast<size_t>(r0 + r) * N, in + static_cast<size_t>(r0 + r) * K, w, K, N, n,
-                            k0, k1);
+          tile_in_major<MR>(out + static_cast<size_t>(r0 + r) * N, in + static_cast<size_t>(r0 + r) * K, w, K,
+                            N, n, k0, k1);
         });
     }
   }
@@ -192,14 +209,16 @@ void small_batch_gemm_in_major(float* out, const float* in, const float* w, int 
     }
 }
 
-void small_batch_gemm_out_major(float* out, const float* in, const float* w, int rows, int K, int N, int n0, int n1) {
+void small_batch_gemm_out_major(float* out, const float* in, const float* w, int rows, int K, int N, int n0,
+                                int n1) {
   int n = n0;
 #ifdef CORTEX_AVX2
 #ifdef CORTEX_AVX512
   if (K % 16 == 0) {
     for (; n + 4 <= n1; n += 4) {
       for_row_blocks(rows, 4, [&]<int MR>(int r) {
-        tile_out_major_512<MR, 4>(out + static_cast<size_t>(r) * N, in + static_cast<size_t>(r) * K, w, K, N, n);
+        tile_out_major_512<MR, 4>(out + static_cast<size_t>(r) * N, in + static_cast<size_t>(r) * K, w, K, N,
+                                  n);
       });
     }
   }

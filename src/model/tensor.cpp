@@ -4,10 +4,14 @@ namespace cortex::model {
 
 const char* dtype_name(DType t) {
   switch (t) {
-    case DType::kF32: return "F32";
-    case DType::kF16: return "F16";
-    case DType::kBF16: return "BF16";
-    case DType::kQ8_0: return "Q8_0";
+    case DType::kF32:
+      return "F32";
+    case DType::kF16:
+      return "F16";
+    case DType::kBF16:
+      return "BF16";
+    case DType::kQ8_0:
+      return "Q8_0";
   }
   return "?";
 }
@@ -15,10 +19,13 @@ const char* dtype_name(DType t) {
 size_t dtype_bytes(DType t, int64_t elements) {
   size_t n = static_cast<size_t>(elements);
   switch (t) {
-    case DType::kF32: return n * 4;
+    case DType::kF32:
+      return n * 4;
     case DType::kF16:
-    case DType::kBF16: return n * 2;
-    case DType::kQ8_0: return (n + 31) / 32 * 34;
+    case DType::kBF16:
+      return n * 2;
+    case DType::kQ8_0:
+      return (n + 31) / 32 * 34;
   }
   return 0;
 }

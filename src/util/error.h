@@ -25,9 +25,17 @@ class Error : public std::runtime_error {
   ErrorCode code_;
 };
 
-inline Error invalid_argument(const std::string& m) { return Error(ErrorCode::kInvalidArgument, m); }
-inline Error not_found(const std::string& m) { return Error(ErrorCode::kNotFound, m); }
-inline Error corrupt_data(const std::string& m) { return Error(ErrorCode::kCorruptData, m); }
-inline Error unsupported(const std::string& m) { return Error(ErrorCode::kUnsupported, m); }
+inline Error invalid_argument(const std::string& m) {
+  return Error(ErrorCode::kInvalidArgument, m);
+}
+inline Error not_found(const std::string& m) {
+  return Error(ErrorCode::kNotFound, m);
+}
+inline Error corrupt_data(const std::string& m) {
+  return Error(ErrorCode::kCorruptData, m);
+}
+inline Error unsupported(const std::string& m) {
+  return Error(ErrorCode::kUnsupported, m);
+}
 
 }  // namespace cortex

@@ -28,6 +28,8 @@ void write_file_atomic(const std::string& path, const std::string& contents) {
   std::filesystem::rename(tmp, path);
 }
 
-bool file_exists(const std::string& path) { return std::filesystem::exists(path); }
+bool file_exists(const std::string& path) {
+  return std::filesystem::exists(path);
+}
 
 }  // namespace cortex

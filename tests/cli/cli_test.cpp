@@ -15,8 +15,8 @@ using testing::test_model;
 
 TEST(CliTest, GenerateIsReproducibleForASeed) {
   auto run = [](const std::string& seed) {
-    return run_command({cortex_binary(), "generate", "--model", test_model("tiny"), "-p", "machine learning", "-n",
-                        "24", "--seed", seed, "--temperature", "0.9", "--ignore-eos"});
+    return run_command({cortex_binary(), "generate", "--model", test_model("tiny"), "-p", "machine learning",
+                        "-n", "24", "--seed", seed, "--temperature", "0.9", "--ignore-eos"});
   };
   auto a = run("3"), b = run("3"), c = run("4");
   ASSERT_EQ(a.exit_code, 0) << a.err;
@@ -29,8 +29,9 @@ TEST(CliTest, GenerateIsReproducibleForASeed) {
 
 TEST(CliTest, GenerateFromGgufMatchesTheFolderGreedily) {
   auto args = [](const std::string& model) {
-    return std::vector<std::string>{cortex_binary(), "generate", "--model", model, "-p", "Hello", "-n", "16",
-                                    "--temperature", "0", "--ignore-eos"};
+    return std::vector<std::string>{cortex_binary(), "generate", "--model", model,           "-p",
+                                    "Hello",         "-n",       "16",      "--temperature", "0",
+                                    "--ignore-eos"};
   };
   auto a = run_command(args(test_model("tiny"))), b = run_command(args(test_model("tiny.gguf")));
   ASSERT_EQ(a.exit_code, 0) << a.err;
@@ -48,7 +49,8 @@ TEST(CliTest, TokenizeAndDetokenizeRoundTrip) {
   auto d = run_command({cortex_binary(), "detokenize", "--model", test_model("tiny.gguf")}, t.out);
   ASSERT_EQ(d.exit_code, 0) << d.err;
   EXPECT_EQ(d.out, text);
-  auto special = run_command({cortex_binary(), "tokenize", "--special", "--model", test_model("tiny")}, "a<|endoftext|>");
+  auto special = run_command({cortex_binary(), "tokenize", "--special", "--model", test_model("tiny")},
+                             "a<|endoftext|>");
   EXPECT_EQ(nlohmann::json::parse(special.out), nlohmann::json({64, 50256}));
 }
 
@@ -70,7 +72,8 @@ TEST(CliTest, ErrorsAreOneLineAndNameTheFile) {
   EXPECT_NE(r.err.find(dir + "/model.safetensors"), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "one line: " << r.err;
 
-  auto bad_detok = run_command({cortex_binary(), "detokenize", "--model", test_model("tiny")}, "[1, 2, \"x\"]");
+  auto bad_detok =
+      run_command({cortex_binary(), "detokenize", "--model", test_model("tiny")}, "[1, 2, \"x\"]");
   EXPECT_EQ(bad_detok.exit_code, 2);
   EXPECT_NE(bad_detok.err.find("integers"), std::string::npos) << bad_detok.err;
   auto out_of_range = run_command({cortex_binary(), "detokenize", "--model", test_model("tiny")}, "[99999]");

@@ -22,17 +22,22 @@ constexpr float kTolerance = 1e-3f;
 
 std::string join(const std::vector<int32_t>& ids) {
   std::string s;
-  for (size_t i = 0; i < ids.size(); ++i) s += (i ? "," : "") + std::to_string(ids[i]);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i > 0) s += ',';
+    s += std::to_string(ids[i]);
+  }
   return s;
 }
 
-std::string reference_script() { return testing::source_dir() + "/tests/model/reference_gpt2.py"; }
+std::string reference_script() {
+  return testing::source_dir() + "/tests/model/reference_gpt2.py";
+}
 
 // Logits of every position of `tokens` from the numpy reference: [T, vocab].
 std::vector<float> reference_logits(const std::string& model_dir, const std::vector<int32_t>& tokens) {
   std::string out = testing::make_temp_dir("ref") + "/logits.f32";
-  auto r = run_command({CORTEX_PYTHON3, reference_script(), "logits", "--model", model_dir, "--tokens", join(tokens),
-                        "--out", out});
+  auto r = run_command({CORTEX_PYTHON3, reference_script(), "logits", "--model", model_dir, "--tokens",
+                        join(tokens), "--out", out});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   std::string bytes = read_file(out);
   std::vector<float> v(bytes.size() / sizeof(float));
@@ -40,9 +45,10 @@ std::vector<float> reference_logits(const std::string& model_dir, const std::vec
   return v;
 }
 
-std::vector<int32_t> reference_greedy(const std::string& model_dir, const std::vector<int32_t>& prompt, int n) {
-  auto r = run_command({CORTEX_PYTHON3, reference_script(), "greedy", "--model", model_dir, "--tokens", join(prompt),
-                        "-n", std::to_string(n)});
+std::vector<int32_t> reference_greedy(const std::string& model_dir, const std::vector<int32_t>& prompt,
+                                      int n) {
+  auto r = run_command({CORTEX_PYTHON3, reference_script(), "greedy", "--model", model_dir, "--tokens",
+                        join(prompt), "-n", std::to_string(n)});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   return nlohmann::json::parse(r.out).get<std::vector<int32_t>>();
 }
@@ -57,7 +63,8 @@ float max_abs_diff(const float* ours, const float* ref, int vocab) {
 class Gpt2ForwardTest : public ::testing::TestWithParam<std::string> {
  protected:
   std::string dir() const { return test_model(GetParam()); }
-  const std::vector<int32_t> tokens_a = {464, 2068, 7586, 21831, 18045, 625, 262, 16931, 3290, 13, 383, 50256};
+  const std::vector<int32_t> tokens_a = {464, 2068,  7586, 21831, 18045, 625,
+                                         262, 16931, 3290, 13,    383,   50256};
   const std::vector<int32_t> tokens_b = {40, 1842, 4673, 290, 3303, 9552, 30};
 };
 
@@ -159,7 +166,8 @@ TEST(Gpt2ModelTest, RejectsBadBatchesWithoutChangingAnySequence) {
     EXPECT_EQ(err.code(), ErrorCode::kInvalidArgument);
     EXPECT_NE(std::string(err.what()).find("context length 256"), std::string::npos) << err.what();
   }
-  std::vector<BatchEntry> twice = {{seq.get(), std::span(bad_token).first(1)}, {seq.get(), std::span(bad_token).first(1)}};
+  std::vector<BatchEntry> twice = {{seq.get(), std::span(bad_token).first(1)},
+                                   {seq.get(), std::span(bad_token).first(1)}};
   EXPECT_THROW(model->forward(twice, &logits), Error);
   EXPECT_EQ(seq->length(), 0);
   EXPECT_EQ(model->kv_cache().blocks_in_use(), 0);

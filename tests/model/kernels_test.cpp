@@ -18,14 +18,15 @@ std::vector<float> random_vector(size_t n, uint32_t seed) {
 }
 
 // out[r][o] = sum_i in[r][i] * W(i, o) + b[o], in double.
-std::vector<double> naive_linear(const std::vector<float>& in, const std::vector<float>& w, const std::vector<float>& b,
-                                 int rows, int I, int O, bool in_major) {
+std::vector<double> naive_linear(const std::vector<float>& in, const std::vector<float>& w,
+                                 const std::vector<float>& b, int rows, int I, int O, bool in_major) {
   std::vector<double> out(static_cast<size_t>(rows) * O);
   for (int r = 0; r < rows; ++r)
     for (int o = 0; o < O; ++o) {
       double s = b[o];
       for (int i = 0; i < I; ++i)
-        s += double{in[r * I + i]} * (in_major ? w[static_cast<size_t>(i) * O + o] : w[static_cast<size_t>(o) * I + i]);
+        s += double{in[r * I + i]} *
+             (in_major ? w[static_cast<size_t>(i) * O + o] : w[static_cast<size_t>(o) * I + i]);
       out[r * O + o] = s;
     }
   return out;
@@ -34,25 +35,26 @@ std::vector<double> naive_linear(const std::vector<float>& in, const std::vector
 TEST(KernelsTest, LinearMatchesNaiveInBothLayoutsRowCountsAndThreadCounts) {
   configure_blas_threads();
   for (const auto& [I, O] : {std::pair{70, 133}, std::pair{64, 48}}) {  // odd sizes, then SIMD-friendly ones
-  auto w = random_vector(static_cast<size_t>(I) * O, 1), b = random_vector(O, 2);
-  for (int threads : {1, 2, 3}) {
-    ThreadPool pool(threads);
-    for (int rows : {1, 2, 7, 8, 13, 32, 33}) {
-      auto in = random_vector(static_cast<size_t>(rows) * I, 3);
-      for (bool in_major : {true, false}) {
-        Linear L{w.data(), b.data(), I, O, in_major};
-        auto expect = naive_linear(in, w, b, rows, I, O, in_major);
-        std::vector<float> out(static_cast<size_t>(rows) * O, 0.f);
-        linear_forward(out.data(), in.data(), L, rows, false, pool);
-        for (size_t k = 0; k < out.size(); ++k)
-          ASSERT_NEAR(out[k], expect[k], 1e-4) << "threads " << threads << " rows " << rows << " in_major " << in_major;
-        // accumulate adds to what is there
-        std::vector<float> acc(out.size(), 1.5f);
-        linear_forward(acc.data(), in.data(), L, rows, true, pool);
-        for (size_t k = 0; k < acc.size(); ++k) ASSERT_NEAR(acc[k], expect[k] + 1.5, 1e-4);
+    auto w = random_vector(static_cast<size_t>(I) * O, 1), b = random_vector(O, 2);
+    for (int threads : {1, 2, 3}) {
+      ThreadPool pool(threads);
+      for (int rows : {1, 2, 7, 8, 13, 32, 33}) {
+        auto in = random_vector(static_cast<size_t>(rows) * I, 3);
+        for (bool in_major : {true, false}) {
+          Linear L{w.data(), b.data(), I, O, in_major};
+          auto expect = naive_linear(in, w, b, rows, I, O, in_major);
+          std::vector<float> out(static_cast<size_t>(rows) * O, 0.f);
+          linear_forward(out.data(), in.data(), L, rows, false, pool);
+          for (size_t k = 0; k < out.size(); ++k)
+            ASSERT_NEAR(out[k], expect[k], 1e-4)
+                << "threads " << threads << " rows " << rows << " in_major " << in_major;
+          // accumulate adds to what is there
+          std::vector<float> acc(out.size(), 1.5f);
+          linear_forward(acc.data(), in.data(), L, rows, true, pool);
+          for (size_t k = 0; k < acc.size(); ++k) ASSERT_NEAR(acc[k], expect[k] + 1.5, 1e-4);
+        }
       }
     }
-  }
   }
 }
 
@@ -75,7 +77,8 @@ TEST(KernelsTest, LayerNormHasZeroMeanUnitVarianceThenAffine) {
 TEST(KernelsTest, GeluMatchesTanhApproximation) {
   std::vector<float> x = {-3.f, -1.f, 0.f, 0.5f, 2.f};
   auto expect = x;
-  for (auto& v : expect) v = 0.5f * v * (1.f + std::tanh(std::sqrt(2.f / static_cast<float>(M_PI)) * (v + 0.044715f * v * v * v)));
+  for (auto& v : expect)
+    v = 0.5f * v * (1.f + std::tanh(std::sqrt(2.f / static_cast<float>(M_PI)) * (v + 0.044715f * v * v * v)));
   gelu_forward(x.data(), x.size());
   for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(x[i], expect[i], 1e-6);
   EXPECT_NEAR(expect[3], 0.345714f, 1e-5);  // GELU(0.5), tanh form

@@ -59,7 +59,9 @@ std::string load_error(const std::string& path, ErrorCode expected = ErrorCode::
   return "";
 }
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
 
 TEST(WeightFilesTest, TinyModelLoadsInBothFormatsWithTheSameShape) {
   auto st = Gpt2Weights::load(test_model("tiny"));
@@ -116,9 +118,12 @@ TEST(WeightFilesTest, GarbageSafetensorsHeader) {
 TEST(WeightFilesTest, WrongTensorShape) {
   std::string dir = copy_tiny();
   // Same byte count, wrong layout: [192, 64] instead of [64, 192].
-  edit_header(dir + "/model.safetensors", [](nlohmann::json& h) { h["h.0.attn.c_attn.weight"]["shape"] = {192, 64}; });
+  edit_header(dir + "/model.safetensors", [](nlohmann::json& h) {
+    h["h.0.attn.c_attn.weight"]["shape"] = {192, 64};
+  });
   std::string m = load_error(dir);
-  EXPECT_TRUE(contains(m, "h.0.attn.c_attn.weight") && contains(m, "[192, 64]") && contains(m, "[64, 192]")) << m;
+  EXPECT_TRUE(contains(m, "h.0.attn.c_attn.weight") && contains(m, "[192, 64]") && contains(m, "[64, 192]"))
+      << m;
 }
 
 TEST(WeightFilesTest, ShapeThatDisagreesWithItsByteRange) {

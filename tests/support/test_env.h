@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "util/subprocess.h"
+
 namespace cortex::testing {
 
 std::string source_dir();
@@ -16,12 +18,10 @@ std::string cortex_binary();
 // A fresh empty folder under the build tree, removed when the process exits (not on crash).
 std::string make_temp_dir(const std::string& prefix);
 
-struct CommandResult {
-  int exit_code = -1;
-  std::string out;  // stdout
-  std::string err;  // stderr
-};
+using CommandResult = ProcessResult;
 // Runs argv (no shell), optionally feeding `input` on stdin, and captures stdout and stderr.
-CommandResult run_command(const std::vector<std::string>& argv, const std::string& input = "");
+inline CommandResult run_command(const std::vector<std::string>& argv, const std::string& input = "") {
+  return run_process(argv, input);
+}
 
 }  // namespace cortex::testing

@@ -8,6 +8,8 @@
 
 namespace cortex::testing {
 
-inline std::string test_model(const std::string& name) { return binary_dir() + "/test-models/" + name; }
+inline std::string test_model(const std::string& name) {
+  return binary_dir() + "/test-models/" + name;
+}
 
 }  // namespace cortex::testing

@@ -22,9 +22,12 @@ TEST(ThreadPoolTest, ParallelForCoversTheRangeExactlyOnce) {
   ThreadPool pool(3);
   for (size_t n : {0u, 1u, 15u, 16u, 17u, 1000u, 4099u}) {
     std::vector<std::atomic<int>> hits(n);
-    pool.parallel_for(n, [&](size_t b, size_t e) {
-      for (size_t i = b; i < e; ++i) hits[i]++;
-    }, 16);
+    pool.parallel_for(
+        n,
+        [&](size_t b, size_t e) {
+          for (size_t i = b; i < e; ++i) hits[i]++;
+        },
+        16);
     for (size_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "n=" << n << " i=" << i;
   }
 }

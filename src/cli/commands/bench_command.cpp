@@ -46,7 +46,8 @@ void add_bench_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("bench", "Measure the engine's speed beside this machine's limits");
   cmd->add_option("--model", o->model.model, "Model folder or .gguf (default: a random GPT-2 124M)");
   cmd->add_option("--threads", o->model.threads, "Compute threads")->capture_default_str();
-  cmd->add_option("--decode-tokens", o->model.decode_tokens, "Single-stream decode steps")->capture_default_str();
+  cmd->add_option("--decode-tokens", o->model.decode_tokens, "Single-stream decode steps")
+      ->capture_default_str();
   cmd->add_option("--batch-steps", o->model.batch_steps, "Steps of batched decode")->capture_default_str();
   cmd->add_flag("--json", o->json, "Print the report as JSON");
   cmd->callback([o, cmd] {
@@ -68,12 +69,13 @@ void add_bench_command(CLI::App& app) {
       std::cout << j.dump(2) << "\n";
       return;
     }
-    std::printf("machine (%d threads): read bandwidth %.1f GB/s over a weights-sized buffer (%.1f GB/s over 2 GiB),"
-                " sgemm %.1f GFLOP/s\n",
-                o->model.threads, r.bandwidth_bytes_per_s / 1e9, r.dram_bandwidth_bytes_per_s / 1e9,
-                r.sgemm_flops / 1e9);
-    std::printf("model: %.0f MB of weights read per decode step, %.0f MFLOP per token\n\n", r.weight_bytes / 1e6,
-                r.flops_per_token / 1e6);
+    std::printf(
+        "machine (%d threads): read bandwidth %.1f GB/s over a weights-sized buffer (%.1f GB/s over 2 GiB),"
+        " sgemm %.1f GFLOP/s\n",
+        o->model.threads, r.bandwidth_bytes_per_s / 1e9, r.dram_bandwidth_bytes_per_s / 1e9,
+        r.sgemm_flops / 1e9);
+    std::printf("model: %.0f MB of weights read per decode step, %.0f MFLOP per token\n\n",
+                r.weight_bytes / 1e6, r.flops_per_token / 1e6);
     std::printf("%-10s %12s %12s %10s  %s\n", "test", "tok/s", "limit tok/s", "fraction", "bound by");
     for (const auto& f : r.figures)
       std::printf("%-10s %12.1f %12.1f %9.0f%%  %s\n", f.name.c_str(), f.tokens_per_second,
@@ -85,14 +87,15 @@ void add_bench_command(CLI::App& app) {
     std::string corpus = CORTEX_TOKENIZER_BENCH_CORPUS, script = CORTEX_TOKENIZER_BENCH_SCRIPT;
   };
   auto t = std::make_shared<TokenizerOptions>();
-  auto* tok = cmd->add_subcommand("tokenizer", "Encode throughput beside the npm gpt-3-encoder on the same text");
+  auto* tok =
+      cmd->add_subcommand("tokenizer", "Encode throughput beside the npm gpt-3-encoder on the same text");
   tok->add_option("--corpus", t->corpus, "A text file or a folder of them")->capture_default_str();
   tok->callback([t] {
     auto r = bench::run_tokenizer_bench(default_vocab_dir(), t->corpus, t->script);
     std::printf("encoded %zu bytes into %zu tokens per trial (outputs %s)\n", r.bytes, r.tokens,
                 r.outputs_match ? "match" : "DIFFER");
-    std::printf("cortex          %8.2f MB/s\ngpt-3-encoder   %8.2f MB/s\nratio           %8.1fx\n", r.ours_mb_per_s,
-                r.reference_mb_per_s, r.ours_mb_per_s / r.reference_mb_per_s);
+    std::printf("cortex          %8.2f MB/s\ngpt-3-encoder   %8.2f MB/s\nratio           %8.1fx\n",
+                r.ours_mb_per_s, r.reference_mb_per_s, r.ours_mb_per_s / r.reference_mb_per_s);
   });
 }
 

@@ -22,16 +22,20 @@ void add_generate_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "Continue a prompt with a GPT-2 model");
   cmd->add_option("--model", o->model, "Model folder (Hugging Face layout) or .gguf file")->required();
   cmd->add_option("--prompt,-p", o->prompt, "Text to continue")->required();
-  cmd->add_option("-n,--max-tokens", o->max_tokens, "Tokens to generate")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("-n,--max-tokens", o->max_tokens, "Tokens to generate")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--temperature", o->sampling.temperature, "0 = greedy")->capture_default_str();
-  cmd->add_option("--top-k", o->sampling.top_k, "Sample from the k most likely tokens (0 = all)")->capture_default_str();
+  cmd->add_option("--top-k", o->sampling.top_k, "Sample from the k most likely tokens (0 = all)")
+      ->capture_default_str();
   cmd->add_option("--top-p", o->sampling.top_p, "Nucleus sampling threshold")->capture_default_str();
   cmd->add_option("--seed", o->sampling.seed, "Random seed")->capture_default_str();
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating past <|endoftext|>");
   cmd->add_option("--threads", o->threads, "Compute threads (default: all cores)");
   cmd->callback([o] {
     model::ModelOptions mo;
-    mo.threads = o->threads > 0 ? o->threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    mo.threads =
+        o->threads > 0 ? o->threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     auto load_start = SteadyClock::now();
     auto loaded = model::load_model(o->model, mo);
     double load_s = seconds_since(load_start);
@@ -52,7 +56,8 @@ void add_generate_command(CLI::App& app) {
     std::fwrite(tail.data(), 1, tail.size(), stdout);
     std::fputc('\n', stdout);
     const size_t n = result.tokens.size();
-    std::fprintf(stderr, "load %.2f s | prompt %zu tokens, %.1f tok/s | generated %zu tokens, %.1f tok/s (%s)\n",
+    std::fprintf(stderr,
+                 "load %.2f s | prompt %zu tokens, %.1f tok/s | generated %zu tokens, %.1f tok/s (%s)\n",
                  load_s, prompt.size(), prompt.size() / std::max(result.prefill_seconds, 1e-9), n,
                  n > 1 ? (n - 1) / std::max(result.decode_seconds, 1e-9) : 0.0, result.finish_reason.c_str());
   });

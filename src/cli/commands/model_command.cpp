@@ -37,7 +37,8 @@ void add_model_command(CLI::App& app) {
   random->add_option("--format", o->format, "safetensors or gguf")
       ->check(CLI::IsMember({"safetensors", "gguf"}))
       ->capture_default_str();
-  random->add_option("--vocab", o->vocab, "Folder with encoder.json + vocab.bpe (default: the installed GPT-2 one)");
+  random->add_option("--vocab", o->vocab,
+                     "Folder with encoder.json + vocab.bpe (default: the installed GPT-2 one)");
   random->callback([o] {
     model::RandomModelOptions ro;
     ro.config = model::Gpt2Config::from_shape_name(o->shape);
@@ -46,8 +47,8 @@ void add_model_command(CLI::App& app) {
     ro.vocab_dir = o->vocab.empty() ? default_vocab_dir() : o->vocab;
     ro.out = o->out;
     model::write_random_model(ro);
-    std::fprintf(stderr, "wrote a random GPT-2 %s (%s, seed %llu) to %s\n", o->shape.c_str(), o->format.c_str(),
-                 static_cast<unsigned long long>(o->seed), o->out.c_str());
+    std::fprintf(stderr, "wrote a random GPT-2 %s (%s, seed %llu) to %s\n", o->shape.c_str(),
+                 o->format.c_str(), static_cast<unsigned long long>(o->seed), o->out.c_str());
   });
 
   auto path = std::make_shared<std::string>();
@@ -56,8 +57,12 @@ void add_model_command(CLI::App& app) {
   info->callback([path] {
     auto w = model::Gpt2Weights::load(*path);
     const auto& c = w->config();
-    nlohmann::json j = {{"format", w->format()},        {"vocab_size", c.vocab_size}, {"n_ctx", c.n_ctx},
-                        {"n_embd", c.n_embd},           {"n_layer", c.n_layer},       {"n_head", c.n_head},
+    nlohmann::json j = {{"format", w->format()},
+                        {"vocab_size", c.vocab_size},
+                        {"n_ctx", c.n_ctx},
+                        {"n_embd", c.n_embd},
+                        {"n_layer", c.n_layer},
+                        {"n_head", c.n_head},
                         {"parameters", c.parameter_count()}};
     std::cout << j.dump(2) << "\n";
   });

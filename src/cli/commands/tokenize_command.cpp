@@ -33,7 +33,8 @@ void add_tokenize_commands(CLI::App& app) {
 
   auto dopts = std::make_shared<Options>();
   auto* detok = app.add_subcommand("detokenize", "Read a JSON array of token ids on stdin, print the text");
-  detok->add_option("--model", dopts->model, "Model folder or .gguf file (its vocabulary is used)")->required();
+  detok->add_option("--model", dopts->model, "Model folder or .gguf file (its vocabulary is used)")
+      ->required();
   detok->callback([dopts] {
     auto tokenizer = model::load_tokenizer(dopts->model);
     nlohmann::json j;
@@ -45,7 +46,8 @@ void add_tokenize_commands(CLI::App& app) {
     if (!j.is_array()) throw invalid_argument("stdin: expected a JSON array of token ids");
     std::vector<int32_t> ids;
     for (const auto& v : j) {
-      if (!v.is_number_integer()) throw invalid_argument("stdin: token ids must be integers, got " + v.dump());
+      if (!v.is_number_integer())
+        throw invalid_argument("stdin: token ids must be integers, got " + v.dump());
       ids.push_back(v.get<int32_t>());
     }
     std::cout << tokenizer->decode(ids);
