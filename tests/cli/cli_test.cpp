@@ -93,3 +93,27 @@ TEST(CliTest, ErrorsAreOneLineAndNameTheFile) {
 
 }  // namespace
 }  // namespace cortex
+
+namespace cortex {
+namespace {
+
+TEST(CliTest, BenchReportsEveryFigureBesideItsLimit) {
+  auto r = testing::run_command({testing::cortex_binary(), "bench", "--model", testing::test_model("tiny"),
+                                 "--decode-tokens", "8", "--batch-steps", "4", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_GT(j["bandwidth_gb_s"].get<double>(), 0.1);
+  EXPECT_GT(j["sgemm_gflop_s"].get<double>(), 0.1);
+  std::vector<std::string> names;
+  for (const auto& f : j["figures"]) {
+    names.push_back(f["name"]);
+    EXPECT_GT(f["tokens_per_second"].get<double>(), 0) << f.dump();
+    EXPECT_NEAR(f["fraction_of_limit"].get<double>(),
+                f["tokens_per_second"].get<double>() / f["limit_tokens_per_second"].get<double>(), 1e-9);
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"pp128", "tg8", "batch8", "batch32"}))
+      << "pp512 is skipped: the tiny model has 256 positions";
+}
+
+}  // namespace
+}  // namespace cortex
