@@ -1,0 +1,69 @@
+// cortex serve: one replica of one API, until SIGINT or SIGTERM.
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+#include "cli/commands/commands.h"
+#include "serving/replica_server.h"
+#include "util/error.h"
+
+namespace cortex::cli {
+
+void add_serve_command(CLI::App& app) {
+  struct Options {
+    serving::ReplicaOptions replica;
+    std::string port_file;
+    int timeout_s = 300;
+  };
+  auto o = std::make_shared<Options>();
+  auto& r = o->replica;
+  r.model.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  auto* cmd = app.add_subcommand("serve", "Serve one model over HTTP (/predict, /v1/completions, /metrics)");
+  cmd->add_option("--model", r.model_path, "Model folder (Hugging Face layout) or .gguf file")->required();
+  cmd->add_option("--name", r.api_name, "API name (the model name in /v1/completions)")
+      ->capture_default_str();
+  cmd->add_option("--host", r.http.host, "Address to listen on")->capture_default_str();
+  cmd->add_option("--port", r.http.port, "Port (0: any free port)")->capture_default_str();
+  cmd->add_option("--port-file", o->port_file, "Write the port listened on to this file");
+  cmd->add_option("--threads", r.model.threads, "Compute threads")->capture_default_str();
+  cmd->add_option("--kv-cache-tokens", r.model.kv_cache_tokens, "KV cache budget in tokens (0: 8 × context)");
+  cmd->add_option("--max-concurrency", r.scheduler.max_concurrency, "Sequences generated at once")
+      ->capture_default_str();
+  cmd->add_option("--max-queue-length", r.scheduler.max_queue_length, "Requests waiting; more get 503")
+      ->capture_default_str();
+  cmd->add_option("--request-timeout", o->timeout_s, "Seconds before a request is ended")
+      ->capture_default_str();
+  cmd->add_option("--max-body-bytes", r.http.max_body_bytes, "Largest request body")->capture_default_str();
+  cmd->add_option("--max-tokens", r.defaults.max_tokens, "Default tokens per /predict sample")
+      ->capture_default_str();
+  cmd->add_option("--max-tokens-limit", r.limits.max_tokens, "Most tokens a request may ask for")
+      ->capture_default_str();
+  cmd->add_option("--temperature", r.defaults.sampling.temperature, "Default temperature")
+      ->capture_default_str();
+  cmd->add_option("--top-k", r.defaults.sampling.top_k, "Default top-k")->capture_default_str();
+  cmd->add_option("--top-p", r.defaults.sampling.top_p, "Default top-p")->capture_default_str();
+  cmd->callback([o] {
+    o->replica.scheduler.request_timeout = std::chrono::seconds(o->timeout_s);
+    o->replica.scheduler.max_step_tokens = std::max(256, o->replica.scheduler.max_concurrency + 64);
+    // Block the stop signals before any thread starts, so that only sigwait below receives them.
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+    auto server = serving::ReplicaServer::start(o->replica);
+    std::fprintf(stderr, "cortex serve: listening on http://%s:%d (loading %s)\n",
+                 o->replica.http.host.c_str(), server->port(), o->replica.model_path.c_str());
+    if (!o->port_file.empty()) std::ofstream(o->port_file) << server->port() << "\n";
+    std::string error = server->wait_ready();
+    if (!error.empty()) throw Error(ErrorCode::kCorruptData, error);
+    std::fprintf(stderr, "cortex serve: ready\n");
+    int sig = 0;
+    sigwait(&stop, &sig);
+    std::fprintf(stderr, "cortex serve: stopping (%s)\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  });
+}
+
+}  // namespace cortex::cli

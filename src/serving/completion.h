@@ -1,0 +1,49 @@
+// One prompt's generation as clients see it: parameters parsed from a request (with defaults and limits),
+// text decoded as tokens arrive (always whole UTF-8 characters), stop strings held back until they can no
+// longer match and cut from the text when they do.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "serving/batch_scheduler.h"
+#include "tokenizer/bpe_tokenizer.h"
+
+namespace cortex::serving {
+
+struct CompletionParams {
+  int max_tokens = 64;
+  model::SamplingParams sampling{1.0f, 40, 1.0f, 0};
+  bool seed_given = false;  // without a seed, each request draws its own
+  bool ignore_eos = false;
+  std::vector<std::string> stop;
+};
+
+struct CompletionLimits {
+  int max_tokens = 1024;
+  size_t max_stop_strings = 4;
+};
+
+// Reads max_tokens, temperature, top_k, top_p, seed, stop, ignore_eos from `j` over `defaults`. Throws
+// Error(kInvalidArgument) naming the field and what is allowed.
+CompletionParams parse_completion_params(const nlohmann::json& j, const CompletionParams& defaults,
+                                         const CompletionLimits& limits);
+
+struct CompletionOutput {
+  std::string text;             // generated text, stop string excluded
+  std::vector<int32_t> tokens;  // generated ids
+  GenerationResult result;
+};
+
+// Submits `prompt` to the scheduler. on_text receives each new piece of text (may be empty: never
+// called with it); on_done is called once. Both run on the scheduler thread. Throws as submit() does.
+std::shared_ptr<RequestHandle> start_completion(BatchScheduler& scheduler,
+                                                const tokenizer::BpeTokenizer& tokenizer,
+                                                std::vector<int32_t> prompt, const CompletionParams& params,
+                                                std::function<void(const std::string&)> on_text,
+                                                std::function<void(CompletionOutput)> on_done);
+
+}  // namespace cortex::serving

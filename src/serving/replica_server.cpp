@@ -1,0 +1,540 @@
+#include "serving/replica_server.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <set>
+
+#include "util/clock.h"
+#include "util/error.h"
+
+namespace cortex::serving {
+
+using nlohmann::json;
+
+namespace {
+
+json error_body(const std::string& message, const std::string& type, const std::string& param = "",
+                const std::string& code = "") {
+  return {{"error",
+           {{"message", message},
+            {"type", type},
+            {"param", param.empty() ? json(nullptr) : json(param)},
+            {"code", code.empty() ? json(nullptr) : json(code)}}}};
+}
+
+// The request field an invalid_argument message names ("max_tokens: must be ..." -> "max_tokens").
+std::string param_of(const std::string& message) {
+  auto colon = message.find(':');
+  return colon == std::string::npos || message.find(' ') < colon ? "" : message.substr(0, colon);
+}
+
+int64_t unix_time() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+// One HTTP request: answers it exactly once and records its metrics.
+struct ReplicaServer::Request {
+  HttpRequest http;
+  std::shared_ptr<ResponseChannel> channel;
+  Metrics* metrics;
+  std::string route;
+  SteadyClock::time_point start = SteadyClock::now();
+  std::atomic<bool> answered{false};
+
+  bool begin_answer() { return !answered.exchange(true); }
+  void record(int status) { metrics->request_finished(route, status, seconds_since(start)); }
+  void json_response(int status, const json& body, std::map<std::string, std::string> headers = {}) {
+    if (!begin_answer()) return;
+    channel->respond(status, "application/json",
+                     body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n", std::move(headers));
+    record(status);
+  }
+  void fail(const Error& e) {
+    switch (e.code()) {
+      case ErrorCode::kInvalidArgument:
+        json_response(400, error_body(e.what(), "invalid_request_error", param_of(e.what())));
+        break;
+      case ErrorCode::kNotFound:
+        json_response(404, error_body(e.what(), "not_found_error"));
+        break;
+      case ErrorCode::kResourceExhausted:
+        json_response(503, error_body(e.what(), "overloaded_error"), {{"Retry-After", "1"}});
+        break;
+      default:
+        json_response(500, error_body(e.what(), "server_error"));
+        break;
+    }
+  }
+};
+
+std::unique_ptr<ReplicaServer> ReplicaServer::start(const ReplicaOptions& options) {
+  auto server = std::unique_ptr<ReplicaServer>(new ReplicaServer(options));
+  ReplicaServer* raw = server.get();
+  server->http_ =
+      HttpServer::start(options.http, [raw](HttpRequest req, std::shared_ptr<ResponseChannel> ch) {
+        raw->handle(std::move(req), std::move(ch));
+      });
+  server->loader_ = std::thread([raw] { raw->load(); });
+  return server;
+}
+
+ReplicaServer::ReplicaServer(const ReplicaOptions& options) : options_(options) {}
+
+ReplicaServer::~ReplicaServer() {
+  if (loader_.joinable()) loader_.join();
+  std::unique_ptr<BatchScheduler> scheduler;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    scheduler = std::move(scheduler_);
+  }
+  scheduler.reset();  // running requests end (their clients get an error) while the network still runs
+  http_.reset();
+}
+
+void ReplicaServer::load() {
+  try {
+    auto loaded = model::load_model(options_.model_path, options_.model);
+    auto handler = std::make_unique<Gpt2RequestHandler>(loaded.tokenizer.get());
+    auto scheduler = BatchScheduler::create(loaded.model.get(), options_.scheduler);
+    std::lock_guard<std::mutex> lock(mutex_);
+    model_ = std::move(loaded);
+    handler_ = std::move(handler);
+    scheduler_ = std::move(scheduler);
+    loading_ = false;
+    spdlog::info("model {} loaded: ready", options_.model_path);
+  } catch (const std::exception& e) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    load_error_ = e.what();
+    loading_ = false;
+    spdlog::error("cannot load the model: {}", e.what());
+  }
+  loaded_cv_.notify_all();
+}
+
+std::string ReplicaServer::wait_ready() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  loaded_cv_.wait(lock, [&] { return !loading_; });
+  return load_error_;
+}
+
+void ReplicaServer::handle(HttpRequest http, std::shared_ptr<ResponseChannel> channel) {
+  auto r = std::make_shared<Request>();
+  r->http = std::move(http);
+  r->channel = std::move(channel);
+  r->metrics = &metrics_;
+  std::string path = r->http.target.substr(0, r->http.target.find('?'));
+  static const std::set<std::string> kRoutes = {"/healthz",        "/readyz",    "/metrics",  "/predict",
+                                                "/v1/completions", "/v1/models", "/signature"};
+  r->route = kRoutes.count(path) ? path : "other";  // bounded label values for /metrics
+  metrics_.request_started();
+  const std::string& method = r->http.method;
+  auto expect = [&](const char* m) {
+    if (method == m) return true;
+    r->json_response(405,
+                     error_body("method " + method + " is not allowed on " + path + " (use " + m + ")",
+                                "invalid_request_error"),
+                     {{"Allow", m}});
+    return false;
+  };
+  if (path == "/healthz") {
+    if (expect("GET")) r->json_response(200, {{"status", "ok"}});
+    return;
+  }
+  if (path == "/metrics") {
+    if (!expect("GET")) return;
+    int queued = 0, active = 0;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (scheduler_) queued = scheduler_->queued(), active = scheduler_->active();
+    }
+    if (r->begin_answer()) {
+      r->channel->respond(200, "text/plain; version=0.0.4", metrics_.render(queued, active));
+      r->record(200);
+    }
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (path == "/readyz") {
+      if (!expect("GET")) return;
+      if (loading_)
+        r->json_response(503, {{"status", "loading"}}, {{"Retry-After", "1"}});
+      else if (!load_error_.empty())
+        r->json_response(503, {{"status", "error"}, {"error", load_error_}});
+      else
+        r->json_response(200, {{"status", "ready"}});
+      return;
+    }
+    const bool known =
+        path == "/predict" || path == "/v1/completions" || path == "/v1/models" || path == "/signature";
+    if (!known) {
+      r->json_response(404, error_body("no route " + path, "not_found_error"));
+      return;
+    }
+    if (!scheduler_) {
+      if (loading_)
+        r->json_response(503, error_body("the model is loading", "overloaded_error"), {{"Retry-After", "1"}});
+      else
+        r->json_response(503, error_body("the model failed to load: " + load_error_, "server_error"));
+      return;
+    }
+    if (path == "/v1/models") {
+      if (expect("GET"))
+        r->json_response(200, {{"object", "list"},
+                               {"data",
+                                {{{"id", options_.api_name},
+                                  {"object", "model"},
+                                  {"created", unix_time()},
+                                  {"owned_by", "cortex"}}}}});
+      return;
+    }
+    if (path == "/signature") {
+      if (!expect("GET")) return;
+      const auto& c = model_.model->config();
+      r->json_response(200, {{"inputs", {{"context", {{"type", "int32"}, {"shape", {-1, -1}}}}}},
+                             {"outputs", {{"sample", {{"type", "int32"}, {"shape", {-1, -1}}}}}},
+                             {"model",
+                              {{"vocab_size", c.vocab_size},
+                               {"n_ctx", c.n_ctx},
+                               {"n_embd", c.n_embd},
+                               {"n_layer", c.n_layer},
+                               {"n_head", c.n_head}}}});
+      return;
+    }
+    if (!expect("POST")) return;
+    try {
+      if (path == "/predict")
+        predict(r);
+      else
+        completions(r);
+    } catch (const Error& e) {
+      r->fail(e);
+    } catch (const std::exception& e) {
+      r->fail(Error(ErrorCode::kInternal, e.what()));
+    }
+  }
+}
+
+namespace {
+json parse_body(const std::string& body) {
+  try {
+    return json::parse(body);
+  } catch (const json::exception& e) {
+    throw invalid_argument(std::string("invalid JSON body: ") + e.what());
+  }
+}
+
+std::vector<int32_t> context_of(const json& model_input) {
+  if (!model_input.is_object() || !model_input.contains("context"))
+    throw invalid_argument("pre_inference must return an object with \"context\": [token ids]");
+  json ctx = model_input.at("context");
+  if (ctx.is_array() && !ctx.empty() && ctx.front().is_array()) ctx = ctx.front();  // [[ids]]: batch of one
+  if (!ctx.is_array()) throw invalid_argument("context: must be a list of token ids");
+  std::vector<int32_t> ids;
+  for (const auto& v : ctx) {
+    if (!v.is_number_integer()) throw invalid_argument("context: must be a list of token ids");
+    ids.push_back(v.get<int32_t>());
+  }
+  if (ids.empty()) throw invalid_argument("text: the prompt is empty");
+  return ids;
+}
+}  // namespace
+
+// The seed's prediction API. Called with mutex_ held.
+void ReplicaServer::predict(const std::shared_ptr<Request>& r) {
+  json body = parse_body(r->http.body);
+  if (!body.is_object() || !body.contains("samples")) throw invalid_argument("samples: missing");
+  const json& samples = body.at("samples");
+  if (!samples.is_array() || samples.empty()) throw invalid_argument("samples: must be a non-empty list");
+  if (static_cast<int>(samples.size()) > options_.max_samples)
+    throw invalid_argument("samples: at most " + std::to_string(options_.max_samples) + " per request");
+  const json metadata = {
+      {"signature", {{"context", "int32[batch, tokens]"}, {"sample", "int32[batch, tokens]"}}}};
+  struct Job {
+    std::vector<int32_t> context;
+    CompletionParams params;
+  };
+  std::vector<Job> jobs;
+  for (const auto& sample : samples) {
+    json input = handler_->pre_inference(sample, metadata);
+    json merged = sample.is_object() ? sample : json::object();
+    for (auto& [k, v] : input.items())
+      if (k != "context") merged[k] = v;
+    merged.erase("text");
+    jobs.push_back({context_of(input), parse_completion_params(merged, options_.defaults, options_.limits)});
+  }
+  struct Gather {
+    std::mutex mutex;
+    std::vector<CompletionOutput> outputs;
+    std::vector<std::vector<int32_t>> contexts;
+    size_t remaining;
+    std::vector<std::shared_ptr<RequestHandle>> handles;
+  };
+  auto gather = std::make_shared<Gather>();
+  gather->outputs.resize(jobs.size());
+  gather->remaining = jobs.size();
+  for (auto& j : jobs) gather->contexts.push_back(j.context);
+  RequestHandler* handler = handler_.get();
+  Metrics* metrics = &metrics_;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    auto on_done = [r, gather, i, handler, metrics, metadata](CompletionOutput out) {
+      metrics->tokens_generated(out.result.generated_tokens);
+      if (out.result.generated_tokens > 0) metrics->first_token(out.result.time_to_first_token_s);
+      std::lock_guard<std::mutex> lock(gather->mutex);
+      gather->outputs[i] = std::move(out);
+      if (--gather->remaining > 0) return;
+      for (auto& o : gather->outputs) {
+        if (o.result.reason == FinishReason::kError || o.result.reason == FinishReason::kTimeout ||
+            o.result.reason == FinishReason::kCancelled) {
+          const bool timeout = o.result.reason == FinishReason::kTimeout;
+          r->json_response(
+              timeout ? 504 : 500,
+              error_body(timeout ? "request timed out"
+                                 : "generation " + std::string(finish_reason_name(o.result.reason)) +
+                                       (o.result.error.empty() ? "" : ": " + o.result.error),
+                         "server_error"));
+          return;
+        }
+      }
+      try {
+        json predictions = json::array();
+        for (size_t k = 0; k < gather->outputs.size(); ++k) {
+          std::vector<int32_t> sample = gather->contexts[k];
+          sample.insert(sample.end(), gather->outputs[k].tokens.begin(), gather->outputs[k].tokens.end());
+          predictions.push_back(handler->post_inference({{"response", {{"sample", sample}}}}, metadata));
+        }
+        r->json_response(200, {{"predictions", predictions}});
+      } catch (const Error& e) {
+        r->fail(e);
+      } catch (const std::exception& e) {
+        spdlog::error("post_inference failed: {}", e.what());
+        r->json_response(500, error_body(std::string("post_inference failed: ") + e.what(), "server_error"));
+      }
+    };
+    auto channel = r->channel;
+    CompletionParams params = jobs[i].params;
+    try {
+      auto handle = start_completion(
+          *scheduler_, *model_.tokenizer, jobs[i].context, params,
+          [channel, gather](const std::string&) {
+            if (channel->closed()) {  // the client went away: stop generating for it
+              std::lock_guard<std::mutex> lock(gather->mutex);
+              for (auto& h : gather->handles) h->cancel();
+            }
+          },
+          on_done);
+      std::lock_guard<std::mutex> lock(gather->mutex);
+      gather->handles.push_back(handle);
+    } catch (const Error&) {
+      std::lock_guard<std::mutex> lock(gather->mutex);
+      for (auto& h : gather->handles) h->cancel();
+      throw;  // answered by the caller (503 when the queue is full); the cancelled ones answer nothing more
+    }
+  }
+}
+
+// OpenAI's completions API. Called with mutex_ held.
+void ReplicaServer::completions(const std::shared_ptr<Request>& r) {
+  json body = parse_body(r->http.body);
+  if (!body.is_object()) throw invalid_argument("request: must be a JSON object");
+  if (body.contains("model") && !body["model"].is_null() &&
+      (!body["model"].is_string() || body["model"].get<std::string>() != options_.api_name)) {
+    r->json_response(404, error_body("the model " + body["model"].dump() +
+                                         " does not exist (this replica serves '" + options_.api_name + "')",
+                                     "invalid_request_error", "model", "model_not_found"));
+    return;
+  }
+  if (body.contains("logprobs") && !body["logprobs"].is_null())
+    throw invalid_argument("logprobs: not supported yet");
+  if (!body.contains("prompt")) throw invalid_argument("prompt: missing");
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<std::string> prompt_texts;
+  const json& p = body["prompt"];
+  auto add_text = [&](const json& t) {
+    prompt_texts.push_back(t.get<std::string>());
+    prompts.push_back(model_.tokenizer->encode(prompt_texts.back()));
+  };
+  auto add_ids = [&](const json& ids) {
+    std::vector<int32_t> v;
+    for (const auto& x : ids) {
+      if (!x.is_number_integer())
+        throw invalid_argument("prompt: must be a string, a list of strings or token ids");
+      v.push_back(x.get<int32_t>());
+    }
+    prompt_texts.push_back(model_.tokenizer->decode(v));
+    prompts.push_back(std::move(v));
+  };
+  if (p.is_string()) {
+    add_text(p);
+  } else if (p.is_array() && !p.empty() && p.front().is_number_integer()) {
+    add_ids(p);
+  } else if (p.is_array() && !p.empty()) {
+    for (const auto& e : p) {
+      if (e.is_string())
+        add_text(e);
+      else if (e.is_array())
+        add_ids(e);
+      else
+        throw invalid_argument("prompt: must be a string, a list of strings or token ids");
+    }
+  } else {
+    throw invalid_argument("prompt: must be a string, a list of strings or token ids");
+  }
+  for (const auto& ids : prompts)
+    if (ids.empty()) throw invalid_argument("prompt: must not be empty");
+  int n = 1;
+  if (body.contains("n") && !body["n"].is_null()) {
+    if (!body["n"].is_number_integer() || body["n"].get<int64_t>() < 1 ||
+        body["n"].get<int64_t>() > options_.max_n)
+      throw invalid_argument("n: must be an integer between 1 and " + std::to_string(options_.max_n));
+    n = body["n"].get<int>();
+  }
+  if (static_cast<int>(prompts.size()) * n > options_.max_samples)
+    throw invalid_argument("prompt: at most " + std::to_string(options_.max_samples) +
+                           " completions per request");
+  const bool stream = body.value("stream", false);
+  const bool echo = body.value("echo", false);
+  const bool include_usage = stream && body.contains("stream_options") &&
+                             body["stream_options"].is_object() &&
+                             body["stream_options"].value("include_usage", false);
+  CompletionParams defaults = options_.defaults;
+  defaults.max_tokens = std::min(16, options_.limits.max_tokens);  // OpenAI's default
+  CompletionParams params = parse_completion_params(body, defaults, options_.limits);
+
+  struct Gather {
+    std::mutex mutex;
+    std::vector<CompletionOutput> outputs;
+    size_t remaining = 0;
+    std::vector<std::shared_ptr<RequestHandle>> handles;
+  };
+  auto gather = std::make_shared<Gather>();
+  const size_t total = prompts.size() * static_cast<size_t>(n);
+  gather->outputs.resize(total);
+  gather->remaining = total;
+  const std::string id = "cmpl-" + std::to_string(unix_time()) + "-" +
+                         std::to_string(reinterpret_cast<uintptr_t>(r.get()) % 100000);
+  const int64_t created = unix_time();
+  const std::string model_name = options_.api_name;
+  auto chunk = [id, created, model_name](size_t index, const std::string& text, const json& finish) {
+    json c = {
+        {"id", id},
+        {"object", "text_completion"},
+        {"created", created},
+        {"model", model_name},
+        {"choices", {{{"text", text}, {"index", index}, {"logprobs", nullptr}, {"finish_reason", finish}}}}};
+    return "data: " + c.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+  };
+  auto finish_name = [](FinishReason reason) -> json {
+    return reason == FinishReason::kStop ? "stop" : "length";
+  };
+  std::vector<int> prompt_token_counts;
+  for (const auto& ids : prompts) prompt_token_counts.push_back(static_cast<int>(ids.size()));
+  if (stream) {
+    r->answered = true;  // answered by the stream below
+    r->channel->start_stream(200, "text/event-stream");
+    if (echo)
+      for (size_t i = 0; i < total; ++i)
+        r->channel->write(chunk(i, prompt_texts[i / static_cast<size_t>(n)], nullptr));
+  }
+  Metrics* metrics = &metrics_;
+  for (size_t i = 0; i < total; ++i) {
+    CompletionParams choice_params = params;
+    choice_params.sampling.seed = params.sampling.seed + (i % static_cast<size_t>(n));
+    auto channel = r->channel;
+    auto on_text = [channel, gather, stream, i, chunk](const std::string& text) {
+      if (channel->closed()) {
+        std::lock_guard<std::mutex> lock(gather->mutex);
+        for (auto& h : gather->handles) h->cancel();
+        return;
+      }
+      if (stream) channel->write(chunk(i, text, nullptr));
+    };
+    auto on_done = [r, gather, i, n, stream, echo, include_usage, chunk, finish_name, prompt_texts,
+                    prompt_token_counts, id, created, model_name, metrics](CompletionOutput out) {
+      metrics->tokens_generated(out.result.generated_tokens);
+      if (out.result.generated_tokens > 0) metrics->first_token(out.result.time_to_first_token_s);
+      const bool failed = out.result.reason == FinishReason::kError ||
+                          out.result.reason == FinishReason::kTimeout ||
+                          out.result.reason == FinishReason::kCancelled;
+      if (stream && !failed) r->channel->write(chunk(i, "", finish_name(out.result.reason)));
+      std::lock_guard<std::mutex> lock(gather->mutex);
+      gather->outputs[i] = std::move(out);
+      if (--gather->remaining > 0) return;
+      int prompt_tokens = 0, completion_tokens = 0;
+      std::string error;
+      for (size_t k = 0; k < gather->outputs.size(); ++k) {
+        const auto& o = gather->outputs[k];
+        if (k % static_cast<size_t>(n) == 0) prompt_tokens += prompt_token_counts[k / static_cast<size_t>(n)];
+        completion_tokens += o.result.generated_tokens;
+        if (o.result.reason == FinishReason::kTimeout)
+          error = "request timed out";
+        else if (o.result.reason == FinishReason::kError || o.result.reason == FinishReason::kCancelled)
+          error = "generation " + std::string(finish_reason_name(o.result.reason)) +
+                  (o.result.error.empty() ? "" : ": " + o.result.error);
+      }
+      json usage = {{"prompt_tokens", prompt_tokens},
+                    {"completion_tokens", completion_tokens},
+                    {"total_tokens", prompt_tokens + completion_tokens}};
+      if (stream) {
+        if (!error.empty()) {
+          r->channel->write("data: " + error_body(error, "server_error").dump() + "\n\n");
+        } else if (include_usage) {
+          json u = {{"id", id},
+                    {"object", "text_completion"},
+                    {"created", created},
+                    {"model", model_name},
+                    {"choices", json::array()},
+                    {"usage", usage}};
+          r->channel->write("data: " + u.dump() + "\n\n");
+        }
+        r->channel->write("data: [DONE]\n\n");
+        r->channel->end();
+        r->record(error.empty() ? 200 : 500);
+        return;
+      }
+      if (!error.empty()) {
+        r->json_response(error == "request timed out" ? 504 : 500, error_body(error, "server_error"));
+        return;
+      }
+      json choices = json::array();
+      for (size_t k = 0; k < gather->outputs.size(); ++k) {
+        const auto& o = gather->outputs[k];
+        choices.push_back({{"text", (echo ? prompt_texts[k / static_cast<size_t>(n)] : "") + o.text},
+                           {"index", k},
+                           {"logprobs", nullptr},
+                           {"finish_reason", finish_name(o.result.reason)}});
+      }
+      r->json_response(200, {{"id", id},
+                             {"object", "text_completion"},
+                             {"created", created},
+                             {"model", model_name},
+                             {"choices", choices},
+                             {"usage", usage}});
+    };
+    try {
+      auto handle = start_completion(*scheduler_, *model_.tokenizer, prompts[i / static_cast<size_t>(n)],
+                                     choice_params, on_text, on_done);
+      std::lock_guard<std::mutex> lock(gather->mutex);
+      gather->handles.push_back(handle);
+    } catch (const Error& e) {
+      {
+        std::lock_guard<std::mutex> lock(gather->mutex);
+        for (auto& h : gather->handles) h->cancel();
+      }
+      if (stream) {  // headers are out: report in the stream
+        r->channel->write("data: " + error_body(e.what(), "invalid_request_error").dump() + "\n\n");
+        r->channel->write("data: [DONE]\n\n");
+        r->channel->end();
+        r->record(e.code() == ErrorCode::kResourceExhausted ? 503 : 400);
+        return;
+      }
+      throw;
+    }
+  }
+}
+
+}  // namespace cortex::serving

@@ -1,0 +1,35 @@
+// The request handler contract (Cortex's seed): pre_inference turns a client's sample into the model's
+// input, post_inference turns the model's output into what the client gets. The built-in GPT-2 handler
+// is C++; Python handlers (a seed-style encoder.py) plug in behind the same interface.
+#pragma once
+
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "tokenizer/bpe_tokenizer.h"
+
+namespace cortex::serving {
+
+class RequestHandler {
+ public:
+  virtual ~RequestHandler() = default;
+  // sample: one element of the request's "samples". Returns {"context": [ids]} (or [[ids]]), optionally
+  // with generation parameters beside it. Throws Error(kInvalidArgument) for a sample it cannot use.
+  virtual nlohmann::json pre_inference(const nlohmann::json& sample, const nlohmann::json& metadata) = 0;
+  // prediction: {"response": {"sample": [ids]}}, the context followed by the generated tokens. Returns
+  // any JSON value.
+  virtual nlohmann::json post_inference(const nlohmann::json& prediction, const nlohmann::json& metadata) = 0;
+};
+
+// Built-in: "text" -> GPT-2 token ids -> text (the prompt and its continuation).
+class Gpt2RequestHandler : public RequestHandler {
+ public:
+  explicit Gpt2RequestHandler(const tokenizer::BpeTokenizer* tokenizer) : tokenizer_(tokenizer) {}
+  nlohmann::json pre_inference(const nlohmann::json& sample, const nlohmann::json& metadata) override;
+  nlohmann::json post_inference(const nlohmann::json& prediction, const nlohmann::json& metadata) override;
+
+ private:
+  const tokenizer::BpeTokenizer* tokenizer_;
+};
+
+}  // namespace cortex::serving
