@@ -295,6 +295,27 @@ TEST_F(ReplicaServerTest, HealthReadinessSignatureAndMetrics) {
     EXPECT_NE(metrics.find(line), std::string::npos) << line << "\n" << metrics;
 }
 
+TEST_F(ReplicaServerTest, BenchServeMeasuresStreamingClients) {
+  start();
+  auto r =
+      testing::run_command({testing::cortex_binary(), "bench", "serve", "--url",
+                            "http://127.0.0.1:" + std::to_string(server_->port()), "--model", "generator",
+                            "--clients", "3", "--requests", "2", "--max-tokens", "5", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = json::parse(r.out);
+  EXPECT_EQ(j["requests"], 6);
+  EXPECT_EQ(j["failed"], 0);
+  EXPECT_EQ(j["tokens"], 30) << "exact counts from the usage event";
+  EXPECT_GT(j["tokens_per_second"].get<double>(), 0);
+  EXPECT_LE(j["ttft_p50_s"].get<double>(), j["latency_p50_s"].get<double>());
+  // A wrong model name fails every request: a clear error, not a report of zeros.
+  auto bad = testing::run_command({testing::cortex_binary(), "bench", "serve", "--url",
+                                   "http://127.0.0.1:" + std::to_string(server_->port()), "--model", "nope",
+                                   "--clients", "1", "--requests", "1"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("no request"), std::string::npos) << bad.err;
+}
+
 TEST(ReplicaServerLoadTest, BrokenModelIsNotReadyAndSaysWhy) {
   ReplicaOptions o;
   o.model_path = testing::binary_dir() + "/no-such-model";

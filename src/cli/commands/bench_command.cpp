@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "bench/model_bench.h"
+#include "bench/serve_bench.h"
 #include "bench/tokenizer_bench.h"
 #include "cli/commands/commands.h"
 #include "model/random_model.h"
@@ -51,7 +52,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--batch-steps", o->model.batch_steps, "Steps of batched decode")->capture_default_str();
   cmd->add_flag("--json", o->json, "Print the report as JSON");
   cmd->callback([o, cmd] {
-    if (cmd->got_subcommand("tokenizer")) return;  // `cortex bench tokenizer` runs only its own
+    if (cmd->got_subcommand("tokenizer") || cmd->got_subcommand("serve")) return;  // they run only their own
     if (o->model.model.empty()) o->model.model = default_bench_model();
     auto r = bench::run_model_bench(o->model);
     if (o->json) {
@@ -81,6 +82,44 @@ void add_bench_command(CLI::App& app) {
       std::printf("%-10s %12.1f %12.1f %9.0f%%  %s\n", f.name.c_str(), f.tokens_per_second,
                   f.limit_tokens_per_second, 100.0 * f.tokens_per_second / f.limit_tokens_per_second,
                   f.bound.c_str());
+  });
+
+  auto so = std::make_shared<bench::ServeBenchOptions>();
+  auto serve_json = std::make_shared<bool>(false);
+  auto* serve = cmd->add_subcommand("serve", "Closed-loop streaming clients against a running server");
+  serve->add_option("--url", so->url, "Server base URL")->capture_default_str();
+  serve->add_option("--api", so->api, "openai (/v1/completions) or llama (llama.cpp's /completion)")
+      ->check(CLI::IsMember({"openai", "llama"}))
+      ->capture_default_str();
+  serve->add_option("--model", so->model, "Model name for openai requests")->capture_default_str();
+  serve->add_option("--clients", so->clients, "Concurrent clients")->capture_default_str();
+  serve->add_option("--requests", so->requests_per_client, "Requests per client")->capture_default_str();
+  serve->add_option("--max-tokens", so->max_tokens, "Tokens per request")->capture_default_str();
+  serve->add_option("--prompt", so->prompt, "Prompt")->capture_default_str();
+  serve->add_flag("--json", *serve_json, "Print the report as JSON");
+  serve->callback([so, serve_json] {
+    auto r = bench::run_serve_bench(*so);
+    if (*serve_json) {
+      std::cout << nlohmann::json({{"clients", so->clients},
+                                   {"requests", r.requests},
+                                   {"failed", r.failed},
+                                   {"tokens", r.tokens},
+                                   {"seconds", r.seconds},
+                                   {"tokens_per_second", r.tokens_per_second},
+                                   {"requests_per_second", r.requests_per_second},
+                                   {"ttft_p50_s", r.ttft_p50},
+                                   {"ttft_p99_s", r.ttft_p99},
+                                   {"latency_p50_s", r.latency_p50},
+                                   {"latency_p99_s", r.latency_p99}})
+                       .dump(2)
+                << "\n";
+      return;
+    }
+    std::printf("%d clients, %d requests (%d failed), %ld tokens in %.2f s\n", so->clients, r.requests,
+                r.failed, r.tokens, r.seconds);
+    std::printf(
+        "aggregate %.1f tok/s, %.2f req/s | TTFT p50 %.3f s p99 %.3f s | latency p50 %.3f s p99 %.3f s\n",
+        r.tokens_per_second, r.requests_per_second, r.ttft_p50, r.ttft_p99, r.latency_p50, r.latency_p99);
   });
 
   struct TokenizerOptions {
