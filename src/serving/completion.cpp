@@ -111,6 +111,23 @@ CompletionParams parse_completion_params(const nlohmann::json& j, const Completi
   return p;
 }
 
+std::string failure_of(const GenerationResult& result) {
+  switch (result.reason) {
+    case FinishReason::kLength:
+    case FinishReason::kStop:
+      return "";
+    case FinishReason::kTimeout:
+      return "request timed out";
+    default:
+      return "generation " + std::string(finish_reason_name(result.reason)) +
+             (result.error.empty() ? "" : ": " + result.error);
+  }
+}
+
+int failure_status(const GenerationResult& result) {
+  return result.reason == FinishReason::kTimeout ? 504 : 500;
+}
+
 std::shared_ptr<RequestHandle> start_completion(BatchScheduler& scheduler,
                                                 const tokenizer::BpeTokenizer& tokenizer,
                                                 std::vector<int32_t> prompt, const CompletionParams& params,

@@ -38,6 +38,11 @@ struct CompletionOutput {
   GenerationResult result;
 };
 
+// Why a generation did not end normally ("request timed out", "generation cancelled", "generation error:
+// ..."), or "" when it ended by length or stop. failure_status: 504 for a timeout, else 500.
+std::string failure_of(const GenerationResult& result);
+int failure_status(const GenerationResult& result);
+
 // Submits `prompt` to the scheduler. on_text receives each new piece of text (may be empty: never
 // called with it); on_done is called once. Both run on the scheduler thread. Throws as submit() does.
 std::shared_ptr<RequestHandle> start_completion(BatchScheduler& scheduler,

@@ -288,15 +288,8 @@ void ReplicaServer::predict(const std::shared_ptr<Request>& r) {
       gather->outputs[i] = std::move(out);
       if (--gather->remaining > 0) return;
       for (auto& o : gather->outputs) {
-        if (o.result.reason == FinishReason::kError || o.result.reason == FinishReason::kTimeout ||
-            o.result.reason == FinishReason::kCancelled) {
-          const bool timeout = o.result.reason == FinishReason::kTimeout;
-          r->json_response(
-              timeout ? 504 : 500,
-              error_body(timeout ? "request timed out"
-                                 : "generation " + std::string(finish_reason_name(o.result.reason)) +
-                                       (o.result.error.empty() ? "" : ": " + o.result.error),
-                         "server_error"));
+        if (std::string failure = failure_of(o.result); !failure.empty()) {
+          r->json_response(failure_status(o.result), error_body(failure, "server_error"));
           return;
         }
       }
@@ -457,24 +450,22 @@ void ReplicaServer::completions(const std::shared_ptr<Request>& r) {
                     prompt_token_counts, id, created, model_name, metrics](CompletionOutput out) {
       metrics->tokens_generated(out.result.generated_tokens);
       if (out.result.generated_tokens > 0) metrics->first_token(out.result.time_to_first_token_s);
-      const bool failed = out.result.reason == FinishReason::kError ||
-                          out.result.reason == FinishReason::kTimeout ||
-                          out.result.reason == FinishReason::kCancelled;
-      if (stream && !failed) r->channel->write(chunk(i, "", finish_name(out.result.reason)));
+      if (stream && failure_of(out.result).empty())
+        r->channel->write(chunk(i, "", finish_name(out.result.reason)));
       std::lock_guard<std::mutex> lock(gather->mutex);
       gather->outputs[i] = std::move(out);
       if (--gather->remaining > 0) return;
       int prompt_tokens = 0, completion_tokens = 0;
       std::string error;
+      int error_status = 500;
       for (size_t k = 0; k < gather->outputs.size(); ++k) {
         const auto& o = gather->outputs[k];
         if (k % static_cast<size_t>(n) == 0) prompt_tokens += prompt_token_counts[k / static_cast<size_t>(n)];
         completion_tokens += o.result.generated_tokens;
-        if (o.result.reason == FinishReason::kTimeout)
-          error = "request timed out";
-        else if (o.result.reason == FinishReason::kError || o.result.reason == FinishReason::kCancelled)
-          error = "generation " + std::string(finish_reason_name(o.result.reason)) +
-                  (o.result.error.empty() ? "" : ": " + o.result.error);
+        if (std::string failure = failure_of(o.result); !failure.empty()) {
+          error = failure;
+          error_status = failure_status(o.result);
+        }
       }
       json usage = {{"prompt_tokens", prompt_tokens},
                     {"completion_tokens", completion_tokens},
@@ -493,11 +484,11 @@ void ReplicaServer::completions(const std::shared_ptr<Request>& r) {
         }
         r->channel->write("data: [DONE]\n\n");
         r->channel->end();
-        r->record(error.empty() ? 200 : 500);
+        r->record(error.empty() ? 200 : error_status);
         return;
       }
       if (!error.empty()) {
-        r->json_response(error == "request timed out" ? 504 : 500, error_body(error, "server_error"));
+        r->json_response(error_status, error_body(error, "server_error"));
         return;
       }
       json choices = json::array();
