@@ -55,6 +55,7 @@ void add_generate_command(CLI::App& app) {
     std::string tail = decoder.finish();
     std::fwrite(tail.data(), 1, tail.size(), stdout);
     std::fputc('\n', stdout);
+    std::fflush(stdout);  // the text first, then the timings on stderr, also when both go to one pipe
     const size_t n = result.tokens.size();
     std::fprintf(stderr,
                  "load %.2f s | prompt %zu tokens, %.1f tok/s | generated %zu tokens, %.1f tok/s (%s)\n",
