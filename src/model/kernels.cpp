@@ -200,7 +200,8 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
     // (thread 0 into out), then the partial sums are added. Column splits would interleave the threads'
     // reads within every row and defeat the hardware prefetchers.
     const int threads = pool.size();
-    std::vector<float> partial(static_cast<size_t>(threads - 1) * O, 0.f);
+    thread_local std::vector<float> partial;  // reused: this runs dozens of times per decoded token
+    partial.assign(static_cast<size_t>(threads - 1) * O, 0.f);
     pool.run([&](int t) {
       const int per = (I / threads + 3) / 4 * 4;
       const int i0 = std::min(I, per * t), i1 = t + 1 == threads ? I : std::min(I, i0 + per);

@@ -178,4 +178,21 @@ std::shared_ptr<RequestHandle> start_completion(BatchScheduler& scheduler,
   return scheduler.submit(std::move(request));
 }
 
+void CompletionGroup::add(std::shared_ptr<RequestHandle> handle) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  handles_.push_back(std::move(handle));
+}
+
+void CompletionGroup::cancel_all() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto& h : handles_) h->cancel();
+}
+
+std::optional<std::vector<CompletionOutput>> CompletionGroup::complete(size_t i, CompletionOutput output) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  outputs_[i] = std::move(output);
+  if (--remaining_ > 0) return std::nullopt;
+  return std::move(outputs_);
+}
+
 }  // namespace cortex::serving

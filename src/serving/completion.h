@@ -5,7 +5,9 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,5 +52,22 @@ std::shared_ptr<RequestHandle> start_completion(BatchScheduler& scheduler,
                                                 std::vector<int32_t> prompt, const CompletionParams& params,
                                                 std::function<void(const std::string&)> on_text,
                                                 std::function<void(CompletionOutput)> on_done);
+
+// The completions of one HTTP request (samples, prompts × n): collects their outputs in order and cancels
+// them together when the client leaves or a later one cannot be submitted. Thread-safe.
+class CompletionGroup {
+ public:
+  explicit CompletionGroup(size_t size) : outputs_(size), remaining_(size) {}
+  void add(std::shared_ptr<RequestHandle> handle);
+  void cancel_all();
+  // Stores output i; the call that stores the last one gets them all, the others nullopt.
+  std::optional<std::vector<CompletionOutput>> complete(size_t i, CompletionOutput output);
+
+ private:
+  std::mutex mutex_;
+  std::vector<CompletionOutput> outputs_;
+  size_t remaining_;
+  std::vector<std::shared_ptr<RequestHandle>> handles_;
+};
 
 }  // namespace cortex::serving

@@ -29,6 +29,11 @@ std::string param_of(const std::string& message) {
   return colon == std::string::npos || message.find(' ') < colon ? "" : message.substr(0, colon);
 }
 
+void count_generation(Metrics* metrics, const GenerationResult& result) {
+  metrics->tokens_generated(result.generated_tokens);
+  if (result.generated_tokens > 0) metrics->first_token(result.time_to_first_token_s);
+}
+
 int64_t unix_time() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
@@ -267,27 +272,17 @@ void ReplicaServer::predict(const std::shared_ptr<Request>& r) {
     merged.erase("text");
     jobs.push_back({context_of(input), parse_completion_params(merged, options_.defaults, options_.limits)});
   }
-  struct Gather {
-    std::mutex mutex;
-    std::vector<CompletionOutput> outputs;
-    std::vector<std::vector<int32_t>> contexts;
-    size_t remaining;
-    std::vector<std::shared_ptr<RequestHandle>> handles;
-  };
-  auto gather = std::make_shared<Gather>();
-  gather->outputs.resize(jobs.size());
-  gather->remaining = jobs.size();
-  for (auto& j : jobs) gather->contexts.push_back(j.context);
+  auto group = std::make_shared<CompletionGroup>(jobs.size());
+  auto contexts = std::make_shared<std::vector<std::vector<int32_t>>>();
+  for (auto& j : jobs) contexts->push_back(j.context);
   RequestHandler* handler = handler_.get();
   Metrics* metrics = &metrics_;
   for (size_t i = 0; i < jobs.size(); ++i) {
-    auto on_done = [r, gather, i, handler, metrics, metadata](CompletionOutput out) {
-      metrics->tokens_generated(out.result.generated_tokens);
-      if (out.result.generated_tokens > 0) metrics->first_token(out.result.time_to_first_token_s);
-      std::lock_guard<std::mutex> lock(gather->mutex);
-      gather->outputs[i] = std::move(out);
-      if (--gather->remaining > 0) return;
-      for (auto& o : gather->outputs) {
+    auto on_done = [r, group, contexts, i, handler, metrics, metadata](CompletionOutput out) {
+      count_generation(metrics, out.result);
+      auto outputs = group->complete(i, std::move(out));
+      if (!outputs) return;
+      for (auto& o : *outputs) {
         if (std::string failure = failure_of(o.result); !failure.empty()) {
           r->json_response(failure_status(o.result), error_body(failure, "server_error"));
           return;
@@ -295,9 +290,9 @@ void ReplicaServer::predict(const std::shared_ptr<Request>& r) {
       }
       try {
         json predictions = json::array();
-        for (size_t k = 0; k < gather->outputs.size(); ++k) {
-          std::vector<int32_t> sample = gather->contexts[k];
-          sample.insert(sample.end(), gather->outputs[k].tokens.begin(), gather->outputs[k].tokens.end());
+        for (size_t k = 0; k < outputs->size(); ++k) {
+          std::vector<int32_t> sample = (*contexts)[k];
+          sample.insert(sample.end(), (*outputs)[k].tokens.begin(), (*outputs)[k].tokens.end());
           predictions.push_back(handler->post_inference({{"response", {{"sample", sample}}}}, metadata));
         }
         r->json_response(200, {{"predictions", predictions}});
@@ -313,18 +308,13 @@ void ReplicaServer::predict(const std::shared_ptr<Request>& r) {
     try {
       auto handle = start_completion(
           *scheduler_, *model_.tokenizer, jobs[i].context, params,
-          [channel, gather](const std::string&) {
-            if (channel->closed()) {  // the client went away: stop generating for it
-              std::lock_guard<std::mutex> lock(gather->mutex);
-              for (auto& h : gather->handles) h->cancel();
-            }
+          [channel, group](const std::string&) {
+            if (channel->closed()) group->cancel_all();  // the client went away: stop generating for it
           },
           on_done);
-      std::lock_guard<std::mutex> lock(gather->mutex);
-      gather->handles.push_back(handle);
+      group->add(handle);
     } catch (const Error&) {
-      std::lock_guard<std::mutex> lock(gather->mutex);
-      for (auto& h : gather->handles) h->cancel();
+      group->cancel_all();
       throw;  // answered by the caller (503 when the queue is full); the cancelled ones answer nothing more
     }
   }
@@ -398,16 +388,8 @@ void ReplicaServer::completions(const std::shared_ptr<Request>& r) {
   defaults.max_tokens = std::min(16, options_.limits.max_tokens);  // OpenAI's default
   CompletionParams params = parse_completion_params(body, defaults, options_.limits);
 
-  struct Gather {
-    std::mutex mutex;
-    std::vector<CompletionOutput> outputs;
-    size_t remaining = 0;
-    std::vector<std::shared_ptr<RequestHandle>> handles;
-  };
-  auto gather = std::make_shared<Gather>();
   const size_t total = prompts.size() * static_cast<size_t>(n);
-  gather->outputs.resize(total);
-  gather->remaining = total;
+  auto group = std::make_shared<CompletionGroup>(total);
   const std::string id = "cmpl-" + std::to_string(unix_time()) + "-" +
                          std::to_string(reinterpret_cast<uintptr_t>(r.get()) % 100000);
   const int64_t created = unix_time();
@@ -438,28 +420,25 @@ void ReplicaServer::completions(const std::shared_ptr<Request>& r) {
     CompletionParams choice_params = params;
     choice_params.sampling.seed = params.sampling.seed + (i % static_cast<size_t>(n));
     auto channel = r->channel;
-    auto on_text = [channel, gather, stream, i, chunk](const std::string& text) {
-      if (channel->closed()) {
-        std::lock_guard<std::mutex> lock(gather->mutex);
-        for (auto& h : gather->handles) h->cancel();
+    auto on_text = [channel, group, stream, i, chunk](const std::string& text) {
+      if (channel->closed()) {  // the client went away: stop generating for it
+        group->cancel_all();
         return;
       }
       if (stream) channel->write(chunk(i, text, nullptr));
     };
-    auto on_done = [r, gather, i, n, stream, echo, include_usage, chunk, finish_name, prompt_texts,
+    auto on_done = [r, group, i, n, stream, echo, include_usage, chunk, finish_name, prompt_texts,
                     prompt_token_counts, id, created, model_name, metrics](CompletionOutput out) {
-      metrics->tokens_generated(out.result.generated_tokens);
-      if (out.result.generated_tokens > 0) metrics->first_token(out.result.time_to_first_token_s);
+      count_generation(metrics, out.result);
       if (stream && failure_of(out.result).empty())
         r->channel->write(chunk(i, "", finish_name(out.result.reason)));
-      std::lock_guard<std::mutex> lock(gather->mutex);
-      gather->outputs[i] = std::move(out);
-      if (--gather->remaining > 0) return;
+      auto outputs = group->complete(i, std::move(out));
+      if (!outputs) return;
       int prompt_tokens = 0, completion_tokens = 0;
       std::string error;
       int error_status = 500;
-      for (size_t k = 0; k < gather->outputs.size(); ++k) {
-        const auto& o = gather->outputs[k];
+      for (size_t k = 0; k < outputs->size(); ++k) {
+        const auto& o = (*outputs)[k];
         if (k % static_cast<size_t>(n) == 0) prompt_tokens += prompt_token_counts[k / static_cast<size_t>(n)];
         completion_tokens += o.result.generated_tokens;
         if (std::string failure = failure_of(o.result); !failure.empty()) {
@@ -492,8 +471,8 @@ void ReplicaServer::completions(const std::shared_ptr<Request>& r) {
         return;
       }
       json choices = json::array();
-      for (size_t k = 0; k < gather->outputs.size(); ++k) {
-        const auto& o = gather->outputs[k];
+      for (size_t k = 0; k < outputs->size(); ++k) {
+        const auto& o = (*outputs)[k];
         choices.push_back({{"text", (echo ? prompt_texts[k / static_cast<size_t>(n)] : "") + o.text},
                            {"index", k},
                            {"logprobs", nullptr},
@@ -509,13 +488,9 @@ void ReplicaServer::completions(const std::shared_ptr<Request>& r) {
     try {
       auto handle = start_completion(*scheduler_, *model_.tokenizer, prompts[i / static_cast<size_t>(n)],
                                      choice_params, on_text, on_done);
-      std::lock_guard<std::mutex> lock(gather->mutex);
-      gather->handles.push_back(handle);
+      group->add(handle);
     } catch (const Error& e) {
-      {
-        std::lock_guard<std::mutex> lock(gather->mutex);
-        for (auto& h : gather->handles) h->cancel();
-      }
+      group->cancel_all();
       if (stream) {  // headers are out: report in the stream
         r->channel->write("data: " + error_body(e.what(), "invalid_request_error").dump() + "\n\n");
         r->channel->write("data: [DONE]\n\n");
