@@ -200,17 +200,21 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
     // (thread 0 into out), then the partial sums are added. Column splits would interleave the threads'
     // reads within every row and defeat the hardware prefetchers.
     const int threads = pool.size();
-    thread_local std::vector<float> partial;  // reused: this runs dozens of times per decoded token
-    partial.assign(static_cast<size_t>(threads - 1) * O, 0.f);
+    // The caller's buffer, reused across calls (this runs dozens of times per decoded token). Workers
+    // must reach it through this pointer: naming a thread_local inside the task would give each worker
+    // its own, empty one.
+    thread_local std::vector<float> partial_buffer;
+    partial_buffer.assign(static_cast<size_t>(threads - 1) * O, 0.f);
+    float* const partial = partial_buffer.data();
     pool.run([&](int t) {
       const int per = (I / threads + 3) / 4 * 4;
       const int i0 = std::min(I, per * t), i1 = t + 1 == threads ? I : std::min(I, i0 + per);
-      float* acc = t == 0 ? out : partial.data() + static_cast<size_t>(t - 1) * O;
+      float* acc = t == 0 ? out : partial + static_cast<size_t>(t - 1) * O;
       if (t == 0) init(0, static_cast<size_t>(O));
       matvec_in_major_rows(acc, in, L.weight, O, i0, i1);
     });
     for (int t = 1; t < threads; ++t) {
-      const float* p = partial.data() + static_cast<size_t>(t - 1) * O;
+      const float* p = partial + static_cast<size_t>(t - 1) * O;
       for (int o = 0; o < O; ++o) out[o] += p[o];
     }
     return;
