@@ -13,6 +13,12 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "debug, info, warn or error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
   app.set_version_flag("--version", "cortex 0.1.0");
+  cortex::cli::add_deploy_commands(app);
+  cortex::cli::add_get_commands(app);
+  cortex::cli::add_logs_command(app);
+  cortex::cli::add_predict_command(app);
+  cortex::cli::add_operator_commands(app);
+  cortex::cli::add_completion_command(app);
   cortex::cli::add_tokenize_commands(app);
   cortex::cli::add_generate_command(app);
   cortex::cli::add_model_command(app);
@@ -22,7 +28,9 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version are "errors" with code 0; a command line that cannot be parsed is bad input.
+    int code = app.exit(e);
+    return code == 0 ? 0 : 2;
   } catch (const cortex::Error& e) {
     std::cerr << "cortex: error: " << e.what() << "\n";
     return e.code() == cortex::ErrorCode::kInvalidArgument ? 2 : 1;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 
 #include "util/error.h"
 
@@ -22,6 +23,58 @@ double Sampler::next_uniform() {
 
 int32_t argmax(std::span<const float> values) {
   return static_cast<int32_t>(std::max_element(values.begin(), values.end()) - values.begin());
+}
+
+double log_sum_exp(std::span<const float> logits) {
+  float max_logit = -INFINITY;
+  for (float l : logits) max_logit = std::max(max_logit, l);
+  if (!std::isfinite(max_logit)) return max_logit;  // -inf (nothing possible) or +inf/NaN propagated
+  double total = 0.0;
+  for (float l : logits) total += std::exp(static_cast<double>(l - max_logit));
+  return static_cast<double>(max_logit) + std::log(total);
+}
+
+void log_softmax(std::span<const float> logits, std::span<float> out) {
+  if (out.size() != logits.size()) throw invalid_argument("log_softmax: output size differs from input size");
+  const double lse = log_sum_exp(logits);
+  for (size_t i = 0; i < logits.size(); ++i) out[i] = static_cast<float>(logits[i] - lse);
+}
+
+TokenLogprobs token_logprobs(std::span<const float> logits, int32_t token, int top_n) {
+  if (token < 0 || static_cast<size_t>(token) >= logits.size())
+    throw invalid_argument("token_logprobs: token " + std::to_string(token) + " is outside the vocabulary");
+  if (top_n < 0) throw invalid_argument("token_logprobs: top_n must be >= 0");
+  const double lse = log_sum_exp(logits);
+  TokenLogprobs result;
+  result.token = token;
+  result.logprob = static_cast<float>(logits[static_cast<size_t>(token)] - lse);
+  // A min-heap of the best top_n (value, id): "better" = larger value, then smaller id.
+  const auto better = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  };
+  std::vector<std::pair<float, int32_t>> heap;
+  const size_t n = std::min(static_cast<size_t>(top_n), logits.size());
+  heap.reserve(n);
+  for (size_t i = 0; i < logits.size() && n > 0; ++i) {
+    const std::pair<float, int32_t> c{logits[i], static_cast<int32_t>(i)};
+    if (heap.size() < n) {
+      heap.push_back(c);
+      std::push_heap(heap.begin(), heap.end(), better);
+    } else if (better(c, heap.front())) {
+      std::pop_heap(heap.begin(), heap.end(), better);
+      heap.back() = c;
+      std::push_heap(heap.begin(), heap.end(), better);
+    }
+  }
+  std::sort_heap(heap.begin(), heap.end(), better);  // best first
+  bool has_token = false;
+  result.top.reserve(heap.size() + 1);
+  for (const auto& [value, id] : heap) {
+    result.top.emplace_back(id, static_cast<float>(value - lse));
+    has_token = has_token || id == token;
+  }
+  if (!has_token) result.top.emplace_back(token, result.logprob);
+  return result;
 }
 
 int32_t Sampler::sample(std::span<const float> logits) {

@@ -38,6 +38,7 @@ struct BatchScheduler::Running {
   int32_t next_token = -1;  // the token the next decode step feeds
   int generated = 0;
   bool done = false;
+  std::vector<model::TokenLogprobs> prompt_logprobs;  // gathered chunk by chunk when asked for
 };
 
 namespace {
@@ -86,6 +87,7 @@ std::shared_ptr<RequestHandle> BatchScheduler::submit(GenerationRequest request)
   const int n_ctx = model_->config().n_ctx;
   if (request.prompt.empty()) throw invalid_argument("prompt is empty");
   if (request.max_tokens < 0) throw invalid_argument("max_tokens must be >= 0");
+  if (request.logprobs < -1) throw invalid_argument("logprobs must be >= 0");
   for (int32_t t : request.prompt)
     if (t < 0 || t >= model_->config().vocab_size)
       throw invalid_argument("token id " + std::to_string(t) + " is outside the vocabulary");
@@ -174,7 +176,9 @@ void BatchScheduler::admit() {
     r->sequence = model_->new_sequence();
     r->sampler = std::make_unique<model::Sampler>(r->request.sampling);
     running_.push_back(std::move(r));
-    if (running_.back()->request.max_tokens == 0) finish(*running_.back(), FinishReason::kLength);
+    // Nothing to generate: done at once, unless the prompt itself is to be scored.
+    if (running_.back()->request.max_tokens == 0 && !running_.back()->request.prompt_logprobs)
+      finish(*running_.back(), FinishReason::kLength);
   }
   running_.erase(std::remove_if(running_.begin(), running_.end(), [](const auto& r) { return r->done; }),
                  running_.end());
@@ -223,7 +227,8 @@ void BatchScheduler::step() {
   for (auto& r : running_) {
     if (r->done || r->prefilled >= r->request.prompt.size() || budget <= 0) continue;
     const size_t n = std::min(r->request.prompt.size() - r->prefilled, static_cast<size_t>(budget));
-    batch.push_back({r->sequence.get(), std::span(r->request.prompt).subspan(r->prefilled, n)});
+    batch.push_back({r->sequence.get(), std::span(r->request.prompt).subspan(r->prefilled, n),
+                     r->request.prompt_logprobs});
     owners.push_back(r.get());
     budget -= static_cast<int>(n);
   }
@@ -238,17 +243,39 @@ void BatchScheduler::step() {
     }
     const size_t V = static_cast<size_t>(model_->config().vocab_size);
     const int n_ctx = model_->config().n_ctx;
+    const std::span<const float> all_rows(logits);
+    size_t next_row = 0;  // an entry has one logits row (its last token) or, with all_logits, one per token
     for (size_t i = 0; i < batch.size(); ++i) {
       Running& r = *owners[i];
-      if (r.prefilled < r.request.prompt.size()) {
+      const size_t first_row = next_row;
+      next_row += batch[i].all_logits ? batch[i].tokens.size() : 1;
+      const auto row = [&](size_t k) { return all_rows.subspan(k * V, V); };
+      const std::vector<int32_t>& prompt = r.request.prompt;
+      if (r.prefilled < prompt.size()) {
+        const size_t start = r.prefilled;
         r.prefilled += batch[i].tokens.size();
-        if (r.prefilled < r.request.prompt.size()) continue;  // more prompt to go: these logits are unused
+        if (batch[i].all_logits) {  // row j predicts position start + j + 1
+          const int top_n = std::max(0, r.request.logprobs);
+          for (size_t j = 0; start + j + 1 < std::min(r.prefilled + 1, prompt.size()); ++j)
+            r.prompt_logprobs.push_back(
+                model::token_logprobs(row(first_row + j), prompt[start + j + 1], top_n));
+        }
+        if (r.prefilled < prompt.size()) continue;  // more prompt to go: its last row is not sampled
+        if (r.request.prompt_logprobs && r.request.on_prompt_logprobs)
+          r.request.on_prompt_logprobs(std::move(r.prompt_logprobs));
+        if (r.request.max_tokens == 0) {
+          finish(r, FinishReason::kLength);
+          continue;
+        }
       }
-      const int32_t token = r.sampler->sample(std::span(logits).subspan(i * V, V));
+      const auto last_row = row(next_row - 1);
+      const int32_t token = r.sampler->sample(last_row);
       if (token == r.request.eos_id && !r.request.ignore_eos) {
         finish(r, FinishReason::kStop);
         continue;
       }
+      if (r.request.logprobs >= 0 && r.request.on_logprobs)
+        r.request.on_logprobs(model::token_logprobs(last_row, token, r.request.logprobs));
       if (r.generated++ == 0) r.first_token = Clock::now();
       if (r.request.on_token && !r.request.on_token(token)) {
         finish(r, FinishReason::kStop);

@@ -52,6 +52,17 @@ struct GenerationRequest {
   std::function<bool(int32_t)> on_token;
   // Called exactly once when the request ends, whatever the reason.
   std::function<void(const GenerationResult&)> on_done;
+
+  // Log-probabilities (model::token_logprobs: the raw model distribution, before temperature, top-k and
+  // top-p), computed only when asked for. logprobs >= 0: on_logprobs receives each generated token's,
+  // with the `logprobs` most likely tokens, just before on_token. prompt_logprobs: on_prompt_logprobs
+  // receives those of prompt tokens 1.. (nothing predicts the first) once, when the prompt is prefilled,
+  // before any generated token; with max_tokens 0 the request then ends (a prompt is scored). Such a
+  // prompt's prefill projects every position on the vocabulary, not just the last.
+  int logprobs = -1;
+  bool prompt_logprobs = false;
+  std::function<void(const model::TokenLogprobs&)> on_logprobs;
+  std::function<void(std::vector<model::TokenLogprobs>)> on_prompt_logprobs;
 };
 
 // A submitted request: lets its owner cancel it (a client that disconnected).

@@ -1,5 +1,6 @@
 #include "serving/completion.h"
 
+#include <cstdio>
 #include <random>
 
 #include "tokenizer/utf8_stream_decoder.h"
@@ -31,6 +32,25 @@ size_t held_back(const std::string& text, const std::vector<std::string>& stop) 
   return hold;
 }
 
+// Characters (code points) in valid UTF-8: the bytes that do not continue a character.
+int64_t count_chars(std::string_view utf8) {
+  int64_t n = 0;
+  for (unsigned char c : utf8) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+TokenLogprob make_entry(const tokenizer::BpeTokenizer& tokenizer, const model::TokenLogprobs& lp,
+                        int64_t text_offset) {
+  TokenLogprob e;
+  e.token = token_text(tokenizer, lp.token);
+  e.logprob = lp.logprob;
+  e.top.emplace();
+  e.top->reserve(lp.top.size());
+  for (const auto& [id, logprob] : lp.top) e.top->emplace_back(token_text(tokenizer, id), logprob);
+  e.text_offset = text_offset;
+  return e;
+}
+
 struct State {
   const tokenizer::BpeTokenizer* tokenizer;
   std::vector<std::string> stop;
@@ -39,14 +59,26 @@ struct State {
   size_t emitted = 0;
   bool stopped_by_string = false;
   std::vector<int32_t> tokens;
-  std::function<void(const std::string&)> on_text;
-  std::function<void(CompletionOutput)> on_done;
+  CompletionCallbacks callbacks;
+  // Logprobs, when asked for.
+  std::vector<int32_t> prompt;               // with echo: for the prompt's entries
+  int64_t offset_base = 0;                   // characters before the generated text in the choice's text
+  int64_t text_chars = 0;                    // characters in `text`
+  std::optional<model::TokenLogprobs> next;  // the logprobs of the token on_token gets next
+  std::vector<TokenLogprob> logprobs;        // every generated token's
+  std::vector<TokenLogprob> pending;         // those not yet passed to on_text
+  std::vector<TokenLogprob> prompt_logprobs;
 
+  // Passes on the text up to `upto` not yet passed, with the pending entries.
   void emit(size_t upto) {
+    std::string piece;
     if (upto > emitted) {
-      if (on_text) on_text(text.substr(emitted, upto - emitted));
+      piece = text.substr(emitted, upto - emitted);
       emitted = upto;
     }
+    if (piece.empty() && pending.empty()) return;
+    if (callbacks.on_text) callbacks.on_text(piece, std::move(pending));
+    pending.clear();
   }
 };
 
@@ -128,17 +160,81 @@ int failure_status(const GenerationResult& result) {
   return result.reason == FinishReason::kTimeout ? 504 : 500;
 }
 
+std::string token_text(const tokenizer::BpeTokenizer& tokenizer, int32_t id) {
+  const std::string& bytes = tokenizer.token_bytes(id);
+  if (tokenizer::is_valid_utf8(bytes)) return bytes;
+  std::string out = "bytes:";
+  for (unsigned char c : bytes) {
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "\\x%02x", c);
+    out += hex;
+  }
+  return out;
+}
+
+std::string decode_text(const tokenizer::BpeTokenizer& tokenizer, std::span<const int32_t> ids) {
+  tokenizer::Utf8StreamDecoder decoder;
+  std::string text = decoder.push(tokenizer.decode(ids));
+  return text + decoder.finish();
+}
+
+nlohmann::json logprobs_json(std::span<const TokenLogprob> entries) {
+  using nlohmann::json;
+  json tokens = json::array(), token_logprobs = json::array(), top_logprobs = json::array(),
+       text_offset = json::array();
+  for (const auto& e : entries) {
+    tokens.push_back(e.token);
+    token_logprobs.push_back(e.logprob ? json(*e.logprob) : json(nullptr));
+    if (e.top) {
+      json top = json::object();
+      for (const auto& [token, logprob] : *e.top) top[token] = logprob;
+      top_logprobs.push_back(std::move(top));
+    } else {
+      top_logprobs.push_back(nullptr);
+    }
+    text_offset.push_back(e.text_offset);
+  }
+  return {{"tokens", std::move(tokens)},
+          {"token_logprobs", std::move(token_logprobs)},
+          {"top_logprobs", std::move(top_logprobs)},
+          {"text_offset", std::move(text_offset)}};
+}
+
 std::shared_ptr<RequestHandle> start_completion(BatchScheduler& scheduler,
                                                 const tokenizer::BpeTokenizer& tokenizer,
                                                 std::vector<int32_t> prompt, const CompletionParams& params,
-                                                std::function<void(const std::string&)> on_text,
-                                                std::function<void(CompletionOutput)> on_done) {
+                                                CompletionCallbacks callbacks) {
   auto state = std::make_shared<State>();
   state->tokenizer = &tokenizer;
   state->stop = params.stop;
-  state->on_text = std::move(on_text);
-  state->on_done = std::move(on_done);
+  state->callbacks = std::move(callbacks);
   GenerationRequest request;
+  if (params.logprobs >= 0) {
+    request.logprobs = params.logprobs;
+    request.on_logprobs = [state](const model::TokenLogprobs& lp) { state->next = lp; };
+    if (params.echo) {
+      state->prompt = prompt;
+      state->offset_base = count_chars(decode_text(tokenizer, prompt));
+      request.prompt_logprobs = true;
+      request.on_prompt_logprobs = [state](std::vector<model::TokenLogprobs> lps) {
+        State& s = *state;
+        tokenizer::Utf8StreamDecoder decoder;
+        int64_t chars = 0;
+        for (size_t k = 0; k < s.prompt.size(); ++k) {
+          TokenLogprob e;
+          if (k > 0 && k - 1 < lps.size()) {
+            e = make_entry(*s.tokenizer, lps[k - 1], chars);
+          } else {
+            e.token = token_text(*s.tokenizer, s.prompt[k]);
+            e.text_offset = chars;
+          }
+          s.prompt_logprobs.push_back(std::move(e));
+          chars += count_chars(decoder.push(s.tokenizer->token_bytes(s.prompt[k])));
+        }
+        if (s.callbacks.on_prompt) s.callbacks.on_prompt(s.prompt_logprobs);
+      };
+    }
+  }
   request.prompt = std::move(prompt);
   request.max_tokens = params.max_tokens;
   request.sampling = params.sampling;
@@ -148,7 +244,14 @@ std::shared_ptr<RequestHandle> start_completion(BatchScheduler& scheduler,
     State& s = *state;
     s.tokens.push_back(token);
     const size_t before = s.text.size();
-    s.text += s.decoder.push(s.tokenizer->token_bytes(token));
+    if (s.next) {
+      s.logprobs.push_back(make_entry(*s.tokenizer, *s.next, s.offset_base + s.text_chars));
+      s.pending.push_back(s.logprobs.back());
+      s.next.reset();
+    }
+    const std::string piece = s.decoder.push(s.tokenizer->token_bytes(token));
+    s.text += piece;
+    s.text_chars += count_chars(piece);
     for (const auto& stop : s.stop) {
       const size_t from = before >= stop.size() ? before - stop.size() + 1 : 0;
       const size_t pos = s.text.find(stop, from);
@@ -173,7 +276,9 @@ std::shared_ptr<RequestHandle> start_completion(BatchScheduler& scheduler,
     out.text = std::move(s.text);
     out.tokens = std::move(s.tokens);
     out.result = result;
-    if (s.on_done) s.on_done(std::move(out));
+    out.prompt_logprobs = std::move(s.prompt_logprobs);
+    out.logprobs = std::move(s.logprobs);
+    if (s.callbacks.on_done) s.callbacks.on_done(std::move(out));
   };
   return scheduler.submit(std::move(request));
 }

@@ -2,13 +2,19 @@
 
 #include <spdlog/spdlog.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <array>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+
 #include <cstdio>
 #include <deque>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 
@@ -20,6 +26,8 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
+// Sessions and the acceptor use the generic stream protocol, so one code path serves TCP and unix sockets.
+using stream_protocol = net::generic::stream_protocol;
 
 namespace {
 
@@ -32,7 +40,7 @@ std::string status_line_reason(int status) {
 // thread only, except closed_ (read from any thread).
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, const HttpServerOptions& options, const HttpHandler& handler)
+  Session(stream_protocol::socket socket, const HttpServerOptions& options, const HttpHandler& handler)
       : stream_(std::move(socket)), options_(options), handler_(handler) {}
 
   void start() { read_request(); }
@@ -56,17 +64,32 @@ class Session : public std::enable_shared_from_this<Session> {
                      [self = shared_from_this()](beast::error_code ec, size_t) { self->on_request(ec); });
   }
 
+  // An error answered before the request reaches the handler; the connection then closes (lingering).
+  void refuse(int status, const std::string& message) {
+    keep_alive_ = false;
+    linger_ = true;
+    response_done_ = false;
+    const nlohmann::json body = {
+        {"error",
+         {{"message", message}, {"type", "invalid_request_error"}, {"param", nullptr}, {"code", nullptr}}}};
+    send_whole(status, "application/json", body.dump() + "\n");
+  }
+
   void on_request(beast::error_code ec) {
-    if (ec == http::error::body_limit) {
-      keep_alive_ = false;
-      response_done_ = false;
-      std::string body = "{\"error\":{\"message\":\"request body exceeds the limit of " +
-                         std::to_string(options_.max_body_bytes) +
-                         " bytes\",\"type\":\"invalid_request_error\",\"param\":null}}";
-      send_whole(413, "application/json", body);
+    if (ec == http::error::body_limit) {  // as soon as Content-Length says so, or the chunks pass it
+      refuse(413, "request body exceeds the limit of " + std::to_string(options_.max_body_bytes) + " bytes");
       return;
     }
-    if (ec) {  // end of stream, timeout, malformed request line: nothing to answer
+    if (ec == http::error::header_limit) {
+      refuse(431, "request headers exceed the limit of 8192 bytes");
+      return;
+    }
+    if (ec && ec.category() == http::make_error_code(http::error::bad_method).category() &&
+        ec != http::error::end_of_stream && ec != http::error::partial_message) {
+      refuse(400, "malformed HTTP request (" + ec.message() + ")");
+      return;
+    }
+    if (ec) {  // end of stream, timeout (the socket is closed), a client gone mid-request: nothing to answer
       if (ec != http::error::end_of_stream && ec != beast::error::timeout)
         spdlog::debug("http read: {}", ec.message());
       close();
@@ -147,7 +170,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void finish_response() {
     if (!keep_alive_) {
-      close();
+      if (linger_)
+        linger();
+      else
+        close();
       return;
     }
     if (watching_) {
@@ -159,14 +185,33 @@ class Session : public std::enable_shared_from_this<Session> {
     }
   }
 
+  // After refusing a request whose body may still be coming: stop sending, read and drop what arrives for
+  // up to 2 s, then close. Closing with unread bytes would send a TCP reset, which can destroy the answer
+  // before the client has read it.
+  void linger() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(stream_protocol::socket::shutdown_send, ignored);
+    stream_.expires_after(std::chrono::seconds(2));
+    drain();
+  }
+  void drain() {
+    stream_.async_read_some(net::buffer(watch_buf_),
+                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                              if (ec)
+                                self->close();
+                              else
+                                self->drain();
+                            });
+  }
+
   void close() {
     if (closed_.exchange(true)) return;
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.socket().shutdown(stream_protocol::socket::shutdown_both, ignored);
     stream_.socket().close(ignored);
   }
 
-  beast::tcp_stream stream_;
+  beast::basic_stream<stream_protocol> stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   const HttpServerOptions& options_;
@@ -176,6 +221,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool writing_ = false;
   bool response_done_ = false;
   bool keep_alive_ = true;
+  bool linger_ = false;  // close by linger() (a refused request)
   bool watching_ = false;
   bool read_after_watch_ = false;
   std::atomic<bool> closed_{false};
@@ -237,19 +283,21 @@ struct HttpServer::Impl {
   HttpServerOptions options;
   HttpHandler handler;
   net::io_context ioc{1};
-  tcp::acceptor acceptor{ioc};
+  net::basic_socket_acceptor<stream_protocol> acceptor{ioc};
+  int port = 0;
   std::thread thread;
 
   void accept() {
-    acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
-      if (ec) {
-        if (ec == net::error::operation_aborted) return;
-        spdlog::warn("accept: {}", ec.message());
-      } else {
-        std::make_shared<Session>(std::move(socket), options, handler)->start();
-      }
-      accept();
-    });
+    acceptor.async_accept(net::make_strand(ioc),
+                          [this](beast::error_code ec, stream_protocol::socket socket) {
+                            if (ec) {
+                              if (ec == net::error::operation_aborted) return;
+                              spdlog::warn("accept: {}", ec.message());
+                            } else {
+                              std::make_shared<Session>(std::move(socket), options, handler)->start();
+                            }
+                            accept();
+                          });
   }
 };
 
@@ -258,16 +306,31 @@ std::unique_ptr<HttpServer> HttpServer::start(const HttpServerOptions& options, 
   impl->options = options;
   impl->handler = std::move(handler);
   beast::error_code ec;
-  auto address = net::ip::make_address(options.host, ec);
-  if (ec) throw invalid_argument("invalid listen address '" + options.host + "'");
-  tcp::endpoint endpoint{address, static_cast<unsigned short>(options.port)};
+  stream_protocol::endpoint endpoint;
+  std::string where;
+  if (!options.unix_socket_path.empty()) {
+    where = options.unix_socket_path;
+    ::unlink(where.c_str());  // a socket left by a process that died
+    endpoint = net::local::stream_protocol::endpoint(where);
+  } else {
+    auto address = net::ip::make_address(options.host, ec);
+    if (ec) throw invalid_argument("invalid listen address '" + options.host + "'");
+    where = options.host + ":" + std::to_string(options.port);
+    endpoint = tcp::endpoint{address, static_cast<unsigned short>(options.port)};
+  }
   impl->acceptor.open(endpoint.protocol(), ec);
-  if (!ec) impl->acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec && options.unix_socket_path.empty())
+    impl->acceptor.set_option(net::socket_base::reuse_address(true), ec);
   if (!ec) impl->acceptor.bind(endpoint, ec);
+  if (!ec && !options.unix_socket_path.empty() && ::chmod(where.c_str(), 0600) != 0)
+    ec = beast::error_code(errno, beast::system_category());
   if (!ec) impl->acceptor.listen(net::socket_base::max_listen_connections, ec);
-  if (ec)
-    throw Error(ErrorCode::kInvalidArgument, "cannot listen on " + options.host + ":" +
-                                                 std::to_string(options.port) + ": " + ec.message());
+  if (ec) throw Error(ErrorCode::kInvalidArgument, "cannot listen on " + where + ": " + ec.message());
+  if (options.unix_socket_path.empty()) {
+    // The generic endpoint holds a sockaddr_in or sockaddr_in6; the port sits at the same offset in both.
+    auto local = impl->acceptor.local_endpoint();
+    impl->port = ntohs(reinterpret_cast<const sockaddr_in*>(local.data())->sin_port);
+  }
   impl->accept();
   Impl* raw = impl.get();
   impl->thread = std::thread([raw] { raw->ioc.run(); });
@@ -286,7 +349,7 @@ HttpServer::~HttpServer() {
 }
 
 int HttpServer::port() const {
-  return impl_->acceptor.local_endpoint().port();
+  return impl_->port;
 }
 
 }  // namespace cortex::serving

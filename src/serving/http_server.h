@@ -43,6 +43,9 @@ using HttpHandler = std::function<void(HttpRequest request, std::shared_ptr<Resp
 struct HttpServerOptions {
   std::string host = "127.0.0.1";
   int port = 0;  // 0: any free port (see HttpServer::port())
+  // When set, listen on this unix socket instead of host:port (a stale socket file is replaced; the
+  // socket is made 0600, so only its owner can connect).
+  std::string unix_socket_path;
   size_t max_body_bytes = 8u << 20;
   std::chrono::seconds read_timeout{30};
 };
@@ -51,8 +54,8 @@ class HttpServer {
  public:
   // Binds and starts serving on its own thread; throws Error naming the address when binding fails.
   static std::unique_ptr<HttpServer> start(const HttpServerOptions& options, HttpHandler handler);
-  ~HttpServer();  // stops accepting, closes connections, joins the thread
-  int port() const;
+  ~HttpServer();     // stops accepting, closes connections, joins the thread
+  int port() const;  // the TCP port listened on; 0 for a unix socket
 
   struct Impl;
 

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/post.hpp>
 #include <chrono>
 #include <set>
 
@@ -13,6 +14,8 @@ namespace cortex::serving {
 using nlohmann::json;
 
 namespace {
+
+constexpr int kMaxLogprobs = 5;  // OpenAI's limit for the legacy completions API
 
 json error_body(const std::string& message, const std::string& type, const std::string& param = "",
                 const std::string& code = "") {
@@ -32,6 +35,14 @@ std::string param_of(const std::string& message) {
 void count_generation(Metrics* metrics, const GenerationResult& result) {
   metrics->tokens_generated(result.generated_tokens);
   if (result.generated_tokens > 0) metrics->first_token(result.time_to_first_token_s);
+}
+
+// A boolean field: `fallback` when absent or null; Error(kInvalidArgument) naming it when not a boolean.
+bool get_bool(const json& j, const std::string& field, bool fallback, const std::string& name = "") {
+  if (!j.contains(field) || j.at(field).is_null()) return fallback;
+  if (!j.at(field).is_boolean())
+    throw invalid_argument((name.empty() ? field : name) + ": must be true or false");
+  return j.at(field).get<bool>();
 }
 
 int64_t unix_time() {
@@ -87,15 +98,17 @@ std::unique_ptr<ReplicaServer> ReplicaServer::start(const ReplicaOptions& option
   return server;
 }
 
-ReplicaServer::ReplicaServer(const ReplicaOptions& options) : options_(options) {}
+ReplicaServer::ReplicaServer(const ReplicaOptions& options)
+    : options_(options), workers_(static_cast<size_t>(std::max(1, options.request_threads))) {}
 
 ReplicaServer::~ReplicaServer() {
   if (loader_.joinable()) loader_.join();
-  std::unique_ptr<BatchScheduler> scheduler;
+  std::shared_ptr<BatchScheduler> scheduler;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    scheduler = std::move(scheduler_);
+    scheduler = std::move(scheduler_);  // requests routed from now on get 503
   }
+  workers_.join();    // requests being pre-processed finish (their copy of the scheduler goes with them)
   scheduler.reset();  // running requests end (their clients get an error) while the network still runs
   http_.reset();
 }
@@ -108,7 +121,7 @@ void ReplicaServer::load() {
     std::lock_guard<std::mutex> lock(mutex_);
     model_ = std::move(loaded);
     handler_ = std::move(handler);
-    scheduler_ = std::move(scheduler);
+    scheduler_ = std::shared_ptr<BatchScheduler>(std::move(scheduler));
     loading_ = false;
     spdlog::info("model {} loaded: ready", options_.model_path);
   } catch (const std::exception& e) {
@@ -162,66 +175,82 @@ void ReplicaServer::handle(HttpRequest http, std::shared_ptr<ResponseChannel> ch
     }
     return;
   }
+  if (path == "/readyz") {
+    if (!expect("GET")) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (loading_)
+      r->json_response(503, {{"status", "loading"}}, {{"Retry-After", "1"}});
+    else if (!load_error_.empty())
+      r->json_response(503, {{"status", "error"}, {"error", load_error_}});
+    else
+      r->json_response(200, {{"status", "ready"}});
+    return;
+  }
+  const bool known =
+      path == "/predict" || path == "/v1/completions" || path == "/v1/models" || path == "/signature";
+  if (!known) {
+    r->json_response(404, error_body("no route " + path, "not_found_error"));
+    return;
+  }
+  std::shared_ptr<BatchScheduler> scheduler;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (path == "/readyz") {
-      if (!expect("GET")) return;
-      if (loading_)
-        r->json_response(503, {{"status", "loading"}}, {{"Retry-After", "1"}});
-      else if (!load_error_.empty())
-        r->json_response(503, {{"status", "error"}, {"error", load_error_}});
-      else
-        r->json_response(200, {{"status", "ready"}});
-      return;
-    }
-    const bool known =
-        path == "/predict" || path == "/v1/completions" || path == "/v1/models" || path == "/signature";
-    if (!known) {
-      r->json_response(404, error_body("no route " + path, "not_found_error"));
-      return;
-    }
-    if (!scheduler_) {
+    scheduler = scheduler_;
+    if (!scheduler) {
       if (loading_)
         r->json_response(503, error_body("the model is loading", "overloaded_error"), {{"Retry-After", "1"}});
-      else
+      else if (!load_error_.empty())
         r->json_response(503, error_body("the model failed to load: " + load_error_, "server_error"));
-      return;
-    }
-    if (path == "/v1/models") {
-      if (expect("GET"))
-        r->json_response(200, {{"object", "list"},
-                               {"data",
-                                {{{"id", options_.api_name},
-                                  {"object", "model"},
-                                  {"created", unix_time()},
-                                  {"owned_by", "cortex"}}}}});
-      return;
-    }
-    if (path == "/signature") {
-      if (!expect("GET")) return;
-      const auto& c = model_.model->config();
-      r->json_response(200, {{"inputs", {{"context", {{"type", "int32"}, {"shape", {-1, -1}}}}}},
-                             {"outputs", {{"sample", {{"type", "int32"}, {"shape", {-1, -1}}}}}},
-                             {"model",
-                              {{"vocab_size", c.vocab_size},
-                               {"n_ctx", c.n_ctx},
-                               {"n_embd", c.n_embd},
-                               {"n_layer", c.n_layer},
-                               {"n_head", c.n_head}}}});
-      return;
-    }
-    if (!expect("POST")) return;
-    try {
-      if (path == "/predict")
-        predict(r);
       else
-        completions(r);
+        r->json_response(503, error_body("the server is shutting down", "overloaded_error"));
+      return;
+    }
+  }
+  // From here model_ and handler_ are set and stay so (see the header).
+  if (path == "/v1/models") {
+    if (expect("GET"))
+      r->json_response(200, {{"object", "list"},
+                             {"data",
+                              {{{"id", options_.api_name},
+                                {"object", "model"},
+                                {"created", unix_time()},
+                                {"owned_by", "cortex"}}}}});
+    return;
+  }
+  if (path == "/signature") {
+    if (!expect("GET")) return;
+    const auto& c = model_.model->config();
+    r->json_response(200, {{"inputs", {{"context", {{"type", "int32"}, {"shape", {-1, -1}}}}}},
+                           {"outputs", {{"sample", {{"type", "int32"}, {"shape", {-1, -1}}}}}},
+                           {"model",
+                            {{"vocab_size", c.vocab_size},
+                             {"n_ctx", c.n_ctx},
+                             {"n_embd", c.n_embd},
+                             {"n_layer", c.n_layer},
+                             {"n_head", c.n_head}}}});
+    return;
+  }
+  if (!expect("POST")) return;
+  // Parsing, pre_inference and tokenizing happen on a request thread, not on the network thread. Posted
+  // under the lock: the destructor either sees this work when it joins the request threads, or ran first
+  // and this request gets 503.
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!scheduler_) {
+    r->json_response(503, error_body("the server is shutting down", "overloaded_error"));
+    return;
+  }
+  boost::asio::post(workers_, [this, r, scheduler = std::move(scheduler), path] {
+    try {
+      if (path == "/v1/completions")
+        completions(r, *scheduler);
+      else
+        predict(r, *scheduler);
     } catch (const Error& e) {
       r->fail(e);
     } catch (const std::exception& e) {
       r->fail(Error(ErrorCode::kInternal, e.what()));
     }
-  }
+  });
 }
 
 namespace {
@@ -249,8 +278,8 @@ std::vector<int32_t> context_of(const json& model_input) {
 }
 }  // namespace
 
-// The seed's prediction API. Called with mutex_ held.
-void ReplicaServer::predict(const std::shared_ptr<Request>& r) {
+// The seed's prediction API.
+void ReplicaServer::predict(const std::shared_ptr<Request>& r, BatchScheduler& scheduler) {
   json body = parse_body(r->http.body);
   if (!body.is_object() || !body.contains("samples")) throw invalid_argument("samples: missing");
   const json& samples = body.at("samples");
@@ -306,12 +335,12 @@ void ReplicaServer::predict(const std::shared_ptr<Request>& r) {
     auto channel = r->channel;
     CompletionParams params = jobs[i].params;
     try {
-      auto handle = start_completion(
-          *scheduler_, *model_.tokenizer, jobs[i].context, params,
-          [channel, group](const std::string&) {
-            if (channel->closed()) group->cancel_all();  // the client went away: stop generating for it
-          },
-          on_done);
+      CompletionCallbacks callbacks;
+      callbacks.on_text = [channel, group](const std::string&, std::vector<TokenLogprob>) {
+        if (channel->closed()) group->cancel_all();  // the client went away: stop generating for it
+      };
+      callbacks.on_done = on_done;
+      auto handle = start_completion(scheduler, *model_.tokenizer, jobs[i].context, params, callbacks);
       group->add(handle);
     } catch (const Error&) {
       group->cancel_all();
@@ -320,8 +349,8 @@ void ReplicaServer::predict(const std::shared_ptr<Request>& r) {
   }
 }
 
-// OpenAI's completions API. Called with mutex_ held.
-void ReplicaServer::completions(const std::shared_ptr<Request>& r) {
+// OpenAI's completions API.
+void ReplicaServer::completions(const std::shared_ptr<Request>& r, BatchScheduler& scheduler) {
   json body = parse_body(r->http.body);
   if (!body.is_object()) throw invalid_argument("request: must be a JSON object");
   if (body.contains("model") && !body["model"].is_null() &&
@@ -331,8 +360,15 @@ void ReplicaServer::completions(const std::shared_ptr<Request>& r) {
                                      "invalid_request_error", "model", "model_not_found"));
     return;
   }
-  if (body.contains("logprobs") && !body["logprobs"].is_null())
-    throw invalid_argument("logprobs: not supported yet");
+  // OpenAI's legacy completions: logprobs n (0..5) = the chosen token's log-probability and the n most
+  // likely tokens' at each position.
+  int logprobs = -1;
+  if (body.contains("logprobs") && !body["logprobs"].is_null()) {
+    const json& lp = body["logprobs"];
+    if (!lp.is_number_integer() || lp.get<int64_t>() < 0 || lp.get<int64_t>() > kMaxLogprobs)
+      throw invalid_argument("logprobs: must be an integer between 0 and " + std::to_string(kMaxLogprobs));
+    logprobs = lp.get<int>();
+  }
   if (!body.contains("prompt")) throw invalid_argument("prompt: missing");
   std::vector<std::vector<int32_t>> prompts;
   std::vector<std::string> prompt_texts;
@@ -343,12 +379,16 @@ void ReplicaServer::completions(const std::shared_ptr<Request>& r) {
   };
   auto add_ids = [&](const json& ids) {
     std::vector<int32_t> v;
+    const int64_t vocab = model_.model->config().vocab_size;
     for (const auto& x : ids) {
       if (!x.is_number_integer())
         throw invalid_argument("prompt: must be a string, a list of strings or token ids");
+      if (x.get<int64_t>() < 0 || x.get<int64_t>() >= vocab)
+        throw invalid_argument("prompt: token id " + x.dump() + " is outside the vocabulary (0.." +
+                               std::to_string(vocab - 1) + ")");
       v.push_back(x.get<int32_t>());
     }
-    prompt_texts.push_back(model_.tokenizer->decode(v));
+    prompt_texts.push_back(decode_text(*model_.tokenizer, v));  // valid UTF-8 even if the ids cut a character
     prompts.push_back(std::move(v));
   };
   if (p.is_string()) {
@@ -379,14 +419,19 @@ void ReplicaServer::completions(const std::shared_ptr<Request>& r) {
   if (static_cast<int>(prompts.size()) * n > options_.max_samples)
     throw invalid_argument("prompt: at most " + std::to_string(options_.max_samples) +
                            " completions per request");
-  const bool stream = body.value("stream", false);
-  const bool echo = body.value("echo", false);
-  const bool include_usage = stream && body.contains("stream_options") &&
-                             body["stream_options"].is_object() &&
-                             body["stream_options"].value("include_usage", false);
+  const bool stream = get_bool(body, "stream", false);
+  const bool echo = get_bool(body, "echo", false);
+  bool include_usage = false;
+  if (body.contains("stream_options") && !body["stream_options"].is_null()) {
+    if (!body["stream_options"].is_object()) throw invalid_argument("stream_options: must be an object");
+    include_usage =
+        stream && get_bool(body["stream_options"], "include_usage", false, "stream_options.include_usage");
+  }
   CompletionParams defaults = options_.defaults;
   defaults.max_tokens = std::min(16, options_.limits.max_tokens);  // OpenAI's default
   CompletionParams params = parse_completion_params(body, defaults, options_.limits);
+  params.logprobs = logprobs;
+  params.echo = echo;
 
   const size_t total = prompts.size() * static_cast<size_t>(n);
   auto group = std::make_shared<CompletionGroup>(total);
@@ -394,13 +439,19 @@ void ReplicaServer::completions(const std::shared_ptr<Request>& r) {
                          std::to_string(reinterpret_cast<uintptr_t>(r.get()) % 100000);
   const int64_t created = unix_time();
   const std::string model_name = options_.api_name;
-  auto chunk = [id, created, model_name](size_t index, const std::string& text, const json& finish) {
-    json c = {
-        {"id", id},
-        {"object", "text_completion"},
-        {"created", created},
-        {"model", model_name},
-        {"choices", {{{"text", text}, {"index", index}, {"logprobs", nullptr}, {"finish_reason", finish}}}}};
+  // One server-sent event. With logprobs, every chunk carries the entries of its tokens (the last one,
+  // with finish_reason, none); their text offsets count the whole choice's text, as in a whole response.
+  auto chunk = [id, created, model_name, logprobs](size_t index, const std::string& text, const json& finish,
+                                                   std::span<const TokenLogprob> entries = {}) {
+    json c = {{"id", id},
+              {"object", "text_completion"},
+              {"created", created},
+              {"model", model_name},
+              {"choices",
+               {{{"text", text},
+                 {"index", index},
+                 {"logprobs", logprobs >= 0 ? logprobs_json(entries) : json(nullptr)},
+                 {"finish_reason", finish}}}}};
     return "data: " + c.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
   };
   auto finish_name = [](FinishReason reason) -> json {
@@ -411,7 +462,7 @@ void ReplicaServer::completions(const std::shared_ptr<Request>& r) {
   if (stream) {
     r->answered = true;  // answered by the stream below
     r->channel->start_stream(200, "text/event-stream");
-    if (echo)
+    if (echo && logprobs < 0)  // with logprobs the echo waits for the prompt's (after its prefill)
       for (size_t i = 0; i < total; ++i)
         r->channel->write(chunk(i, prompt_texts[i / static_cast<size_t>(n)], nullptr));
   }
@@ -420,15 +471,23 @@ void ReplicaServer::completions(const std::shared_ptr<Request>& r) {
     CompletionParams choice_params = params;
     choice_params.sampling.seed = params.sampling.seed + (i % static_cast<size_t>(n));
     auto channel = r->channel;
-    auto on_text = [channel, group, stream, i, chunk](const std::string& text) {
+    CompletionCallbacks callbacks;
+    callbacks.on_text = [channel, group, stream, i, chunk](const std::string& text,
+                                                           std::vector<TokenLogprob> entries) {
       if (channel->closed()) {  // the client went away: stop generating for it
         group->cancel_all();
         return;
       }
-      if (stream) channel->write(chunk(i, text, nullptr));
+      if (stream) channel->write(chunk(i, text, nullptr, entries));
     };
-    auto on_done = [r, group, i, n, stream, echo, include_usage, chunk, finish_name, prompt_texts,
-                    prompt_token_counts, id, created, model_name, metrics](CompletionOutput out) {
+    if (stream && echo && logprobs >= 0)
+      callbacks.on_prompt = [channel, i, chunk, text = prompt_texts[i / static_cast<size_t>(n)]](
+                                std::vector<TokenLogprob> entries) {
+        channel->write(chunk(i, text, nullptr, entries));
+      };
+    callbacks.on_done = [r, group, i, n, stream, echo, logprobs, include_usage, chunk, finish_name,
+                         prompt_texts, prompt_token_counts, id, created, model_name,
+                         metrics](CompletionOutput out) {
       count_generation(metrics, out.result);
       if (stream && failure_of(out.result).empty())
         r->channel->write(chunk(i, "", finish_name(out.result.reason)));
@@ -472,10 +531,15 @@ void ReplicaServer::completions(const std::shared_ptr<Request>& r) {
       }
       json choices = json::array();
       for (size_t k = 0; k < outputs->size(); ++k) {
-        const auto& o = (*outputs)[k];
+        auto& o = (*outputs)[k];
+        json lp = nullptr;
+        if (logprobs >= 0) {  // the prompt's entries (with echo), then the generated tokens'
+          o.prompt_logprobs.insert(o.prompt_logprobs.end(), o.logprobs.begin(), o.logprobs.end());
+          lp = logprobs_json(o.prompt_logprobs);
+        }
         choices.push_back({{"text", (echo ? prompt_texts[k / static_cast<size_t>(n)] : "") + o.text},
                            {"index", k},
-                           {"logprobs", nullptr},
+                           {"logprobs", std::move(lp)},
                            {"finish_reason", finish_name(o.result.reason)}});
       }
       r->json_response(200, {{"id", id},
@@ -486,8 +550,8 @@ void ReplicaServer::completions(const std::shared_ptr<Request>& r) {
                              {"usage", usage}});
     };
     try {
-      auto handle = start_completion(*scheduler_, *model_.tokenizer, prompts[i / static_cast<size_t>(n)],
-                                     choice_params, on_text, on_done);
+      auto handle = start_completion(scheduler, *model_.tokenizer, prompts[i / static_cast<size_t>(n)],
+                                     choice_params, std::move(callbacks));
       group->add(handle);
     } catch (const Error& e) {
       group->cancel_all();

@@ -1,11 +1,24 @@
 // One replica of one API (what `cortex serve` runs): loads the model, then answers
 //   POST /predict          {"samples": [{"text": ...}, ...]} -> {"predictions": [...]} (the seed's API)
-//   POST /v1/completions   OpenAI-compatible, with server-sent events when "stream": true
+//   POST /v1/completions   OpenAI-compatible, with server-sent events when "stream": true. "logprobs": n
+//                          (0..5) gives each choice OpenAI's legacy logprobs object: per token its text,
+//                          log-probability, the n most likely tokens (and itself) with theirs, and its
+//                          offset in the choice's text (characters); with "echo" the prompt's tokens
+//                          come first (the first with null). Values are the raw model's: log-softmax of
+//                          the logits, before temperature, top-k and top-p, as OpenAI reports them.
+//                          Streamed, each event carries its own tokens' entries.
 //   GET  /v1/models, /healthz (alive), /readyz (model loaded), /signature, /metrics (Prometheus)
 // Errors are JSON: {"error": {"message", "type", "param", "code"}}.
+//
+// Threading: the HTTP server's network thread routes each request and answers the cheap ones itself;
+// the body of a /predict or /v1/completions request (JSON parsing, pre_inference, tokenizing, submitting
+// to the scheduler) is worked on by a small pool of request threads, so that a large or slow request
+// never holds up the network thread (other clients' streams) or a lock. The scheduler thread then
+// generates and answers through the request's ResponseChannel.
 #pragma once
 
 #include <atomic>
+#include <boost/asio/thread_pool.hpp>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -29,8 +42,9 @@ struct ReplicaOptions {
   HttpServerOptions http;
   CompletionParams defaults;  // generation defaults; requests override them within `limits`
   CompletionLimits limits;
-  int max_samples = 64;  // samples in one /predict request
-  int max_n = 16;        // choices per prompt in /v1/completions
+  int max_samples = 64;     // samples in one /predict request
+  int max_n = 16;           // choices per prompt in /v1/completions
+  int request_threads = 2;  // threads that parse, pre-process and tokenize requests
 };
 
 class ReplicaServer {
@@ -50,21 +64,26 @@ class ReplicaServer {
   explicit ReplicaServer(const ReplicaOptions& options);
   void load();
   void handle(HttpRequest request, std::shared_ptr<ResponseChannel> channel);
-  void predict(const std::shared_ptr<Request>& r);
-  void completions(const std::shared_ptr<Request>& r);
+  // On a request thread; `scheduler` is kept alive by the caller.
+  void predict(const std::shared_ptr<Request>& r, BatchScheduler& scheduler);
+  void completions(const std::shared_ptr<Request>& r, BatchScheduler& scheduler);
 
   ReplicaOptions options_;
   Metrics metrics_;
 
-  std::mutex mutex_;  // guards the fields below; the scheduler is submitted to under it
+  std::mutex mutex_;  // guards the fields below, held only to read or set them
   std::condition_variable loaded_cv_;
   bool loading_ = true;
   std::string load_error_;
+  // Set once by load(), with scheduler_, and not changed after: whoever has seen scheduler_ set (under
+  // mutex_) may use model_ and handler_ without the lock until the server is destroyed.
   model::LoadedModel model_;
   std::unique_ptr<RequestHandler> handler_;
-  std::unique_ptr<BatchScheduler> scheduler_;
+  // Shared with the requests being pre-processed, so that the destructor can take it away while they run.
+  std::shared_ptr<BatchScheduler> scheduler_;
 
   std::thread loader_;
+  boost::asio::thread_pool workers_;  // request threads (options_.request_threads)
   std::unique_ptr<HttpServer> http_;
 };
 

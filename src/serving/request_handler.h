@@ -1,6 +1,10 @@
 // The request handler contract (Cortex's seed): pre_inference turns a client's sample into the model's
 // input, post_inference turns the model's output into what the client gets. The built-in GPT-2 handler
 // is C++; Python handlers (a seed-style encoder.py) plug in behind the same interface.
+//
+// Threading: pre_inference runs on the replica's request threads and post_inference on the scheduler's
+// thread, so both may be called from several threads at once; an implementation that cannot run
+// concurrently (an interpreter) serialises itself.
 #pragma once
 
 #include <memory>

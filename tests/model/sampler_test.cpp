@@ -88,5 +88,56 @@ TEST(SamplerTest, InvalidParametersAreRejectedByName) {
   EXPECT_EQ(message({NAN, 40, 1.f, 0}).find("temperature") != std::string::npos, true);
 }
 
+TEST(LogprobsTest, LogSoftmaxMatchesADirectComputation) {
+  // Large logits too: a naive exp would overflow float.
+  for (float shift : {0.f, 80.f, -300.f}) {
+    std::vector<float> logits;
+    for (float l : kLogits) logits.push_back(l + shift);
+    std::vector<float> out(logits.size());
+    log_softmax(logits, out);
+    long double z = 0;
+    for (float l : kLogits) z += std::exp(static_cast<long double>(l));
+    double total = 0;
+    for (size_t i = 0; i < logits.size(); ++i) {
+      const double direct = static_cast<double>(std::log(std::exp(static_cast<long double>(kLogits[i])) / z));
+      EXPECT_NEAR(out[i], direct, 1e-5) << "shift " << shift << " token " << i;
+      EXPECT_LE(out[i], 0.f);
+      total += std::exp(static_cast<double>(out[i]));
+    }
+    EXPECT_NEAR(total, 1.0, 1e-6);
+    EXPECT_NEAR(log_sum_exp(logits), static_cast<double>(std::log(z)) + shift, 1e-4);
+  }
+  std::vector<float> impossible = {-INFINITY, -INFINITY};
+  EXPECT_EQ(log_sum_exp(impossible), -INFINITY);
+  std::vector<float> wrong_size(3);
+  EXPECT_THROW(log_softmax(kLogits, wrong_size), Error);
+}
+
+TEST(LogprobsTest, TokenLogprobsGivesTheTopTokensAndTheChosenOne) {
+  std::vector<float> all(kLogits.size());
+  log_softmax(kLogits, all);
+  // Top 3: tokens 1 and 3 tie (the lower id first), then 2. Token 4 is not among them: it comes last.
+  auto t = token_logprobs(kLogits, 4, 3);
+  EXPECT_EQ(t.token, 4);
+  EXPECT_FLOAT_EQ(t.logprob, all[4]);
+  ASSERT_EQ(t.top.size(), 4u);
+  const std::vector<int32_t> order = {1, 3, 2, 4};
+  for (size_t i = 0; i < order.size(); ++i) {
+    EXPECT_EQ(t.top[i].first, order[i]);
+    EXPECT_FLOAT_EQ(t.top[i].second, all[static_cast<size_t>(order[i])]);
+  }
+  // The chosen token among the top ones is not repeated; top_n 0 keeps just the chosen token.
+  EXPECT_EQ(token_logprobs(kLogits, 3, 2).top.size(), 2u);
+  auto only = token_logprobs(kLogits, 0, 0);
+  ASSERT_EQ(only.top.size(), 1u);
+  EXPECT_EQ(only.top[0].first, 0);
+  // top_n beyond the vocabulary: every token, sorted.
+  auto every = token_logprobs(kLogits, 1, 100);
+  ASSERT_EQ(every.top.size(), kLogits.size());
+  for (size_t i = 1; i < every.top.size(); ++i) EXPECT_GE(every.top[i - 1].second, every.top[i].second);
+  EXPECT_THROW(token_logprobs(kLogits, 6, 1), Error);
+  EXPECT_THROW(token_logprobs(kLogits, 0, -1), Error);
+}
+
 }  // namespace
 }  // namespace cortex::model

@@ -75,6 +75,63 @@ TEST_F(BatchSchedulerTest, ConcurrentRequestsGiveWhatEachGivesAlone) {
   EXPECT_EQ(model_->kv_cache().blocks_in_use(), 0) << "every finished sequence released its cache";
 }
 
+// Log-probabilities when asked for: a prompt prefilled in chunks beside another request's decode steps
+// gets, for every token after the first, those of one whole forward pass over the prompt; each generated
+// token's come just before it; with max_tokens 0 the prompt is scored and nothing generated.
+TEST_F(BatchSchedulerTest, LogprobsOfChunkedPromptsAndGeneratedTokens) {
+  auto reference = model::Gpt2Model::load(test_model("tiny"), {1, 0});
+  const int V = reference->config().vocab_size;
+  std::vector<int32_t> prompt;
+  for (int t = 0; t < 21; ++t) prompt.push_back((700 + 53 * t) % 50000);
+  std::vector<float> logits;
+  auto seq = reference->new_sequence();
+  model::BatchEntry whole{seq.get(), prompt, true};
+  reference->forward(std::span(&whole, 1), &logits);
+
+  SchedulerOptions options;
+  options.max_concurrency = 2;
+  options.max_step_tokens = 8;  // the prompt takes several steps, beside the other request's decode
+  auto scheduler = BatchScheduler::create(model_.get(), options);
+  Collector other;
+  scheduler->submit(other.request({9, 8, 7}, 30, {0.f, 40, 1.f, 0}));
+  for (int max_tokens : {6, 0}) {
+    Collector c;
+    auto request = c.request(prompt, max_tokens, {0.f, 40, 1.f, 0});
+    request.logprobs = 3;
+    request.prompt_logprobs = true;
+    std::vector<model::TokenLogprobs> prompt_lps, generated_lps;
+    request.on_prompt_logprobs = [&](std::vector<model::TokenLogprobs> lps) {
+      EXPECT_TRUE(c.tokens.empty()) << "the prompt's come before any generated token";
+      prompt_lps = std::move(lps);
+    };
+    request.on_logprobs = [&](const model::TokenLogprobs& lp) {
+      EXPECT_EQ(generated_lps.size(), c.tokens.size()) << "each just before its token";
+      generated_lps.push_back(lp);
+    };
+    scheduler->submit(std::move(request));
+    auto result = c.wait();
+    EXPECT_EQ(result.reason, FinishReason::kLength);
+    EXPECT_EQ(result.generated_tokens, max_tokens);
+    ASSERT_EQ(prompt_lps.size(), prompt.size() - 1);
+    for (size_t k = 1; k < prompt.size(); ++k) {
+      auto expected = model::token_logprobs(std::span(logits).subspan((k - 1) * V, V), prompt[k], 3);
+      EXPECT_EQ(prompt_lps[k - 1].token, prompt[k]);
+      EXPECT_NEAR(prompt_lps[k - 1].logprob, expected.logprob, 1e-4) << "prompt token " << k;
+      ASSERT_EQ(prompt_lps[k - 1].top.size(), expected.top.size());
+      for (size_t i = 0; i < expected.top.size(); ++i)
+        EXPECT_NEAR(prompt_lps[k - 1].top[i].second, expected.top[i].second, 1e-4);
+    }
+    ASSERT_EQ(generated_lps.size(), c.tokens.size());
+    for (size_t i = 0; i < c.tokens.size(); ++i) {
+      EXPECT_EQ(generated_lps[i].token, c.tokens[i]);
+      EXPECT_EQ(generated_lps[i].top.front().first, c.tokens[i]) << "greedy: the most likely token";
+      EXPECT_EQ(generated_lps[i].logprob, generated_lps[i].top.front().second);
+    }
+  }
+  other.wait();
+  EXPECT_EQ(model_->kv_cache().blocks_in_use(), 0);
+}
+
 TEST_F(BatchSchedulerTest, FullQueueIsRefusedAtOnce) {
   SchedulerOptions options;
   options.max_concurrency = 1;

@@ -10,6 +10,12 @@ void add_generate_command(CLI::App& app);
 void add_model_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
+void add_operator_commands(CLI::App& app);  // operator, cluster up|down|info
+void add_deploy_commands(CLI::App& app);    // deploy, delete, refresh
+void add_get_commands(CLI::App& app);       // get, describe
+void add_logs_command(CLI::App& app);
+void add_predict_command(CLI::App& app);
+void add_completion_command(CLI::App& app);
 
 // Folder of the GPT-2 vocabulary used by `cortex model random`: $CORTEX_VOCAB_DIR, else the one that
 // scripts/setup.sh installed.

@@ -16,6 +16,7 @@ void add_serve_command(CLI::App& app) {
     serving::ReplicaOptions replica;
     std::string port_file;
     int timeout_s = 300;
+    int read_timeout_s = 30;
   };
   auto o = std::make_shared<Options>();
   auto& r = o->replica;
@@ -35,7 +36,16 @@ void add_serve_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--request-timeout", o->timeout_s, "Seconds before a request is ended")
       ->capture_default_str();
-  cmd->add_option("--max-body-bytes", r.http.max_body_bytes, "Largest request body")->capture_default_str();
+  cmd->add_option("--max-body-bytes", r.http.max_body_bytes, "Largest request body (more gets 413)")
+      ->capture_default_str();
+  cmd->add_option("--read-timeout", o->read_timeout_s,
+                  "Seconds a client has to send a whole request (slower ones are disconnected)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--request-threads", r.request_threads,
+                  "Threads that parse and tokenize requests (off the network thread)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--max-tokens", r.defaults.max_tokens, "Default tokens per /predict sample")
       ->capture_default_str();
   cmd->add_option("--max-tokens-limit", r.limits.max_tokens, "Most tokens a request may ask for")
@@ -46,6 +56,7 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--top-p", r.defaults.sampling.top_p, "Default top-p")->capture_default_str();
   cmd->callback([o] {
     o->replica.scheduler.request_timeout = std::chrono::seconds(o->timeout_s);
+    o->replica.http.read_timeout = std::chrono::seconds(o->read_timeout_s);
     o->replica.scheduler.max_step_tokens = std::max(256, o->replica.scheduler.max_concurrency + 64);
     // Block the stop signals before any thread starts, so that only sigwait below receives them.
     sigset_t stop;
