@@ -10,8 +10,10 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "util/error.h"
+#include "util/file_util.h"
 
 namespace cortex::control {
 
@@ -42,48 +44,28 @@ std::string LocalProvider::log_path(const std::string& api, const std::string& i
 }
 
 std::vector<std::string> LocalProvider::command_line(const ReplicaLaunch& launch) const {
-  const ApiSpec& s = launch.spec;
-  int threads = s.threads;
-  if (threads <= 0 && s.compute.cpu_millis > 0)
-    threads = static_cast<int>((s.compute.cpu_millis + 999) / 1000);
-  std::vector<std::string> argv = {options_.cortex_binary,
-                                   "--log-level",
-                                   "info",
-                                   "serve",
-                                   "--model",
-                                   s.model,
-                                   "--name",
-                                   s.name,
-                                   "--host",
-                                   "127.0.0.1",
-                                   "--port",
-                                   "0",
-                                   "--port-file",
-                                   (fs::path(options_.home) / "run" / (launch.id + ".port")).string(),
-                                   "--max-concurrency",
-                                   std::to_string(s.max_concurrency),
-                                   "--max-queue-length",
-                                   std::to_string(s.max_queue_length),
-                                   "--request-timeout",
-                                   std::to_string(options_.request_timeout_s),
-                                   "--max-tokens",
-                                   std::to_string(s.generation.max_tokens),
-                                   "--max-tokens-limit",
-                                   std::to_string(s.generation.max_tokens_limit),
-                                   "--temperature",
-                                   std::to_string(s.generation.temperature),
-                                   "--top-k",
-                                   std::to_string(s.generation.top_k),
-                                   "--top-p",
-                                   std::to_string(s.generation.top_p)};
-  if (threads > 0) argv.insert(argv.end(), {"--threads", std::to_string(threads)});
-  if (s.kv_cache_tokens > 0)
-    argv.insert(argv.end(), {"--kv-cache-tokens", std::to_string(s.kv_cache_tokens)});
-  if (!s.request_handler.empty()) argv.insert(argv.end(), {"--handler", s.request_handler});
-  return argv;
+  fs::path run = fs::path(options_.home) / "run";
+  return {options_.cortex_binary,
+          "--log-level",
+          "info",
+          "serve",
+          "--spec",
+          (run / (launch.id + ".json")).string(),
+          "--host",
+          "127.0.0.1",
+          "--port",
+          "0",
+          "--port-file",
+          (run / (launch.id + ".port")).string(),
+          "--request-timeout",
+          std::to_string(options_.request_timeout_s)};
 }
 
 void LocalProvider::start(const ReplicaLaunch& launch) {
+  // The replica reads its resolved spec from a file (0600: it may hold the API key).
+  std::string spec_file = (fs::path(options_.home) / "run" / (launch.id + ".json")).string();
+  write_file_atomic(spec_file, to_json(launch.spec).dump(2));
+  fs::permissions(spec_file, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::replace);
   std::vector<std::string> args = command_line(launch);
   std::string log = log_path(launch.spec.name, launch.id);
   fs::create_directories(fs::path(log).parent_path());
@@ -140,6 +122,7 @@ ReplicaStatus LocalProvider::poll(const std::string& id) {
       p.exited = true;
       p.exit_code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
       fs::remove(p.port_file);
+      fs::remove(fs::path(p.port_file).replace_extension(".json"));
     } else if (p.stop_requested && SteadyClock::now() >= p.kill_at) {
       ::kill(p.pid, SIGKILL);
     }

@@ -112,6 +112,12 @@ std::shared_ptr<RequestHandle> BatchScheduler::submit(GenerationRequest request)
   return handle;
 }
 
+bool BatchScheduler::has_room(int n) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const int free_slots = std::max(0, options_.max_concurrency - slots_used_);
+  return !stop_ && static_cast<int>(queue_.size()) + n <= options_.max_queue_length + free_slots;
+}
+
 void BatchScheduler::loop() {
   for (;;) {
     {

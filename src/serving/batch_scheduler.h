@@ -85,6 +85,9 @@ class BatchScheduler {
   // prompt + max_tokens beyond the context) and Error(kResourceExhausted) when the queue is full.
   std::shared_ptr<RequestHandle> submit(GenerationRequest request);
 
+  // Whether `n` more requests would be accepted now (a hint: another thread may take the room first).
+  // A streamed response checks it before its headers go out, so that a full queue is still a 503.
+  bool has_room(int n) const;
   int active() const;  // requests holding a slot (admitted and not yet finished)
   int queued() const;
   const SchedulerOptions& options() const { return options_; }

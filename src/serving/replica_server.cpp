@@ -460,6 +460,11 @@ void ReplicaServer::completions(const std::shared_ptr<Request>& r, BatchSchedule
   std::vector<int> prompt_token_counts;
   for (const auto& ids : prompts) prompt_token_counts.push_back(static_cast<int>(ids.size()));
   if (stream) {
+    // Once the headers are out, a full queue can only be reported inside the stream; refuse before (503,
+    // which a gateway may retry elsewhere) when it is full already.
+    if (!scheduler.has_room(static_cast<int>(total)))
+      throw Error(ErrorCode::kResourceExhausted, "queue full: " + std::to_string(scheduler.queued()) +
+                                                     " requests waiting and every slot busy");
     r->answered = true;  // answered by the stream below
     r->channel->start_stream(200, "text/event-stream");
     if (echo && logprobs < 0)  // with logprobs the echo waits for the prompt's (after its prefill)

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "support/test_models.h"
@@ -96,6 +97,39 @@ TEST(CliTest, ErrorsAreOneLineAndNameTheFile) {
 
 namespace cortex {
 namespace {
+
+TEST(CliTest, ServeRefusesWhatItCannotDoWithAClearError) {
+  std::string dir = testing::make_temp_dir("serve-args");
+  auto handler =
+      run_command({cortex_binary(), "serve", "--model", test_model("tiny"), "--handler", dir + "/h.py"});
+  EXPECT_EQ(handler.exit_code, 1);
+  EXPECT_NE(handler.err.find("Python request handlers are not available"), std::string::npos) << handler.err;
+  auto nothing = run_command({cortex_binary(), "serve"});
+  EXPECT_EQ(nothing.exit_code, 2);
+  EXPECT_NE(nothing.err.find("--model"), std::string::npos) << nothing.err;
+  std::ofstream(dir + "/bad.json") << "{not json";
+  auto bad = run_command({cortex_binary(), "serve", "--spec", dir + "/bad.json"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("bad.json: not JSON"), std::string::npos) << bad.err;
+  std::ofstream(dir + "/partial.json") << R"({"name": "generator"})";
+  auto partial = run_command({cortex_binary(), "serve", "--spec", dir + "/partial.json"});
+  EXPECT_EQ(partial.exit_code, 2);
+  EXPECT_NE(partial.err.find("partial.json"), std::string::npos) << partial.err;
+  auto unknown_flag = run_command({cortex_binary(), "serve", "--no-such-flag"});
+  EXPECT_EQ(unknown_flag.exit_code, 2) << unknown_flag.err;
+}
+
+TEST(CliTest, CompletionScriptsAreValidShell) {
+  std::string dir = testing::make_temp_dir("completion");
+  for (const char* shell : {"bash", "zsh"}) {
+    auto script = run_command({cortex_binary(), "completion", shell});
+    ASSERT_EQ(script.exit_code, 0) << script.err;
+    EXPECT_NE(script.out.find("complete -F _cortex cortex"), std::string::npos);
+    std::ofstream(dir + "/c.sh") << script.out;
+    auto check = run_command({"bash", "-n", dir + "/c.sh"});
+    EXPECT_EQ(check.exit_code, 0) << shell << ": " << check.err;
+  }
+}
 
 TEST(CliTest, BenchReportsEveryFigureBesideItsLimit) {
   auto r = testing::run_command({testing::cortex_binary(), "bench", "--model", testing::test_model("tiny"),

@@ -313,6 +313,8 @@ TEST_F(DeployTest, GatewayCancelsUpstreamOnDisconnectAndAnswers503WhenQueuesAreF
   // Meanwhile the only replica's only slot is taken and its queue holds nothing: the gateway says 503.
   auto busy = post("/text/generator", kSeedRequest);
   EXPECT_EQ(busy.status, 503) << busy.body;
+  auto busy_stream = post("/v1/completions", R"({"model": "generator", "prompt": "x", "stream": true})");
+  EXPECT_EQ(busy_stream.status, 503) << busy_stream.body;  // not a 200 with an error inside the stream
   quitter.join();
   // The disconnect reached the replica: its sequence is cancelled within moments, not after 500 tokens.
   auto replica_metric = [&](const std::string& name) {

@@ -3,13 +3,50 @@
 
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "cli/commands/commands.h"
+#include "control/api_spec.h"
 #include "serving/replica_server.h"
 #include "util/error.h"
+#include "util/file_util.h"
 
 namespace cortex::cli {
+
+namespace {
+
+control::ApiSpec read_spec(const std::string& path) {
+  auto j = nlohmann::json::parse(read_file(path), nullptr, false);
+  if (j.is_discarded()) throw invalid_argument(path + ": not JSON");
+  try {
+    return control::api_spec_from_json(j);
+  } catch (const Error& e) {
+    throw invalid_argument(path + ": " + e.what());
+  }
+}
+
+// Settings of the spec, for every flag not given on the command line.
+void apply_spec(const control::ApiSpec& spec, const CLI::App& cmd, serving::ReplicaOptions& r,
+                std::string& handler) {
+  auto unset = [&](const char* flag) { return cmd.count(flag) == 0; };
+  if (unset("--model")) r.model_path = spec.model;
+  if (unset("--name")) r.api_name = spec.name;
+  if (unset("--handler")) handler = spec.request_handler;
+  if (unset("--max-concurrency")) r.scheduler.max_concurrency = spec.max_concurrency;
+  if (unset("--max-queue-length")) r.scheduler.max_queue_length = spec.max_queue_length;
+  if (unset("--max-tokens")) r.defaults.max_tokens = spec.generation.max_tokens;
+  if (unset("--max-tokens-limit")) r.limits.max_tokens = spec.generation.max_tokens_limit;
+  if (unset("--temperature"))
+    r.defaults.sampling.temperature = static_cast<float>(spec.generation.temperature);
+  if (unset("--top-k")) r.defaults.sampling.top_k = spec.generation.top_k;
+  if (unset("--top-p")) r.defaults.sampling.top_p = static_cast<float>(spec.generation.top_p);
+  if (unset("--kv-cache-tokens") && spec.kv_cache_tokens > 0) r.model.kv_cache_tokens = spec.kv_cache_tokens;
+  int threads = spec.threads > 0 ? spec.threads : static_cast<int>((spec.compute.cpu_millis + 999) / 1000);
+  if (unset("--threads") && threads > 0) r.model.threads = threads;
+}
+
+}  // namespace
 
 void add_serve_command(CLI::App& app) {
   struct Options {
@@ -17,12 +54,18 @@ void add_serve_command(CLI::App& app) {
     std::string port_file;
     int timeout_s = 300;
     int read_timeout_s = 30;
+    std::string spec_file;
+    std::string handler;
   };
   auto o = std::make_shared<Options>();
   auto& r = o->replica;
   r.model.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   auto* cmd = app.add_subcommand("serve", "Serve one model over HTTP (/predict, /v1/completions, /metrics)");
-  cmd->add_option("--model", r.model_path, "Model folder (Hugging Face layout) or .gguf file")->required();
+  cmd->add_option("--model", r.model_path, "Model folder (Hugging Face layout) or .gguf file");
+  cmd->add_option(
+      "--spec", o->spec_file,
+      "A resolved API spec (JSON, as in `cortex get API -o json`'s \"spec\"); flags given override it");
+  cmd->add_option("--handler", o->handler, "A Python request handler (pre_inference/post_inference)");
   cmd->add_option("--name", r.api_name, "API name (the model name in /v1/completions)")
       ->capture_default_str();
   cmd->add_option("--host", r.http.host, "Address to listen on")->capture_default_str();
@@ -54,7 +97,14 @@ void add_serve_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--top-k", r.defaults.sampling.top_k, "Default top-k")->capture_default_str();
   cmd->add_option("--top-p", r.defaults.sampling.top_p, "Default top-p")->capture_default_str();
-  cmd->callback([o] {
+  cmd->callback([o, cmd] {
+    if (!o->spec_file.empty()) apply_spec(read_spec(o->spec_file), *cmd, o->replica, o->handler);
+    if (o->replica.model_path.empty())
+      throw invalid_argument("--model (or a --spec naming a model) is required");
+    if (!o->handler.empty())
+      throw unsupported("request handler " + o->handler +
+                        ": Python request handlers are not available in this build yet; the built-in GPT-2 "
+                        "handler serves without one");
     o->replica.scheduler.request_timeout = std::chrono::seconds(o->timeout_s);
     o->replica.http.read_timeout = std::chrono::seconds(o->read_timeout_s);
     o->replica.scheduler.max_step_tokens = std::max(256, o->replica.scheduler.max_concurrency + 64);
