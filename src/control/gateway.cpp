@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -130,18 +131,31 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl> {
     return *h;
   }
 
-  // Runs fn on a thread of its own, counted so that the destructor can wait for it.
+  // Runs fn on a thread of its own, counted so that the destructor can wait for it. Returns false (and
+  // runs nothing) when the gateway is stopping or already runs max_in_flight requests.
   template <typename Fn>
-  void spawn(Fn fn) {
+  bool spawn(Fn fn) {
     {
       std::lock_guard lock(workers_mutex);
+      if (stopping.load() || workers >= options.max_in_flight) return false;
       ++workers;
     }
-    std::thread([self = shared_from_this(), fn = std::move(fn)]() mutable {
-      fn();
-      std::lock_guard lock(self->workers_mutex);
-      if (--self->workers == 0) self->workers_done.notify_all();
-    }).detach();
+    try {
+      std::thread([self = shared_from_this(), fn = std::move(fn)]() mutable {
+        {
+          auto f = std::move(fn);  // what it holds (the response channel) goes before the count does
+          f();
+        }
+        std::lock_guard lock(self->workers_mutex);
+        if (--self->workers == 0) self->workers_done.notify_all();
+      }).detach();
+    } catch (const std::system_error& e) {
+      spdlog::error("gateway: cannot start a request thread: {}", e.what());
+      std::lock_guard lock(workers_mutex);
+      if (--workers == 0) workers_done.notify_all();
+      return false;
+    }
+    return true;
   }
 };
 
@@ -224,9 +238,15 @@ void Gateway::Impl::handle(HttpRequest request, std::shared_ptr<ResponseChannel>
       return;
     }
   }
-  spawn([this, route, upstream_path, request = std::move(request), channel]() mutable {
+  bool started = spawn([this, route, upstream_path, request = std::move(request), channel]() mutable {
     proxy(route, upstream_path, std::move(request), channel);
   });
+  if (!started)
+    channel->respond(
+        503, "application/json",
+        error_body(stopping.load() ? "the gateway is shutting down" : "the gateway is at its request limit",
+                   "server_unavailable"),
+        {{"Retry-After", "1"}});
 }
 
 void Gateway::Impl::proxy(std::shared_ptr<const Route> route, std::string path, HttpRequest request,
@@ -236,7 +256,8 @@ void Gateway::Impl::proxy(std::shared_ptr<const Route> route, std::string path, 
   ++traffic->in_flight;
   std::set<std::string> tried;
   int final_status = 0;
-  std::string busy_body;  // the last 503 a replica gave (its queue was full)
+  bool busy = false;         // a replica answered 503 (its queue was full)
+  bool unreachable = false;  // a replica could not be connected to
   while (!stopping.load()) {
     // The route may have changed since the last attempt (a replica became ready or went away).
     auto current = routes->find(route->api);
@@ -248,8 +269,9 @@ void Gateway::Impl::proxy(std::shared_ptr<const Route> route, std::string path, 
       }
     }
     if (!pick) {
-      std::string message = !busy_body.empty() || !tried.empty()
-                                ? "every replica of API '" + route->api + "' is busy; retry shortly"
+      std::string message = busy ? "every replica of API '" + route->api + "' is busy; retry shortly"
+                            : unreachable
+                                ? "no replica of API '" + route->api + "' could be reached; retry shortly"
                             : current && !current->unavailable.empty()
                                 ? current->unavailable
                                 : "API '" + route->api + "' has no ready replica yet; retry shortly";
@@ -261,6 +283,16 @@ void Gateway::Impl::proxy(std::shared_ptr<const Route> route, std::string path, 
     Backend backend = *pick;
     tried.insert(backend.replica_id);
     ++*backend.outstanding;
+    // The reconciler stops a drained replica once nothing is outstanding on it: count first, then make
+    // sure it is still routed (if it was taken off meanwhile, it may be stopping: pick again).
+    auto now_route = routes->find(route->api);
+    bool still_routed =
+        now_route && std::any_of(now_route->backends.begin(), now_route->backends.end(),
+                                 [&](const Backend& b) { return b.replica_id == backend.replica_id; });
+    if (!still_routed) {
+      --*backend.outstanding;
+      continue;
+    }
     Attempt a;
     a.channel = channel;
     a.curl = curl_pool.take();
@@ -314,7 +346,7 @@ void Gateway::Impl::proxy(std::shared_ptr<const Route> route, std::string path, 
       continue;
     }
     if (status == 503) {
-      busy_body = a.body;
+      busy = true;
       continue;
     }
     std::map<std::string, std::string> headers_out;
@@ -379,7 +411,8 @@ std::string Gateway::Impl::render_metrics() {
 }
 
 std::unique_ptr<Gateway> Gateway::start(const GatewayOptions& options, std::shared_ptr<RoutingTable> routes) {
-  curl_global_init(CURL_GLOBAL_DEFAULT);
+  static std::once_flag curl_once;
+  std::call_once(curl_once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   auto impl = std::make_shared<Impl>();
   impl->options = options;
   impl->routes = std::move(routes);
@@ -396,7 +429,10 @@ std::unique_ptr<Gateway> Gateway::start(const GatewayOptions& options, std::shar
 }
 
 Gateway::~Gateway() {
-  impl_->stopping = true;
+  {
+    std::lock_guard lock(impl_->workers_mutex);  // no request thread starts after this
+    impl_->stopping = true;
+  }
   {
     std::unique_lock lock(impl_->workers_mutex);
     impl_->workers_done.wait(lock, [&] { return impl_->workers == 0; });

@@ -3,8 +3,9 @@
 //   POST /v1/completions       → the replica of the API named by "model" (OpenAI-compatible)
 //   GET  /v1/models, /healthz, /metrics (Prometheus)
 // A request goes to the ready replica with the fewest outstanding requests. A replica that cannot be
-// reached, dies before answering, or answers 503 (its queue is full) is replaced by another one, as
-// long as nothing has reached the client yet. Streams (server-sent events) pass through as they come; a
+// connected to, or answers 503 (its queue is full), is replaced by another one. A replica that fails
+// after it had the request (it died, or timed out) is not: the client gets 502 (504), since the same
+// request could take every replica down in turn. Streams (server-sent events) pass through as they come; a
 // client that goes away closes the upstream connection, which cancels its generation.
 //
 // Threading: HTTP I/O runs on the server's thread; each proxied request runs on a thread of its own
@@ -24,6 +25,7 @@ struct GatewayOptions {
   int port = 8888;
   size_t max_body_bytes = 8u << 20;
   std::chrono::seconds request_timeout{300};
+  int max_in_flight = 4096;  // proxied requests at once (each holds a thread); more get 503
 };
 
 class Gateway {

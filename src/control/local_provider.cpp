@@ -14,6 +14,7 @@
 
 #include "util/error.h"
 #include "util/file_util.h"
+#include "util/subprocess.h"
 
 namespace cortex::control {
 
@@ -91,7 +92,7 @@ void LocalProvider::start(const ReplicaLaunch& launch) {
     if (null_fd >= 0) ::dup2(null_fd, 0);
     ::dup2(fd, 1);
     ::dup2(fd, 2);
-    ::close_range(3, ~0U, 0);  // the operator's sockets (asio opens them without O_CLOEXEC)
+    close_inherited_fds();  // the operator's sockets (asio opens them without O_CLOEXEC)
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);

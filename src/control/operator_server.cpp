@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -110,6 +112,9 @@ struct OperatorServer::Impl {
   std::unique_ptr<Gateway> gateway;
   std::unique_ptr<Reconciler> reconciler;
   std::unique_ptr<serving::HttpServer> api_server;
+  // The API's requests run here, off the socket's network thread (some wait on the reconciler or on a
+  // replica); joined before anything they use goes away.
+  std::unique_ptr<boost::asio::thread_pool> api_workers = std::make_unique<boost::asio::thread_pool>(4);
 
   void handle(const HttpRequest& request, const std::shared_ptr<ResponseChannel>& channel);
   // Where clients reach the gateway (a wildcard listen address is reached on loopback).
@@ -253,6 +258,7 @@ std::unique_ptr<OperatorServer> OperatorServer::start(const OperatorOptions& opt
 }
 
 OperatorServer::~OperatorServer() {
+  impl_->api_workers->join();  // requests in progress finish (their answers are queued on the socket)
   impl_->api_server.reset();
   ::unlink(operator_socket_path(impl_->options.home).c_str());
   impl_->reconciler->shutdown();

@@ -139,7 +139,14 @@ void Reconciler::shutdown() {
   std::lock_guard lock(mutex_);
   // Stop every replica and wait (bounded by the grace period) for them to exit.
   for (auto& [name, api] : apis_) {
-    routes_->remove(name);
+    // The gateway answers 503 (not 404: the API still exists) while the replicas stop.
+    Route route;
+    route.deployment = api.stored.deployment;
+    route.api = name;
+    route.api_key = api.stored.spec.api_key;
+    route.traffic = api.traffic;
+    route.unavailable = "the operator is shutting down";
+    routes_->put(std::move(route));
     for (auto& r : api.replicas) provider_.stop(r.id, options_.stop_grace);
   }
   auto deadline = SteadyClock::now() + options_.stop_grace + std::chrono::seconds(2);
@@ -157,10 +164,20 @@ void Reconciler::shutdown() {
 void Reconciler::loop() {
   std::unique_lock lock(mutex_);
   while (!stopping_) {
-    try {
-      tick();
-    } catch (const std::exception& e) {
-      spdlog::error("reconciler: {}", e.what());
+    tick();
+    // Probe replicas without the lock, so that the CLI is never kept waiting by a slow replica.
+    auto probes = probes_due(SteadyClock::now());
+    if (!probes.empty()) {
+      lock.unlock();
+      for (auto& p : probes) {
+        HttpCall call;
+        call.url = p.url;
+        call.timeout = std::chrono::milliseconds(p.health ? 2000 : 500);
+        call.connect_timeout = std::chrono::milliseconds(500);
+        p.ok = http_call(call).status == 200;
+      }
+      lock.lock();
+      apply_probes(probes, SteadyClock::now());
     }
     wake_.wait_for(lock, options_.tick, [&] { return stopping_; });
   }
@@ -169,12 +186,64 @@ void Reconciler::loop() {
 void Reconciler::tick() {
   auto now = SteadyClock::now();
   for (auto it = apis_.begin(); it != apis_.end();) {
-    tick_api(it->second, now);
+    try {
+      tick_api(it->second, now);
+    } catch (const std::exception& e) {  // one API's trouble (a state store error) does not stop the others
+      spdlog::error("reconciler: api {}: {}", it->first, e.what());
+    }
     if (it->second.deleted && it->second.replicas.empty())
       it = apis_.erase(it);
     else
       ++it;
   }
+}
+
+std::vector<Reconciler::Probe> Reconciler::probes_due(SteadyClock::time_point now) {
+  std::vector<Probe> probes;
+  for (auto& [name, api] : apis_)
+    for (auto& r : api.replicas) {
+      if (r.endpoint.empty()) continue;
+      if (r.state == Replica::kStarting) {
+        probes.push_back({name, r.id, r.endpoint + "/readyz", false, false});
+      } else if (r.state == Replica::kReady && now - r.last_health_check >= options_.health_interval) {
+        r.last_health_check = now;
+        probes.push_back({name, r.id, r.endpoint + "/healthz", true, false});
+      }
+    }
+  return probes;
+}
+
+void Reconciler::apply_probes(const std::vector<Probe>& probes, SteadyClock::time_point now) {
+  for (const auto& p : probes) {
+    auto it = apis_.find(p.api);
+    if (it == apis_.end()) continue;
+    for (auto& r : it->second.replicas) {
+      if (r.id != p.replica_id) continue;
+      if (!p.health) {
+        r.answered_ready = p.ok;
+      } else if (r.state == Replica::kReady) {
+        r.health_failures = p.ok ? 0 : r.health_failures + 1;
+        if (r.health_failures >= options_.health_failures_before_restart)
+          fail_replica(it->second, r,
+                       "did not answer /healthz " + std::to_string(r.health_failures) + " times", now);
+      }
+    }
+  }
+}
+
+// A replica that is alive but not working (never ready in time, or no longer answering): stopped and
+// counted as a failure; the next tick starts a replacement.
+void Reconciler::fail_replica(Api& api, Replica& r, const std::string& why, SteadyClock::time_point now) {
+  api.last_failure = "replica " + r.id + " " + why;
+  api.last_log_lines = tail_lines(provider_.log_path(api.stored.spec.name, r.id), 12);
+  api.last_failure_oom = false;
+  api.consecutive_failures++;
+  auto backoff = std::chrono::milliseconds(500) * (1 << std::min(api.consecutive_failures - 1, 6));
+  api.next_start = now + std::min<std::chrono::milliseconds>(backoff, std::chrono::seconds(30));
+  spdlog::warn("api {}: {}", api.stored.spec.name, api.last_failure);
+  provider_.stop(r.id, options_.stop_grace);
+  r.state = Replica::kStopping;
+  store_.add_event(api.stored.spec.name, api.last_failure);
 }
 
 void Reconciler::tick_api(Api& api, SteadyClock::time_point now) {
@@ -207,35 +276,24 @@ void Reconciler::observe(Api& api, Replica& r, SteadyClock::time_point now) {
     api.consecutive_failures++;  // reset when a replica becomes ready
     auto backoff = std::chrono::milliseconds(500) * (1 << std::min(api.consecutive_failures - 1, 6));
     api.next_start = now + std::min<std::chrono::milliseconds>(backoff, std::chrono::seconds(30));
-    store_.add_event(api.stored.spec.name, api.last_failure);
-    spdlog::warn("api {}: {}", api.stored.spec.name, api.last_failure);
     r.state = Replica::kStopping;  // removed on this tick
+    spdlog::warn("api {}: {}", api.stored.spec.name, api.last_failure);
+    store_.add_event(api.stored.spec.name, api.last_failure);
     return;
   }
   r.pid = s.pid;
   if (r.endpoint.empty()) r.endpoint = s.endpoint;
   if (r.state == Replica::kStarting) {
-    if (!r.endpoint.empty()) {
-      HttpCall call;
-      call.url = r.endpoint + "/readyz";
-      call.timeout = std::chrono::milliseconds(500);
-      call.connect_timeout = std::chrono::milliseconds(300);
-      if (http_call(call).status == 200) {
-        r.state = Replica::kReady;
-        api.consecutive_failures = 0;
-        store_.add_event(api.stored.spec.name, "replica " + r.id + " is ready at " + r.endpoint);
-        return;
-      }
+    if (r.answered_ready) {
+      r.state = Replica::kReady;
+      r.last_health_check = now;
+      api.consecutive_failures = 0;
+      store_.add_event(api.stored.spec.name, "replica " + r.id + " is ready at " + r.endpoint);
+      return;
     }
-    if (now - r.started > options_.startup_timeout) {
-      api.last_failure = "replica " + r.id + " was not ready within " +
-                         std::to_string(options_.startup_timeout.count()) + " s";
-      api.last_log_lines = tail_lines(provider_.log_path(api.stored.spec.name, r.id), 12);
-      api.consecutive_failures++;
-      store_.add_event(api.stored.spec.name, api.last_failure);
-      provider_.stop(r.id, options_.stop_grace);
-      r.state = Replica::kStopping;
-    }
+    if (now - r.started > options_.startup_timeout)
+      fail_replica(api, r, "was not ready within " + std::to_string(options_.startup_timeout.count()) + " s",
+                   now);
   } else if (r.state == Replica::kDraining) {
     if (r.outstanding->load() == 0 || now - r.draining_since > options_.drain_timeout) {
       provider_.stop(r.id, options_.stop_grace);
@@ -276,8 +334,9 @@ void Reconciler::start_replica(Api& api) {
   }
   ReplicaStatus s = provider_.poll(r.id);
   r.pid = s.pid;
-  store_.put_replica({r.id, api.stored.spec.name, s.pid});
-  api.replicas.push_back(std::move(r));
+  std::string id = r.id;
+  api.replicas.push_back(std::move(r));  // tracked before anything else can fail
+  store_.put_replica({id, api.stored.spec.name, s.pid});
 }
 
 void Reconciler::drain(Replica& r, SteadyClock::time_point now) {

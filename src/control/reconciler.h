@@ -9,7 +9,7 @@
 // Replica lifecycle: starting → ready → draining → stopping → (gone); starting → stopping on a timeout.
 //
 // Threading: one loop thread does all the work; the public methods take the same mutex, so they wait
-// for at most one tick.
+// for at most one tick. Probes of replicas (HTTP) run on the loop thread without the mutex.
 #pragma once
 
 #include <chrono>
@@ -37,6 +37,8 @@ struct ReconcilerOptions {
   std::chrono::seconds drain_timeout{310};
   std::chrono::milliseconds stop_grace{10'000};
   int failures_before_error = 3;  // consecutive failed starts before the API's status is `error`
+  std::chrono::milliseconds health_interval{5000};  // /healthz of ready replicas
+  int health_failures_before_restart = 3;
 };
 
 struct ReplicaView {
@@ -100,6 +102,15 @@ class Reconciler {
     SteadyClock::time_point started;
     SteadyClock::time_point draining_since;
     std::shared_ptr<std::atomic<int>> outstanding = std::make_shared<std::atomic<int>>(0);
+    bool answered_ready = false;  // the last /readyz probe succeeded
+    int health_failures = 0;      // /healthz probes failed in a row (ready replicas)
+    SteadyClock::time_point last_health_check;
+  };
+  // An HTTP probe of one replica, made without holding mutex_.
+  struct Probe {
+    std::string api, replica_id, url;
+    bool health = false;  // /healthz of a ready replica (else /readyz of a starting one)
+    bool ok = false;
   };
   struct Api {
     StoredApi stored;
@@ -117,6 +128,9 @@ class Reconciler {
 
   void loop();
   void tick();
+  std::vector<Probe> probes_due(SteadyClock::time_point now);
+  void apply_probes(const std::vector<Probe>& probes, SteadyClock::time_point now);
+  void fail_replica(Api& api, Replica& r, const std::string& why, SteadyClock::time_point now);
   void tick_api(Api& api, SteadyClock::time_point now);
   void observe(Api& api, Replica& r, SteadyClock::time_point now);
   void converge(Api& api, SteadyClock::time_point now);

@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <array>
@@ -288,16 +289,21 @@ struct HttpServer::Impl {
   std::thread thread;
 
   void accept() {
-    acceptor.async_accept(net::make_strand(ioc),
-                          [this](beast::error_code ec, stream_protocol::socket socket) {
-                            if (ec) {
-                              if (ec == net::error::operation_aborted) return;
-                              spdlog::warn("accept: {}", ec.message());
-                            } else {
-                              std::make_shared<Session>(std::move(socket), options, handler)->start();
-                            }
-                            accept();
-                          });
+    acceptor.async_accept(
+        net::make_strand(ioc), [this](beast::error_code ec, stream_protocol::socket socket) {
+          if (ec) {
+            if (ec == net::error::operation_aborted) return;
+            spdlog::warn("accept: {}", ec.message());
+          } else {
+            if (options.unix_socket_path.empty()) {
+              // Small writes (one streamed token) go out at once, not after Nagle's wait.
+              int one = 1;
+              ::setsockopt(socket.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            }
+            std::make_shared<Session>(std::move(socket), options, handler)->start();
+          }
+          accept();
+        });
   }
 };
 

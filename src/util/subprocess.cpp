@@ -96,4 +96,12 @@ ProcessResult run_process(const std::vector<std::string>& argv, const std::strin
   return result;
 }
 
+void close_inherited_fds() {
+  if (::close_range(3, ~0U, 0) == 0) return;
+  // Kernels before 5.9 (or a seccomp filter) refuse close_range: close them one by one.
+  long max_fd = ::sysconf(_SC_OPEN_MAX);
+  if (max_fd < 0 || max_fd > 65536) max_fd = 65536;
+  for (int fd = 3; fd < max_fd; ++fd) ::close(fd);
+}
+
 }  // namespace cortex

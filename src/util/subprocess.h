@@ -17,4 +17,8 @@ struct ProcessResult {
 // Throws Error(kNotFound) when the program cannot be started.
 ProcessResult run_process(const std::vector<std::string>& argv, const std::string& input = "");
 
+// For a forked child before exec: closes every descriptor above 2 (a parent's sockets, which libraries
+// such as asio open without O_CLOEXEC). Async-signal-safe.
+void close_inherited_fds();
+
 }  // namespace cortex

@@ -416,7 +416,7 @@ TEST_F(DeployTest, KilledReplicaUnderLoadComesBackAndNothingHangs) {
   int victim = a["replicas"][0]["pid"].get<int>();
   std::string victim_id = a["replicas"][0]["id"].get<std::string>();
   std::atomic<bool> stop{false};
-  std::atomic<int> done{0}, failed{0};
+  std::atomic<int> done{0}, failed{0}, unclear{0};
   std::vector<std::thread> clients;
   for (int i = 0; i < 4; ++i)
     clients.emplace_back([&] {
@@ -424,6 +424,9 @@ TEST_F(DeployTest, KilledReplicaUnderLoadComesBackAndNothingHangs) {
         auto r = post("/text/generator", R"({"samples": [{"text": "kill", "max_tokens": 32}]})");
         done++;
         if (r.status != 200) failed++;
+        // A request the killed replica had gets 502 with a JSON error (it is not sent again); a request
+        // that found no replica to connect to is retried on the other one.
+        if (r.status != 200 && (r.status != 502 || r.body.find("\"error\"") == std::string::npos)) unclear++;
       }
     });
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
@@ -441,8 +444,9 @@ TEST_F(DeployTest, KilledReplicaUnderLoadComesBackAndNothingHangs) {
   for (auto& t : clients) t.join();  // every request ended (each has a deadline far above this test's)
   EXPECT_TRUE(back) << api("generator").dump(2);
   EXPECT_GT(done.load(), 0);
-  // Requests in flight on the killed replica are retried on the other one: none failed.
-  EXPECT_EQ(failed.load(), 0);
+  // At most the requests in flight on the killed replica failed (4 clients), each with a clear 502.
+  EXPECT_LE(failed.load(), 4);
+  EXPECT_EQ(unclear.load(), 0);
 }
 
 TEST_F(DeployTest, OperatorKilledKeepsStateAndBringsReplicasBack) {

@@ -93,7 +93,11 @@ void add_operator_commands(CLI::App& app) {
       return;
     }
     int pid = client.get("/v1/info")["pid"].get<int>();
-    client.post("/v1/shutdown");
+    try {
+      client.post("/v1/shutdown");
+    } catch (const Error&) {
+      // The operator may close the socket before its answer is out; the wait below tells.
+    }
     // The operator stops its replicas, then exits: wait for the process itself.
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (::kill(pid, 0) == 0 && std::chrono::steady_clock::now() < deadline)
