@@ -33,14 +33,19 @@ def bench(url, clients, requests, tokens):
                           "--model", "generator", "--clients", str(clients), "--requests", str(requests),
                           "--max-tokens", str(tokens), "--json"], check=True, capture_output=True, text=True).stdout
     return json.loads(out)
-tput = {"direct": [], "gateway": []}
-lat = {"direct": [], "gateway": []}
-for _ in range(2):  # interleaved: direct, gateway, direct, gateway
-    for name, url in (("direct", replica), ("gateway", gateway)):
-        tput[name].append(bench(url, 8, 4, 32)["tokens_per_second"])
-        lat[name].append(bench(url, 1, 40, 1)["latency_p50_s"])
-d_t, g_t = sum(tput["direct"]) / 2, sum(tput["gateway"]) / 2
-d_l, g_l = sorted(lat["direct"])[0], sorted(lat["gateway"])[0]
-print(f"throughput, 8 clients x 32 tokens: direct {d_t:.1f} tok/s, gateway {g_t:.1f} tok/s, gateway/direct {g_t / d_t:.3f}")
-print(f"p50 latency, 1 client x 1 token:  direct {d_l * 1000:.2f} ms, gateway {g_l * 1000:.2f} ms, added {(g_l - d_l) * 1000:.2f} ms")
+rounds = int(os.environ.get("ROUNDS", "4"))
+ratios, added = [], []
+for i in range(rounds):  # interleaved, alternating which goes first, so that drift hits both alike
+    order = (("direct", replica), ("gateway", gateway)) if i % 2 == 0 else (("gateway", gateway), ("direct", replica))
+    t, l = {}, {}
+    for name, url in order:
+        t[name] = bench(url, 8, 4, 32)["tokens_per_second"]
+        l[name] = bench(url, 1, 40, 1)["latency_p50_s"]
+    ratios.append(t["gateway"] / t["direct"])
+    added.append((l["gateway"] - l["direct"]) * 1000)
+    print(f"round {i + 1}: throughput direct {t['direct']:.1f} gateway {t['gateway']:.1f} tok/s (ratio {ratios[-1]:.3f}); "
+          f"p50 latency direct {l['direct'] * 1000:.2f} gateway {l['gateway'] * 1000:.2f} ms")
+median = lambda v: sorted(v)[len(v) // 2]
+print(f"median over {rounds} rounds: gateway/direct throughput {median(ratios):.3f} (8 clients x 32 tokens), "
+      f"added p50 latency {median(added):.2f} ms (1 client x 1 token)")
 PY

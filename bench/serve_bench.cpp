@@ -77,11 +77,14 @@ double percentile(std::vector<double> v, double p) {
 
 ServeBenchReport run_serve_bench(const ServeBenchOptions& o) {
   if (o.url.rfind("http://", 0) != 0) throw invalid_argument("url: must start with http://");
-  if (o.api != "openai" && o.api != "llama") throw invalid_argument("api: must be openai or llama");
+  if (o.api != "openai" && o.api != "llama" && o.api != "predict")
+    throw invalid_argument("api: must be openai, llama or predict");
   if (o.clients < 1 || o.requests_per_client < 1) throw invalid_argument("clients and requests must be >= 1");
   curl_global_init(CURL_GLOBAL_DEFAULT);
-  const bool llama = o.api == "llama";
-  const std::string url = o.url + (llama ? "/completion" : "/v1/completions");
+  const bool llama = o.api == "llama", predict = o.api == "predict";
+  const bool has_path = o.url.find('/', 7) != std::string::npos && o.url.back() != '/';
+  const std::string url =
+      predict ? (has_path ? o.url : o.url + "/predict") : o.url + (llama ? "/completion" : "/v1/completions");
   std::mutex mutex;
   std::vector<Sample> samples;
   auto start = SteadyClock::now();
@@ -92,7 +95,13 @@ ServeBenchReport run_serve_bench(const ServeBenchOptions& o) {
       curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
       for (int r = 0; r < o.requests_per_client; ++r) {
         nlohmann::json body;
-        if (llama) {
+        if (predict) {
+          body = {{"samples",
+                   {{{"text", o.prompt},
+                     {"max_tokens", o.max_tokens},
+                     {"ignore_eos", true},
+                     {"seed", c * 1000 + r}}}}};
+        } else if (llama) {
           body = {{"prompt", o.prompt},
                   {"n_predict", o.max_tokens},
                   {"stream", true},
@@ -124,6 +133,12 @@ ServeBenchReport run_serve_bench(const ServeBenchOptions& o) {
         curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
         sample.latency = seconds_since(state.start);
         if (state.exact_tokens >= 0) sample.tokens = state.exact_tokens;
+        if (predict) {  // one JSON answer: max_tokens generated (ignore_eos) when it holds a prediction
+          auto j = nlohmann::json::parse(state.pending, nullptr, false);
+          const bool ok = !j.is_discarded() && j.contains("predictions") && j["predictions"].size() == 1;
+          sample.tokens = ok ? o.max_tokens : 0;
+          sample.ttft = sample.latency;
+        }
         sample.ok = rc == CURLE_OK && status == 200 && !state.error && sample.tokens > 0;
         std::lock_guard<std::mutex> lock(mutex);
         samples.push_back(sample);

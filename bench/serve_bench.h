@@ -1,7 +1,9 @@
 // `cortex bench serve`: a closed-loop load generator. N clients each send a streaming completion request,
 // wait for its end, and send the next, for a fixed number of requests. It measures what clients see:
 // aggregate generated tokens/s, requests/s, time to first token and latency percentiles. It speaks our
-// OpenAI-compatible /v1/completions and llama.cpp's /completion, so one tool measures both servers.
+// OpenAI-compatible /v1/completions and llama.cpp's /completion, so one tool measures both servers, and
+// the seed's /predict (not streamed: one sample per request, with ignore_eos so that it generates exactly
+// max_tokens tokens, which is what is counted; time to first token is then the whole latency).
 #pragma once
 
 #include <string>
@@ -10,8 +12,10 @@ namespace cortex::bench {
 
 struct ServeBenchOptions {
   std::string url = "http://127.0.0.1:8080";  // server base URL
-  std::string api = "openai";                 // "openai" (/v1/completions) or "llama" (/completion)
-  std::string model = "gpt2";                 // the model name sent with openai requests
+  // "openai" (/v1/completions), "llama" (/completion) or "predict" (/predict; a URL with a path, such as
+  // a gateway's http://127.0.0.1:8888/text/generator, is used as it is).
+  std::string api = "openai";
+  std::string model = "gpt2";  // the model name sent with openai requests
   int clients = 8;
   int requests_per_client = 4;
   int max_tokens = 64;

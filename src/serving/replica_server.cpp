@@ -4,6 +4,7 @@
 
 #include <boost/asio/post.hpp>
 #include <chrono>
+#include <filesystem>
 #include <set>
 
 #include "util/clock.h"
@@ -70,6 +71,10 @@ struct ReplicaServer::Request {
     record(status);
   }
   void fail(const Error& e) {
+    if (dynamic_cast<const HandlerTimeout*>(&e)) {
+      json_response(504, error_body(e.what(), "server_error"));
+      return;
+    }
     switch (e.code()) {
       case ErrorCode::kInvalidArgument:
         json_response(400, error_body(e.what(), "invalid_request_error", param_of(e.what())));
@@ -116,11 +121,32 @@ ReplicaServer::~ReplicaServer() {
 void ReplicaServer::load() {
   try {
     auto loaded = model::load_model(options_.model_path, options_.model);
-    auto handler = std::make_unique<Gpt2RequestHandler>(loaded.tokenizer.get());
+    auto builtin = std::make_unique<Gpt2RequestHandler>(loaded.tokenizer.get());
+    std::shared_ptr<RequestHandler> handler = options_.handler;
+    if (handler)
+      handler->set_builtin(builtin.get());
+    else
+      handler = std::shared_ptr<RequestHandler>(builtin.get(), [](RequestHandler*) {});  // owned by builtin_
+    const auto& c = loaded.model->config();
+    json signature = {{"inputs", {{"context", {{"type", "int32"}, {"shape", {-1, -1}}}}}},
+                      {"outputs", {{"sample", {{"type", "int32"}, {"shape", {-1, -1}}}}}},
+                      {"model",
+                       {{"vocab_size", c.vocab_size},
+                        {"n_ctx", c.n_ctx},
+                        {"n_embd", c.n_embd},
+                        {"n_layer", c.n_layer},
+                        {"n_head", c.n_head}}}};
+    json metadata = signature;
+    std::error_code ec;
+    auto path = std::filesystem::absolute(options_.model_path, ec);
+    metadata["model"]["path"] = ec ? options_.model_path : path.lexically_normal().string();
     auto scheduler = BatchScheduler::create(loaded.model.get(), options_.scheduler);
     std::lock_guard<std::mutex> lock(mutex_);
     model_ = std::move(loaded);
+    builtin_handler_ = std::move(builtin);
     handler_ = std::move(handler);
+    signature_ = std::move(signature);
+    metadata_ = std::move(metadata);
     scheduler_ = std::shared_ptr<BatchScheduler>(std::move(scheduler));
     loading_ = false;
     spdlog::info("model {} loaded: ready", options_.model_path);
@@ -218,16 +244,7 @@ void ReplicaServer::handle(HttpRequest http, std::shared_ptr<ResponseChannel> ch
     return;
   }
   if (path == "/signature") {
-    if (!expect("GET")) return;
-    const auto& c = model_.model->config();
-    r->json_response(200, {{"inputs", {{"context", {{"type", "int32"}, {"shape", {-1, -1}}}}}},
-                           {"outputs", {{"sample", {{"type", "int32"}, {"shape", {-1, -1}}}}}},
-                           {"model",
-                            {{"vocab_size", c.vocab_size},
-                             {"n_ctx", c.n_ctx},
-                             {"n_embd", c.n_embd},
-                             {"n_layer", c.n_layer},
-                             {"n_head", c.n_head}}}});
+    if (expect("GET")) r->json_response(200, signature_);
     return;
   }
   if (!expect("POST")) return;
@@ -271,6 +288,9 @@ std::vector<int32_t> context_of(const json& model_input) {
   std::vector<int32_t> ids;
   for (const auto& v : ctx) {
     if (!v.is_number_integer()) throw invalid_argument("context: must be a list of token ids");
+    const int64_t id = v.is_number_unsigned() && v.get<uint64_t>() > INT32_MAX ? -1 : v.get<int64_t>();
+    if (id < 0 || id > INT32_MAX)
+      throw invalid_argument("context: token id " + v.dump() + " is outside the vocabulary");
     ids.push_back(v.get<int32_t>());
   }
   if (ids.empty()) throw invalid_argument("text: the prompt is empty");
@@ -286,8 +306,7 @@ void ReplicaServer::predict(const std::shared_ptr<Request>& r, BatchScheduler& s
   if (!samples.is_array() || samples.empty()) throw invalid_argument("samples: must be a non-empty list");
   if (static_cast<int>(samples.size()) > options_.max_samples)
     throw invalid_argument("samples: at most " + std::to_string(options_.max_samples) + " per request");
-  const json metadata = {
-      {"signature", {{"context", "int32[batch, tokens]"}, {"sample", "int32[batch, tokens]"}}}};
+  const json& metadata = metadata_;
   struct Job {
     std::vector<int32_t> context;
     CompletionParams params;
@@ -307,7 +326,9 @@ void ReplicaServer::predict(const std::shared_ptr<Request>& r, BatchScheduler& s
   RequestHandler* handler = handler_.get();
   Metrics* metrics = &metrics_;
   for (size_t i = 0; i < jobs.size(); ++i) {
-    auto on_done = [r, group, contexts, i, handler, metrics, metadata](CompletionOutput out) {
+    // On the scheduler thread: hands post_inference to a request thread (a handler may be slow, and
+    // Python must never run where the batch decodes).
+    auto on_done = [this, r, group, contexts, i, handler, metrics](CompletionOutput out) {
       count_generation(metrics, out.result);
       auto outputs = group->complete(i, std::move(out));
       if (!outputs) return;
@@ -317,20 +338,29 @@ void ReplicaServer::predict(const std::shared_ptr<Request>& r, BatchScheduler& s
           return;
         }
       }
-      try {
-        json predictions = json::array();
-        for (size_t k = 0; k < outputs->size(); ++k) {
-          std::vector<int32_t> sample = (*contexts)[k];
-          sample.insert(sample.end(), (*outputs)[k].tokens.begin(), (*outputs)[k].tokens.end());
-          predictions.push_back(handler->post_inference({{"response", {{"sample", sample}}}}, metadata));
+      auto post = [this, r, outputs = std::move(*outputs), contexts, handler] {
+        try {
+          json predictions = json::array();
+          for (size_t k = 0; k < outputs.size(); ++k) {
+            std::vector<int32_t> sample = (*contexts)[k];
+            sample.insert(sample.end(), outputs[k].tokens.begin(), outputs[k].tokens.end());
+            predictions.push_back(handler->post_inference({{"response", {{"sample", sample}}}}, metadata_));
+          }
+          r->json_response(200, {{"predictions", predictions}});
+        } catch (const Error& e) {
+          r->fail(e);
+        } catch (const std::exception& e) {
+          spdlog::error("post_inference failed: {}", e.what());
+          r->json_response(500,
+                           error_body(std::string("post_inference failed: ") + e.what(), "server_error"));
         }
-        r->json_response(200, {{"predictions", predictions}});
-      } catch (const Error& e) {
-        r->fail(e);
-      } catch (const std::exception& e) {
-        spdlog::error("post_inference failed: {}", e.what());
-        r->json_response(500, error_body(std::string("post_inference failed: ") + e.what(), "server_error"));
-      }
+      };
+      // Posted under the lock, as in handle(): the destructor either joins this work or ran first.
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (scheduler_)
+        boost::asio::post(workers_, std::move(post));
+      else
+        r->json_response(503, error_body("the server is shutting down", "overloaded_error"));
     };
     auto channel = r->channel;
     CompletionParams params = jobs[i].params;

@@ -14,7 +14,9 @@
 // the body of a /predict or /v1/completions request (JSON parsing, pre_inference, tokenizing, submitting
 // to the scheduler) is worked on by a small pool of request threads, so that a large or slow request
 // never holds up the network thread (other clients' streams) or a lock. The scheduler thread then
-// generates and answers through the request's ResponseChannel.
+// generates and answers through the request's ResponseChannel; when a /predict request's generation ends,
+// its post_inference runs on a request thread again (never on the scheduler's thread, which keeps
+// decoding the batch meanwhile).
 #pragma once
 
 #include <atomic>
@@ -45,6 +47,9 @@ struct ReplicaOptions {
   int max_samples = 64;     // samples in one /predict request
   int max_n = 16;           // choices per prompt in /v1/completions
   int request_threads = 2;  // threads that parse, pre-process and tokenize requests
+  // The /predict request handler (a PythonHandler); null: the built-in GPT-2 handler. It gets the
+  // built-in one (set_builtin) for the halves it does not implement.
+  std::shared_ptr<RequestHandler> handler;
 };
 
 class ReplicaServer {
@@ -78,7 +83,10 @@ class ReplicaServer {
   // Set once by load(), with scheduler_, and not changed after: whoever has seen scheduler_ set (under
   // mutex_) may use model_ and handler_ without the lock until the server is destroyed.
   model::LoadedModel model_;
-  std::unique_ptr<RequestHandler> handler_;
+  std::unique_ptr<RequestHandler> builtin_handler_;
+  std::shared_ptr<RequestHandler> handler_;  // options_.handler, or the built-in one
+  nlohmann::json signature_;                 // GET /signature
+  nlohmann::json metadata_;                  // what handlers get: the signature and the model's path
   // Shared with the requests being pre-processed, so that the destructor can take it away while they run.
   std::shared_ptr<BatchScheduler> scheduler_;
 

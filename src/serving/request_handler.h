@@ -2,17 +2,24 @@
 // input, post_inference turns the model's output into what the client gets. The built-in GPT-2 handler
 // is C++; Python handlers (a seed-style encoder.py) plug in behind the same interface.
 //
-// Threading: pre_inference runs on the replica's request threads and post_inference on the scheduler's
-// thread, so both may be called from several threads at once; an implementation that cannot run
-// concurrently (an interpreter) serialises itself.
+// Threading: pre_inference and post_inference run on the replica's request threads, never on the
+// scheduler's (so a slow handler never holds up the batch's decoding), and may be called from several
+// threads at once; an implementation that cannot run concurrently (an interpreter) serialises itself.
 #pragma once
 
 #include <memory>
 #include <nlohmann/json.hpp>
 
 #include "tokenizer/bpe_tokenizer.h"
+#include "util/error.h"
 
 namespace cortex::serving {
+
+// Thrown by a handler whose call did not return in time: the request gets 504.
+class HandlerTimeout : public Error {
+ public:
+  explicit HandlerTimeout(const std::string& message) : Error(ErrorCode::kInternal, message) {}
+};
 
 class RequestHandler {
  public:
@@ -23,6 +30,8 @@ class RequestHandler {
   // prediction: {"response": {"sample": [ids]}}, the context followed by the generated tokens. Returns
   // any JSON value.
   virtual nlohmann::json post_inference(const nlohmann::json& prediction, const nlohmann::json& metadata) = 0;
+  // The built-in handler (outliving this one), for a handler that implements only one of the two halves.
+  virtual void set_builtin(RequestHandler*) {}
 };
 
 // Built-in: "text" -> GPT-2 token ids -> text (the prompt and its continuation).

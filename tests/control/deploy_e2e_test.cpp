@@ -472,5 +472,31 @@ TEST_F(DeployTest, OperatorKilledKeepsStateAndBringsReplicasBack) {
       std::chrono::seconds(20)));
 }
 
+TEST_F(DeployTest, PythonRequestHandlerServesAndOneThatCannotBeImportedIsAnErrorWithItsTraceback) {
+  // The Python example (encoder.py, requirements.txt), its model the tiny test model, plus an API whose
+  // handler cannot be imported.
+  const std::string example = testing::source_dir() + "/examples/text-generator-python";
+  for (const char* f : {"cortex.yaml", "encoder.py", "requirements.txt"})
+    fs::copy_file(example + "/" + f, project_ + "/" + f);
+  fs::create_directory_symlink(test_model("tiny"), project_ + "/model");
+  write_file_atomic(project_ + "/broken.py", "import no_such_module_for_cortex\n");
+  write_file_atomic(project_ + "/cortex.yaml", read_file(project_ + "/cortex.yaml") +
+                                                   "\n- kind: api\n  name: broken\n  model: model\n"
+                                                   "  request_handler: broken.py\n");
+  auto deployed = cortex({"deploy", project_});
+  ASSERT_EQ(deployed.exit_code, 0) << deployed.err;
+  ASSERT_TRUE(wait_live("generator-python")) << api("generator-python").dump(2);
+  auto r = post("/text/generator-python", R"({"samples": [{"text": "machine learning", "seed": 1}]})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body)["predictions"][0].get<std::string>().rfind("machine learning", 0), 0u)
+      << r.body;
+  ASSERT_TRUE(wait_until([&] { return api("broken")["status"] == "error"; }, std::chrono::seconds(60)))
+      << api("broken").dump(2);
+  const std::string lines = api("broken")["last_log_lines"].dump();
+  EXPECT_NE(lines.find("ModuleNotFoundError: No module named 'no_such_module_for_cortex'"), std::string::npos)
+      << lines;
+  EXPECT_NE(lines.find("Traceback"), std::string::npos) << lines;
+}
+
 }  // namespace
 }  // namespace cortex::control

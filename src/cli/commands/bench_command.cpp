@@ -88,8 +88,11 @@ void add_bench_command(CLI::App& app) {
   auto serve_json = std::make_shared<bool>(false);
   auto* serve = cmd->add_subcommand("serve", "Closed-loop streaming clients against a running server");
   serve->add_option("--url", so->url, "Server base URL")->capture_default_str();
-  serve->add_option("--api", so->api, "openai (/v1/completions) or llama (llama.cpp's /completion)")
-      ->check(CLI::IsMember({"openai", "llama"}))
+  serve
+      ->add_option("--api", so->api,
+                   "openai (/v1/completions), llama (llama.cpp's /completion) or predict (the seed's "
+                   "/predict, not streamed; a --url with a path is used as it is)")
+      ->check(CLI::IsMember({"openai", "llama", "predict"}))
       ->capture_default_str();
   serve->add_option("--model", so->model, "Model name for openai requests")->capture_default_str();
   serve->add_option("--clients", so->clients, "Concurrent clients")->capture_default_str();

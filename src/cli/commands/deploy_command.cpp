@@ -1,12 +1,17 @@
 // cortex deploy [PATH], cortex delete API|--all, cortex refresh API: change what runs.
+#include <cctype>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <regex>
 #include <thread>
 
 #include "cli/commands/commands.h"
 #include "cli/commands/operator_access.h"
 #include "control/config_parser.h"
 #include "util/error.h"
+#include "util/subprocess.h"
 
 namespace cortex::cli {
 
@@ -42,6 +47,96 @@ void wait_until_live(const control::OperatorClient& client, const control::Deplo
   }
 }
 
+// Checks what a requirements.txt beside cortex.yaml lists: request handlers run in the replica's embedded
+// Python with the system's packages, and nothing is downloaded, so each listed distribution must be
+// installed for that Python already. Version specifiers and markers are checked when the `packaging`
+// module is installed, the names only otherwise. Throws Error(kInvalidArgument) naming the file, line and
+// distribution of every requirement that is not met.
+void check_requirements(const std::string& project_dir) {
+  namespace fs = std::filesystem;
+  const fs::path file = fs::path(project_dir) / "requirements.txt";
+  std::error_code ec;
+  if (!fs::exists(file, ec)) return;
+  std::ifstream in(file);
+  if (!in) throw invalid_argument(file.string() + ": cannot read it");
+  static const std::regex kName(R"(^([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(\[[^\]]*\])?\s*(.*)$)");
+  nlohmann::json requirements = nlohmann::json::array();
+  std::string line;
+  std::vector<std::string> errors;
+  for (int number = 1; std::getline(in, line); ++number) {
+    if (auto hash = line.find('#'); hash != std::string::npos && (hash == 0 || std::isspace(line[hash - 1])))
+      line.erase(hash);
+    line.erase(0, line.find_first_not_of(" \t\r"));
+    line.erase(line.find_last_not_of(" \t\r") + 1);
+    if (line.empty()) continue;
+    const std::string where = file.string() + ":" + std::to_string(number) + ": ";
+    std::smatch m;
+    if (line[0] == '-') {
+      errors.push_back(where + "'" + line +
+                       "': pip options are not supported; list one distribution per line");
+    } else if (!std::regex_match(line, m, kName) ||
+               (m[3].length() > 0 && std::string("=<>!~;@").find(m[3].str()[0]) == std::string::npos)) {
+      errors.push_back(where + "'" + line + "': not a distribution name (such as regex or numpy>=1.20)");
+    } else {
+      requirements.push_back({{"line", number}, {"name", m[1].str()}, {"text", line}});
+    }
+  }
+  if (!requirements.empty()) {
+    // Asks the Python that replicas embed (its importlib.metadata; `packaging` for specifiers if present).
+    static const char* kCheck = R"PY(
+import json, sys
+import importlib.metadata as md
+try:
+    from packaging.requirements import Requirement
+except ImportError:
+    Requirement = None
+out = []
+for r in json.load(sys.stdin):
+    try:
+        installed = md.version(r["name"])
+    except md.PackageNotFoundError:
+        installed = None
+    problem = None if installed else "not installed"
+    if Requirement is not None:
+        try:
+            req = Requirement(r["text"])
+            if req.marker is not None and not req.marker.evaluate():
+                problem = None
+            elif installed and not req.specifier.contains(installed, prereleases=True):
+                problem = "installed version %s does not satisfy %s" % (installed, req.specifier)
+        except Exception as e:
+            problem = problem or "cannot read it: %s" % e
+    out.append({"line": r["line"], "problem": problem})
+print(json.dumps(out))
+)PY";
+    ProcessResult result;
+    try {
+      result = run_process({CORTEX_PYTHON3_EXECUTABLE, "-c", kCheck}, requirements.dump());
+    } catch (const Error& e) {
+      throw invalid_argument(file.string() + ": cannot check it with " + CORTEX_PYTHON3_EXECUTABLE + ": " +
+                             e.what());
+    }
+    auto checked = nlohmann::json::parse(result.out, nullptr, false);
+    if (result.exit_code != 0 || !checked.is_array() || checked.size() != requirements.size())
+      throw invalid_argument(file.string() + ": cannot check it with " + CORTEX_PYTHON3_EXECUTABLE + ": " +
+                             result.err);
+    for (size_t i = 0; i < checked.size(); ++i) {
+      if (checked[i]["problem"].is_null()) continue;
+      const auto& r = requirements[i];
+      errors.push_back(file.string() + ":" + std::to_string(r["line"].get<int>()) + ": " +
+                       r["name"].get<std::string>() + ": " + checked[i]["problem"].get<std::string>() +
+                       " for " + CORTEX_PYTHON3_EXECUTABLE);
+    }
+  }
+  if (errors.empty()) return;
+  std::string message;
+  for (const auto& e : errors) message += (message.empty() ? "" : "\n") + e;
+  throw invalid_argument(
+      message +
+      "\nrequest handlers use the system's Python packages and nothing is downloaded: install "
+      "them (for example with apt-get install python3-NAME), then deploy again");
+}
+
 }  // namespace
 
 void add_deploy_commands(CLI::App& app) {
@@ -65,12 +160,7 @@ void add_deploy_commands(CLI::App& app) {
   deploy->callback([o] {
     // Validate before anything starts: a config with errors changes nothing.
     control::DeploymentSpec spec = control::load_project_config(o->path);
-    for (const auto& api : spec.apis) {
-      if (!api.request_handler.empty())
-        throw unsupported("api '" + api.name +
-                          "' request_handler: Python request handlers are not available in " +
-                          "this build yet; remove request_handler to use the built-in GPT-2 handler");
-    }
+    check_requirements(spec.project_dir);
     auto client = operator_client(true);
     nlohmann::json result = client.post("/v1/deployments", control::to_json(spec));
     if (o->output == "json") {

@@ -8,6 +8,7 @@
 
 #include "cli/commands/commands.h"
 #include "control/api_spec.h"
+#include "serving/python_handler.h"
 #include "serving/replica_server.h"
 #include "util/error.h"
 #include "util/file_util.h"
@@ -65,7 +66,8 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option(
       "--spec", o->spec_file,
       "A resolved API spec (JSON, as in `cortex get API -o json`'s \"spec\"); flags given override it");
-  cmd->add_option("--handler", o->handler, "A Python request handler (pre_inference/post_inference)");
+  cmd->add_option("--handler", o->handler,
+                  "A Python request handler (a .py file defining pre_inference and/or post_inference)");
   cmd->add_option("--name", r.api_name, "API name (the model name in /v1/completions)")
       ->capture_default_str();
   cmd->add_option("--host", r.http.host, "Address to listen on")->capture_default_str();
@@ -101,10 +103,6 @@ void add_serve_command(CLI::App& app) {
     if (!o->spec_file.empty()) apply_spec(read_spec(o->spec_file), *cmd, o->replica, o->handler);
     if (o->replica.model_path.empty())
       throw invalid_argument("--model (or a --spec naming a model) is required");
-    if (!o->handler.empty())
-      throw unsupported("request handler " + o->handler +
-                        ": Python request handlers are not available in this build yet; the built-in GPT-2 "
-                        "handler serves without one");
     o->replica.scheduler.request_timeout = std::chrono::seconds(o->timeout_s);
     o->replica.http.read_timeout = std::chrono::seconds(o->read_timeout_s);
     o->replica.scheduler.max_step_tokens = std::max(256, o->replica.scheduler.max_concurrency + 64);
@@ -114,6 +112,15 @@ void add_serve_command(CLI::App& app) {
     sigaddset(&stop, SIGINT);
     sigaddset(&stop, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+    if (!o->handler.empty()) {
+      // Imported before anything listens: an import error ends the replica at once, with the Python
+      // traceback on stderr (the replica's log).
+      serving::PythonHandlerOptions handler_options;
+      handler_options.call_timeout = o->replica.scheduler.request_timeout;
+      handler_options.threads = std::max(2, o->replica.request_threads);
+      o->replica.handler = serving::PythonHandler::load(o->handler, handler_options);
+      std::fprintf(stderr, "cortex serve: request handler %s\n", o->handler.c_str());
+    }
     auto server = serving::ReplicaServer::start(o->replica);
     std::fprintf(stderr, "cortex serve: listening on http://%s:%d (loading %s)\n",
                  o->replica.http.host.c_str(), server->port(), o->replica.model_path.c_str());
