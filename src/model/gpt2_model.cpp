@@ -30,7 +30,8 @@ Gpt2Model::Gpt2Model(std::unique_ptr<Gpt2Weights> weights, const ModelOptions& o
       kv_cache_(weights_->config(), options.kv_cache_tokens > 0 ? options.kv_cache_tokens
                                                                 : int64_t{8} * weights_->config().n_ctx) {
   configure_blas_threads();
-  scores_.resize(static_cast<size_t>(pool_.size()), std::vector<float>(static_cast<size_t>(config().n_ctx)));
+  scores_.resize(static_cast<size_t>(pool_.size()),
+                 std::vector<float>(static_cast<size_t>(kMaxAttentionGroup) * config().n_ctx));
 }
 
 std::unique_ptr<Sequence> Gpt2Model::new_sequence() {
@@ -98,11 +99,11 @@ void Gpt2Model::forward(std::span<const BatchEntry> batch, std::vector<float>* l
   }
   for (int l = 0; l < cfg.n_layer; ++l) {
     const LayerWeights& w = weights_->layers[static_cast<size_t>(l)];
-    layernorm_forward(xn_.data(), x_.data(), w.ln_1_weight, w.ln_1_bias, T, C, cfg.layer_norm_epsilon);
+    layernorm(xn_.data(), x_.data(), w.ln_1_weight, w.ln_1_bias, T);
     linear_forward(qkv_.data(), xn_.data(), w.attn_qkv, T, false, pool_);  // [T, 3C]
     attention(att_.data(), qkv_.data(), batch, l);                         // [T, C]
     linear_forward(x_.data(), att_.data(), w.attn_proj, T, true, pool_);   // x += proj(att)
-    layernorm_forward(xn_.data(), x_.data(), w.ln_2_weight, w.ln_2_bias, T, C, cfg.layer_norm_epsilon);
+    layernorm(xn_.data(), x_.data(), w.ln_2_weight, w.ln_2_bias, T);
     linear_forward(hidden_.data(), xn_.data(), w.mlp_fc, T, false, pool_);  // [T, 4C]
     pool_.parallel_for(
         4 * TC, [&](size_t b, size_t e) { gelu_forward(hidden_.data() + b, e - b); }, 64);
@@ -121,12 +122,20 @@ void Gpt2Model::forward(std::span<const BatchEntry> batch, std::vector<float>* l
       row += n;
     }
   }
-  layernorm_forward(xn_.data(), xn_.data(), weights_->ln_f_weight, weights_->ln_f_bias, gathered, C,
-                    cfg.layer_norm_epsilon);
+  layernorm(xn_.data(), xn_.data(), weights_->ln_f_weight, weights_->ln_f_bias, gathered);
   const size_t offset = logits->size();
   logits->resize(offset + static_cast<size_t>(out_rows) * cfg.vocab_size);
   linear_forward(logits->data() + offset, xn_.data(), weights_->lm_head, out_rows, false, pool_);
   for (const BatchEntry& e : batch) e.sequence->kv_.length += static_cast<int>(e.tokens.size());
+}
+
+// LayerNorm of `rows` rows of C, the rows split across the pool.
+void Gpt2Model::layernorm(float* out, const float* in, const float* weight, const float* bias, int rows) {
+  const int C = config().n_embd;
+  const float eps = config().layer_norm_epsilon;
+  pool_.parallel_for(static_cast<size_t>(rows), [&](size_t r0, size_t r1) {
+    layernorm_forward(out + r0 * C, in + r0 * C, weight, bias, static_cast<int>(r1 - r0), C, eps);
+  });
 }
 
 // out[T, C]: causal self-attention of each new token over its sequence's cached keys and values.
@@ -134,24 +143,42 @@ void Gpt2Model::forward(std::span<const BatchEntry> batch, std::vector<float>* l
 void Gpt2Model::attention(float* out, const float* qkv, std::span<const BatchEntry> batch, int layer) {
   const Gpt2Config& cfg = config();
   const int C = cfg.n_embd, H = cfg.n_head, D = cfg.head_dim();
+  constexpr int kBlock = KvCache::kBlockTokens;
   const float scale = 1.f / std::sqrt(static_cast<float>(D));
+  // A task: some heads of some of one entry's tokens. With many entries, a task takes all the heads, so
+  // that one thread reads all of a sequence's cached rows (the kernel takes the heads in groups whose
+  // queries and outputs fit in registers, one group after another); with few entries, the groups are
+  // separate tasks so that every thread has work.
+  const int groups = (H + kMaxAttentionGroup - 1) / kMaxAttentionGroup;
+  const int per_group = batch.size() >= 4 * static_cast<size_t>(pool_.size()) ? H : (H + groups - 1) / groups;
+  constexpr int kTokensPerTask = 32;
   struct Task {
     const BatchEntry* entry;
-    int first_row;
-    int head;
+    int first_row;  // the entry's first row in qkv and out
+    int t0, t1;     // its tokens [t0, t1)
+    int h0, heads;
+    size_t blocks;  // where the entry's key block pointers start in `blocks`; its value blocks follow
   };
   std::vector<Task> tasks;
+  // Per entry, the first position of each cache block it reads, for keys and then for values.
+  std::vector<const float*> blocks;
   int row = 0;
   for (const BatchEntry& e : batch) {
     KvSequence& kv = e.sequence->kv_;
-    for (size_t t = 0; t < e.tokens.size(); ++t) {
-      const float* r = qkv + static_cast<size_t>(row + static_cast<int>(t)) * 3 * C;
-      const int pos = kv.length + static_cast<int>(t);
-      std::memcpy(kv_cache_.key(kv, layer, pos), r + C, C * sizeof(float));
-      std::memcpy(kv_cache_.value(kv, layer, pos), r + 2 * C, C * sizeof(float));
+    const int n = static_cast<int>(e.tokens.size());
+    for (int t = 0; t < n; ++t) {
+      const float* r = qkv + static_cast<size_t>(row + t) * 3 * C;
+      std::memcpy(kv_cache_.key(kv, layer, kv.length + t), r + C, C * sizeof(float));
+      std::memcpy(kv_cache_.value(kv, layer, kv.length + t), r + 2 * C, C * sizeof(float));
     }
-    for (int h = 0; h < H; ++h) tasks.push_back({&e, row, h});
-    row += static_cast<int>(e.tokens.size());
+    const size_t first = blocks.size();
+    for (int p = 0; p < kv.length + n; p += kBlock) blocks.push_back(kv_cache_.key(kv, layer, p));
+    for (int p = 0; p < kv.length + n; p += kBlock) blocks.push_back(kv_cache_.value(kv, layer, p));
+    for (int t0 = 0; t0 < n; t0 += kTokensPerTask)
+      for (int h0 = 0; h0 < H; h0 += per_group)
+        tasks.push_back(
+            {&e, row, t0, std::min(n, t0 + kTokensPerTask), h0, std::min(per_group, H - h0), first});
+    row += n;
   }
   pool_.run([&](int thread) {
     float* scores = scores_[static_cast<size_t>(thread)].data();
@@ -159,20 +186,13 @@ void Gpt2Model::attention(float* out, const float* qkv, std::span<const BatchEnt
       const Task& task = tasks[i];
       const KvSequence& kv = task.entry->sequence->kv_;
       const int n = static_cast<int>(task.entry->tokens.size());
-      const int hd = task.head * D;
-      for (int t = 0; t < n; ++t) {
-        const int pos = kv.length + t;  // attends to positions 0..pos
-        const float* q = qkv + static_cast<size_t>(task.first_row + t) * 3 * C + hd;
-        float max_score = -INFINITY;
-        for (int j = 0; j <= pos; ++j) {
-          scores[j] = dot_product(q, kv_cache_.key(kv, layer, j) + hd, D) * scale;
-          max_score = std::max(max_score, scores[j]);
-        }
-        const float sum = exp_and_sum(scores, pos + 1, max_score);
-        float* o = out + static_cast<size_t>(task.first_row + t) * C + hd;
-        std::fill(o, o + D, 0.f);
-        const float inv = 1.f / sum;
-        for (int j = 0; j <= pos; ++j) axpy(o, kv_cache_.value(kv, layer, j) + hd, scores[j] * inv, D);
+      const float* const* keys = blocks.data() + task.blocks;
+      const float* const* values = keys + (kv.length + n + kBlock - 1) / kBlock;
+      for (int t = task.t0; t < task.t1; ++t) {
+        const size_t r = static_cast<size_t>(task.first_row + t);
+        // The token at position kv.length + t attends to positions 0..kv.length + t.
+        attention_heads(out + r * C, qkv + r * 3 * C, keys, values, kBlock, static_cast<size_t>(C), task.h0,
+                        task.heads, kv.length + t + 1, D, scale, scores);
       }
     }
   });

@@ -69,13 +69,14 @@ class Gpt2Model {
   friend class Sequence;
   Gpt2Model(std::unique_ptr<Gpt2Weights> weights, const ModelOptions& options);
   void attention(float* out, const float* qkv, std::span<const BatchEntry> batch, int layer);
+  void layernorm(float* out, const float* in, const float* weight, const float* bias, int rows);
 
   std::unique_ptr<Gpt2Weights> weights_;
   ThreadPool pool_;
   KvCache kv_cache_;
   // Scratch activations, resized per forward: x, xn [T, C]; qkv [T, 3C]; att [T, C]; hidden [T, 4C].
   std::vector<float> x_, xn_, qkv_, att_, hidden_;
-  std::vector<std::vector<float>> scores_;  // per thread, [n_ctx]
+  std::vector<std::vector<float>> scores_;  // per thread, [kMaxAttentionGroup, n_ctx]
 };
 
 }  // namespace cortex::model

@@ -34,4 +34,15 @@ float dot_product(const float* a, const float* b, int n);
 // out[n] += w * in[n]
 void axpy(float* out, const float* in, float w, int n);
 
+// Attention of one query over n cached positions, for heads [h0, h0 + heads): for each head h,
+// out[h·D : (h+1)·D] = Σ_j p_j · v_j[h·D : (h+1)·D] with p = softmax(scale · q[h·D : (h+1)·D] · k_j[h·D :
+// ...]). Positions come in blocks of block_tokens rows of `stride` floats: k_j is the row at key_blocks[j /
+// block_tokens] + (j % block_tokens) · stride, v_j likewise in value_blocks. Each row is read once for all
+// the heads (sequential reads). out and q point at the query's row (head 0); scores has room for heads · n
+// floats. Heads that attention_heads keeps in registers at once; callers may pass more.
+inline constexpr int kMaxAttentionGroup = 6;
+void attention_heads(float* out, const float* q, const float* const* key_blocks,
+                     const float* const* value_blocks, int block_tokens, size_t stride, int h0, int heads,
+                     int n, int D, float scale, float* scores);
+
 }  // namespace cortex::model

@@ -58,6 +58,94 @@ TEST(KernelsTest, LinearMatchesNaiveInBothLayoutsRowCountsAndThreadCounts) {
   }
 }
 
+// Every row count the small-batch kernels take (1..32, then past them), on shapes whose column counts
+// leave partial 48-, 32- and 16-column strips and partial 8- and 16-column tiles, whose input sizes
+// span several k-blocks with a partial last one, and with enough columns per thread for the
+// prefetching of later strips and tiles to run; split across threads by input rows and by columns.
+TEST(KernelsTest, SmallBatchKernelsMatchNaiveForEveryRowCountAndRaggedShapes) {
+  configure_blas_threads();
+  for (const auto& [I, O] : {std::pair{100, 229}, std::pair{64, 171}, std::pair{48, 400}, std::pair{17, 35},
+                             std::pair{40, 2100}}) {  // the last wide enough to split by columns
+    auto w = random_vector(static_cast<size_t>(I) * O, 5), b = random_vector(O, 6);
+    for (int threads : {1, 2}) {
+      ThreadPool pool(threads);
+      for (int rows = 1; rows <= 34; ++rows) {
+        auto in = random_vector(static_cast<size_t>(rows) * I, 7 + static_cast<uint32_t>(rows));
+        for (bool in_major : {true, false}) {
+          Linear L{w.data(), b.data(), I, O, in_major};
+          auto expect = naive_linear(in, w, b, rows, I, O, in_major);
+          std::vector<float> out(static_cast<size_t>(rows) * O, 7.f);  // overwritten, not added to
+          linear_forward(out.data(), in.data(), L, rows, false, pool);
+          for (size_t k = 0; k < out.size(); ++k)
+            ASSERT_NEAR(out[k], expect[k], 1e-4)
+                << "I " << I << " O " << O << " threads " << threads << " rows " << rows << " in_major "
+                << in_major << " at " << k;
+          std::vector<float> acc(out.size(), -2.5f);
+          linear_forward(acc.data(), in.data(), L, rows, true, pool);
+          for (size_t k = 0; k < acc.size(); ++k) ASSERT_NEAR(acc[k], expect[k] - 2.5, 1e-4);
+        }
+      }
+    }
+  }
+}
+
+// attention_heads against a double-precision softmax(q·k)·v, with positions in blocks that are not
+// contiguous, head dimensions of the fast path (64) and others, groups of heads up to past the
+// registers' limit, and position counts that end mid-block.
+TEST(KernelsTest, AttentionHeadsMatchesNaiveSoftmaxOverBlockedPositions) {
+  constexpr int kBlockTokens = 16;
+  for (int D : {64, 8}) {
+    for (int heads : {1, 3, 6, 7, 12}) {
+      const int C = heads * D + 2 * D;  // rows hold other heads too; ours start at h0 = 1
+      const size_t stride = static_cast<size_t>(C);
+      for (int n : {1, 5, 16, 17, 40}) {
+        const int blocks = (n + kBlockTokens - 1) / kBlockTokens;
+        // Blocks stored in reverse order, apart from each other.
+        std::vector<std::vector<float>> key_store, value_store;
+        std::vector<const float*> keys(static_cast<size_t>(blocks)), values(static_cast<size_t>(blocks));
+        for (int b = 0; b < blocks; ++b) {
+          key_store.push_back(random_vector(stride * kBlockTokens, 20 + static_cast<uint32_t>(b)));
+          value_store.push_back(random_vector(stride * kBlockTokens, 40 + static_cast<uint32_t>(b)));
+        }
+        for (int b = 0; b < blocks; ++b) {
+          keys[static_cast<size_t>(b)] = key_store[static_cast<size_t>(blocks - 1 - b)].data();
+          values[static_cast<size_t>(b)] = value_store[static_cast<size_t>(blocks - 1 - b)].data();
+        }
+        auto q = random_vector(stride, 7);
+        std::vector<float> out(stride, 9.f), scores(static_cast<size_t>(kMaxAttentionGroup) * n);
+        const float scale = 0.3f;
+        const int h0 = 1;
+        attention_heads(out.data(), q.data(), keys.data(), values.data(), kBlockTokens, stride, h0, heads, n,
+                        D, scale, scores.data());
+        for (int h = h0; h < h0 + heads; ++h) {
+          std::vector<double> p(static_cast<size_t>(n));
+          double max_s = -1e300, sum = 0;
+          for (int j = 0; j < n; ++j) {
+            const float* k =
+                keys[static_cast<size_t>(j / kBlockTokens)] + (j % kBlockTokens) * stride + h * D;
+            double s = 0;
+            for (int d = 0; d < D; ++d) s += double{q[static_cast<size_t>(h * D + d)]} * k[d];
+            p[static_cast<size_t>(j)] = s * scale;
+            max_s = std::max(max_s, p[static_cast<size_t>(j)]);
+          }
+          for (auto& x : p) sum += (x = std::exp(x - max_s));
+          for (int d = 0; d < D; ++d) {
+            double o = 0;
+            for (int j = 0; j < n; ++j)
+              o += p[static_cast<size_t>(j)] / sum *
+                   values[static_cast<size_t>(j / kBlockTokens)][(j % kBlockTokens) * stride + h * D + d];
+            ASSERT_NEAR(out[static_cast<size_t>(h * D + d)], o, 1e-5)
+                << "D " << D << " heads " << heads << " n " << n << " head " << h << " dim " << d;
+          }
+        }
+        // Heads outside [h0, h0 + heads) are left alone.
+        for (int i = 0; i < h0 * D; ++i) ASSERT_EQ(out[static_cast<size_t>(i)], 9.f);
+        for (size_t i = static_cast<size_t>((h0 + heads) * D); i < stride; ++i) ASSERT_EQ(out[i], 9.f);
+      }
+    }
+  }
+}
+
 TEST(KernelsTest, LayerNormHasZeroMeanUnitVarianceThenAffine) {
   const int rows = 3, cols = 37;
   auto in = random_vector(rows * cols, 4);
