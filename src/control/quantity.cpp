@@ -156,7 +156,13 @@ QuantityStatus read_quantity(std::string_view text, Exact& out, std::string_view
 }
 
 std::string quoted(std::string_view text) {
-  return "'" + std::string(text) + "'";
+  std::string
+      out;  // (appended, not "'" + std::string(...): GCC 12 warns falsely about the latter, -Wrestrict)
+  out.reserve(text.size() + 2);
+  out += '\'';
+  out += text;
+  out += '\'';
+  return out;
 }
 
 }  // namespace

@@ -18,9 +18,9 @@ StoredApi sample_api(const std::string& name, int version) {
   a.spec.model_format = "hf";
   a.spec.compute.max_replicas = 4;
   a.spec.autoscaling.window = std::chrono::milliseconds(2500);
-  a.spec.api_key = "k";
+  a.spec.api_key = std::string(1, 'k');
   a.version = version;
-  a.replica_template = "abc" + std::to_string(version);
+  a.replica_template = std::string("abc").append(std::to_string(version));
   a.updated_at = 1700000000 + version;
   a.requested_replicas = 2;
   return a;
