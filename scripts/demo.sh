@@ -23,7 +23,8 @@ cd "$project"
 run() { echo "\$ $*"; "$@"; }
 run cortex deploy --wait
 run cortex get
-run curl -sS "http://localhost:$port/text/generator" -X POST -H "Content-Type: application/json" \
-  -d '{"samples": [{"text": "machine learning"}]}'
+body='{"samples": [{"text": "machine learning"}]}'
+echo "\$ curl http://localhost:$port/text/generator -X POST -H \"Content-Type: application/json\" -d '$body'"
+curl -sS "http://localhost:$port/text/generator" -X POST -H "Content-Type: application/json" -d "$body"
 echo
 run cortex get generator

@@ -14,6 +14,7 @@
 #include "control/http_client.h"
 #include "control/operator_server.h"
 #include "util/error.h"
+#include "util/file_util.h"
 #include "util/subprocess.h"
 
 namespace cortex::control {
@@ -26,16 +27,6 @@ std::string cortex_home() {
   const char* home = std::getenv("HOME");
   return (fs::path(home && *home ? home : "/tmp") / ".cortex").string();
 }
-
-namespace {
-
-std::string log_tail(const std::string& path, size_t max_bytes) {
-  std::ifstream in(path, std::ios::binary);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return text.size() > max_bytes ? text.substr(text.size() - max_bytes) : text;
-}
-
-}  // namespace
 
 bool OperatorClient::running() const {
   HttpCall c;
@@ -85,7 +76,7 @@ void OperatorClient::ensure_running(const OperatorLaunch& launch) const {
     // (Another CLI starting one at the same moment is fine: the loser says "already runs" and exits.)
     auto since = fs::file_size(log);
     if (since > log_size) {
-      std::string fresh = log_tail(log, static_cast<size_t>(since - log_size));
+      std::string fresh = read_file_tail(log, static_cast<size_t>(since - log_size));
       if (fresh.find("error:") != std::string::npos && fresh.find("already runs") == std::string::npos)
         throw Error(ErrorCode::kInternal, "the operator did not start:\n" + fresh);
     }

@@ -12,6 +12,7 @@
 
 #include "control/http_client.h"
 #include "util/error.h"
+#include "util/file_util.h"
 
 namespace cortex::control {
 
@@ -53,13 +54,9 @@ void fingerprint_path(const std::string& path, json& out) {
 }
 
 std::vector<std::string> tail_lines(const std::string& path, size_t n) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return {};
-  in.seekg(0, std::ios::end);
-  auto size = static_cast<std::streamoff>(in.tellg());
-  std::streamoff from = std::max<std::streamoff>(0, size - 16384);
-  in.seekg(from);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  constexpr size_t kMaxBytes = 16384;
+  std::string text = read_file_tail(path, kMaxBytes);
+  bool cut = text.size() == kMaxBytes;
   std::vector<std::string> lines;
   size_t start = 0;
   while (start < text.size()) {
@@ -68,9 +65,14 @@ std::vector<std::string> tail_lines(const std::string& path, size_t n) {
     lines.push_back(text.substr(start, end - start));
     start = end + 1;
   }
-  if (from > 0 && !lines.empty()) lines.erase(lines.begin());  // probably cut in the middle
+  if (cut && !lines.empty()) lines.erase(lines.begin());  // probably cut in the middle
   if (lines.size() > n) lines.erase(lines.begin(), lines.end() - static_cast<std::ptrdiff_t>(n));
   return lines;
+}
+
+// The replica count an API should run: what the autoscaler last asked for, within its min and max.
+int desired_replicas(const StoredApi& api) {
+  return std::clamp(api.requested_replicas, api.spec.compute.min_replicas, api.spec.compute.max_replicas);
 }
 
 std::string describe_exit(int code) {
@@ -351,9 +353,7 @@ void Reconciler::drain(Replica& r, SteadyClock::time_point now) {
 
 void Reconciler::converge(Api& api, SteadyClock::time_point now) {
   const ApiSpec& spec = api.stored.spec;
-  int desired = api.deleted ? 0
-                            : std::clamp(api.stored.requested_replicas, spec.compute.min_replicas,
-                                         spec.compute.max_replicas);
+  int desired = api.deleted ? 0 : desired_replicas(api.stored);
   if (!provider_.compute_unavailable(spec.compute).empty()) desired = 0;
   const std::string& current = api.stored.replica_template;
   auto active = [](const Replica& r) { return r.state == Replica::kStarting || r.state == Replica::kReady; };
@@ -480,8 +480,7 @@ std::vector<std::pair<std::string, ApplyResult>> Reconciler::apply(const Deploym
       api.next_start = {};
     }
     if (scaling_changed) {
-      api.stored.requested_replicas =
-          std::clamp(api.stored.requested_replicas, spec.compute.min_replicas, spec.compute.max_replicas);
+      api.stored.requested_replicas = desired_replicas(api.stored);
       reset_autoscaler(api);
     }
     store_.put_api(api.stored);
@@ -541,8 +540,7 @@ std::string Reconciler::status_of(const Api& api, std::string* reason) const {
     *reason = unavailable;
     return "compute unavailable";
   }
-  int desired = std::clamp(api.stored.requested_replicas, api.stored.spec.compute.min_replicas,
-                           api.stored.spec.compute.max_replicas);
+  int desired = desired_replicas(api.stored);
   int fresh_ready = 0;
   bool outdated = false;
   for (const auto& r : api.replicas) {
@@ -567,8 +565,7 @@ ApiView Reconciler::make_view(const Api& api) {
   ApiView v;
   v.stored = api.stored;
   v.status = status_of(api, &v.reason);
-  v.requested = std::clamp(api.stored.requested_replicas, api.stored.spec.compute.min_replicas,
-                           api.stored.spec.compute.max_replicas);
+  v.requested = desired_replicas(api.stored);
   auto now = SteadyClock::now();
   static const char* kStates[] = {"starting", "ready", "draining", "stopping"};
   for (const auto& r : api.replicas) {
