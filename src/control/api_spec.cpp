@@ -31,6 +31,10 @@ class Reader {
     if (!v.is_string()) throw invalid_argument(field(key) + ": must be a string");
     return v.get<std::string>();
   }
+  // A field added after specs were first stored: absent means `fallback`.
+  std::string optional_string(const std::string& key, const std::string& fallback) const {
+    return j_.contains(key) ? string(key) : fallback;
+  }
   int64_t int64(const std::string& key) const {
     const json& v = at(key);
     if (!v.is_number_integer()) throw invalid_argument(field(key) + ": must be an integer");
@@ -67,6 +71,9 @@ ApiSpec api_from(const Reader& r) {
   api.name = r.string("name");
   api.model = r.string("model");
   api.model_format = r.string("model_format");
+  api.model_endpoint = r.optional_string("model_endpoint", "");
+  api.model_region = r.optional_string("model_region", "");
+  api.dtype = r.optional_string("dtype", "");
   api.request_handler = r.string("request_handler");
 
   const Reader c = r.object("compute");
@@ -114,6 +121,9 @@ nlohmann::json to_json(const ApiSpec& api) {
       {"name", api.name},
       {"model", api.model},
       {"model_format", api.model_format},
+      {"model_endpoint", api.model_endpoint},
+      {"model_region", api.model_region},
+      {"dtype", api.dtype},
       {"request_handler", api.request_handler},
       {"compute",
        {{"min_replicas", c.min_replicas},

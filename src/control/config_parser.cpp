@@ -15,6 +15,8 @@
 #include <sstream>
 
 #include "control/quantity.h"
+#include "storage/model_uri.h"
+#include "util/error.h"
 
 namespace cortex::control {
 
@@ -49,9 +51,11 @@ namespace {
 const std::vector<std::string> kKinds{"deployment", "api"};
 const std::vector<std::string> kDeploymentFields{"kind", "name"};
 const std::vector<std::string> kApiFields{
-    "kind",    "name",        "model",           "model_format",     "request_handler",
-    "compute", "autoscaling", "max_concurrency", "max_queue_length", "generation",
-    "api_key", "api_key_env", "threads",         "kv_cache_tokens"};
+    "kind",           "name",         "model",           "model_format",
+    "model_endpoint", "model_region", "dtype",           "request_handler",
+    "compute",        "autoscaling",  "max_concurrency", "max_queue_length",
+    "generation",     "api_key",      "api_key_env",     "threads",
+    "kv_cache_tokens"};
 const std::vector<std::string> kComputeFields{"min_replicas", "max_replicas", "init_replicas",
                                               "cpu",          "mem",          "gpu"};
 const std::vector<std::string> kAutoscalingFields{"target_replica_concurrency",
@@ -202,19 +206,7 @@ std::string describe(const YAML::Node& node) {
   }
 }
 
-std::string percent_decode(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
-        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
-      out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
-      i += 2;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
+using storage::percent_decode;
 
 fs::path normal_absolute(const fs::path& p) {
   fs::path out = fs::absolute(p).lexically_normal();
@@ -628,6 +620,12 @@ void Parser::resolve_model(const Block& b, ApiSpec& api) {
                     (scheme == "s3" ? "s3://bucket/path/to/model" : scheme + "://host/path/to/model") + ")");
         return;
       }
+      try {
+        storage::parse_model_uri(*text);
+      } catch (const Error& e) {
+        add(*f, std::string(e.what()).substr(std::string("model: ").size()));
+        return;
+      }
       api.model = *text;
       const std::string location = rest.substr(0, rest.find_first_of("?#"));
       api.model_format = format ? *format : ends_with_ci(location, ".gguf") ? "gguf" : "hf";
@@ -705,6 +703,30 @@ std::optional<ApiSpec> Parser::parse_api(const YAML::Node& node, const std::stri
   }
 
   resolve_model(*b, api);
+  const bool s3_model = api.model.rfind("s3://", 0) == 0;
+  if (auto endpoint = string(b->get("model_endpoint"))) {
+    const Field& f = *b->get("model_endpoint");
+    if (endpoint->rfind("http://", 0) != 0 && endpoint->rfind("https://", 0) != 0)
+      add(f,
+          "must be an http:// or https:// URL of an S3-compatible store, got '" + shorten(*endpoint) + "'");
+    else if (!api.model.empty() && !s3_model)
+      add(f, "applies to s3:// models only (model is " + api.model + ")");
+    else
+      api.model_endpoint = *endpoint;
+  }
+  if (auto region = string(b->get("model_region"))) {
+    const Field& f = *b->get("model_region");
+    if (!api.model.empty() && !s3_model)
+      add(f, "applies to s3:// models only (model is " + api.model + ")");
+    else
+      api.model_region = *region;
+  }
+  if (auto dtype = string(b->get("dtype"))) {
+    if (*dtype == "f32" || *dtype == "f16" || *dtype == "q8_0")
+      api.dtype = *dtype;
+    else
+      add(*b->get("dtype"), "must be f32, f16 or q8_0, got '" + shorten(*dtype) + "'");
+  }
 
   if (auto handler = string(b->get("request_handler"))) {
     const Field& f = *b->get("request_handler");

@@ -22,12 +22,6 @@ namespace cortex::control {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-std::string cortex_home() {
-  if (const char* h = std::getenv("CORTEX_HOME"); h && *h) return fs::absolute(h).lexically_normal().string();
-  const char* home = std::getenv("HOME");
-  return (fs::path(home && *home ? home : "/tmp") / ".cortex").string();
-}
-
 bool OperatorClient::running() const {
   HttpCall c;
   c.url = "http://operator/v1/info";

@@ -6,10 +6,11 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "util/file_util.h"
+
 namespace cortex::control {
 
-// $CORTEX_HOME, or ~/.cortex.
-std::string cortex_home();
+using cortex::cortex_home;  // $CORTEX_HOME, or ~/.cortex
 
 struct OperatorLaunch {
   std::string cortex_binary;  // the `cortex` executable

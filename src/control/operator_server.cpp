@@ -71,6 +71,13 @@ json view_to_json(const ApiView& v, const std::string& gateway_url) {
                         {"age_seconds", r.age_seconds},
                         {"log", r.log_path}});
   const std::string& base = gateway_url;
+  json download = nullptr;
+  if (v.download_active)
+    download = {{"stage", v.download.stage},
+                {"file", v.download.file},
+                {"bytes_done", v.download.done},
+                {"bytes_total", v.download.total},
+                {"bytes_per_second", v.download.bytes_per_second}};
   return json{{"name", v.stored.spec.name},
               {"deployment", v.stored.deployment},
               {"project_dir", v.stored.project_dir},
@@ -85,6 +92,7 @@ json view_to_json(const ApiView& v, const std::string& gateway_url) {
               {"completions_endpoint", base + "/v1/completions"},
               {"api_key_required", !v.stored.spec.api_key.empty()},
               {"replicas", replicas},
+              {"model_download", download},
               {"last_log_lines", v.last_log_lines},
               {"logs", v.log_paths},
               {"autoscaling",
@@ -244,8 +252,11 @@ std::unique_ptr<OperatorServer> OperatorServer::start(const OperatorOptions& opt
   provider.request_timeout_s = static_cast<int>(options.gateway.request_timeout.count());
   impl->provider = std::make_unique<LocalProvider>(provider);
   impl->gateway = Gateway::start(options.gateway, impl->routes);
+  ReconcilerOptions reconciler_options = options.reconciler;
+  if (reconciler_options.model_cache_dir.empty())
+    reconciler_options.model_cache_dir = (fs::path(options.home) / "cache").string();
   impl->reconciler =
-      std::make_unique<Reconciler>(*impl->store, *impl->provider, impl->routes, options.reconciler);
+      std::make_unique<Reconciler>(*impl->store, *impl->provider, impl->routes, reconciler_options);
   impl->reconciler->start();
   serving::HttpServerOptions api;
   api.unix_socket_path = operator_socket_path(options.home);

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "control/http_client.h"
+#include "storage/model_uri.h"
 #include "util/error.h"
 #include "util/file_util.h"
 
@@ -321,13 +322,46 @@ void Reconciler::autoscale(Api& api, SteadyClock::time_point now) {
   }
 }
 
-void Reconciler::start_replica(Api& api) {
+std::string Reconciler::model_ready(Api& api, SteadyClock::time_point now) {
+  const ApiSpec& spec = api.stored.spec;
+  if (!storage::is_remote_model(spec.model)) {
+    api.download.reset();
+    return spec.model;
+  }
+  if (!api.download || api.download_template != api.stored.replica_template) {
+    api.download = std::make_unique<ModelDownload>(spec, options_.model_cache_dir);
+    api.download_template = api.stored.replica_template;
+    api.download_failures = 0;
+    api.download_retry_at = {};
+  }
+  ModelDownload::State st = api.download->state();
+  if (st.phase == ModelDownload::Phase::kDone) return st.local_path;
+  if (st.phase == ModelDownload::Phase::kFailed) {
+    if (api.download_retry_at == SteadyClock::time_point{}) {
+      // First time this failure is seen: schedule the retry (5 s, doubling to 5 min).
+      api.download_failures++;
+      const auto delay = std::chrono::seconds(std::min(300, 5 << std::min(6, api.download_failures - 1)));
+      api.download_retry_at = now + delay;
+      store_.add_event(spec.name, "cannot fetch model " + spec.model + ": " + st.error);
+    } else if (now >= api.download_retry_at) {
+      int failures = api.download_failures;
+      api.download = std::make_unique<ModelDownload>(spec, options_.model_cache_dir);
+      api.download_failures = failures;
+      api.download_retry_at = {};
+    }
+  }
+  return "";
+}
+
+void Reconciler::start_replica(Api& api, const std::string& model_path) {
   Replica r;
   r.id = new_replica_id(api.stored.spec.name);
   r.template_id = api.stored.replica_template;
   r.started = SteadyClock::now();
   try {
-    provider_.start({r.id, api.stored.spec});
+    ApiSpec launch = api.stored.spec;
+    launch.model = model_path;  // a remote model's local copy
+    provider_.start({r.id, launch});
   } catch (const std::exception& e) {
     api.last_failure = std::string("cannot start a replica: ") + e.what();
     api.consecutive_failures++;
@@ -367,11 +401,14 @@ void Reconciler::converge(Api& api, SteadyClock::time_point now) {
       old_ready += r.state == Replica::kReady;
     }
   }
-  // Start what is missing (paced by the backoff after failures).
-  if (fresh < desired && now >= api.next_start) {
-    int n = desired - fresh;
-    if (api.consecutive_failures > 0) n = 1;  // while failing, one at a time
-    for (int i = 0; i < n; ++i) start_replica(api);
+  // Start what is missing (paced by the backoff after failures), once the model is here.
+  if (fresh < desired) {
+    const std::string model_path = model_ready(api, now);
+    if (!model_path.empty() && now >= api.next_start) {
+      int n = desired - fresh;
+      if (api.consecutive_failures > 0) n = 1;  // while failing, one at a time
+      for (int i = 0; i < n; ++i) start_replica(api, model_path);
+    }
   }
   // Outdated replicas: those not ready yet go at once; ready ones drain as fresh ones take over.
   int surplus_old = std::max(0, fresh_ready + old_ready - desired);
@@ -553,6 +590,18 @@ std::string Reconciler::status_of(const Api& api, std::string* reason) const {
     *reason = api.last_failure;
     return api.last_failure_oom ? "error (out of memory)" : "error";
   }
+  if (api.download && api.download_template == api.stored.replica_template && fresh_ready < desired) {
+    ModelDownload::State st = api.download->state();
+    if (st.phase == ModelDownload::Phase::kFailed) {
+      *reason = "cannot fetch model " + api.stored.spec.model + ": " + st.error +
+                " (retried automatically; `cortex refresh` retries now)";
+      return "error";
+    }
+    if (st.phase == ModelDownload::Phase::kRunning) {
+      *reason = "downloading model " + api.stored.spec.model + ": " + ModelDownload::describe(st.progress);
+      return "updating";
+    }
+  }
   if (fresh_ready >= desired && !outdated) return "live";
   *reason = fresh_ready < desired
                 ? std::to_string(fresh_ready) + " of " + std::to_string(desired) + " replicas ready" +
@@ -565,6 +614,11 @@ ApiView Reconciler::make_view(const Api& api) {
   ApiView v;
   v.stored = api.stored;
   v.status = status_of(api, &v.reason);
+  if (api.download && api.download_template == api.stored.replica_template) {
+    ModelDownload::State st = api.download->state();
+    v.download_active = st.phase == ModelDownload::Phase::kRunning;
+    v.download = st.progress;
+  }
   v.requested = desired_replicas(api.stored);
   auto now = SteadyClock::now();
   static const char* kStates[] = {"starting", "ready", "draining", "stopping"};

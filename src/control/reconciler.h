@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "control/autoscaler.h"
+#include "control/model_download.h"
 #include "control/replica_provider.h"
 #include "control/routing_table.h"
 #include "control/state_store.h"
@@ -39,6 +40,7 @@ struct ReconcilerOptions {
   int failures_before_error = 3;  // consecutive failed starts before the API's status is `error`
   std::chrono::milliseconds health_interval{5000};  // /healthz of ready replicas
   int health_failures_before_restart = 3;
+  std::string model_cache_dir;  // where remote models are downloaded; empty: $CORTEX_HOME/cache
 };
 
 struct ReplicaView {
@@ -66,6 +68,9 @@ struct ApiView {
   int64_t in_flight = 0;
   uint64_t status_2xx = 0, status_4xx = 0, status_5xx = 0;
   double average_latency_seconds = 0;
+  // A remote model being downloaded (download_active), how far it got.
+  bool download_active = false;
+  storage::FetchProgress download;
 };
 
 enum class ApplyResult { kCreated, kUpdated, kUpToDate, kDeleted };
@@ -124,6 +129,11 @@ class Reconciler {
     std::vector<std::string> last_log_lines;
     SteadyClock::time_point next_start;
     SteadyClock::time_point last_autoscale;
+    // Remote models: the download for the current replica template, and when a failed one is retried.
+    std::unique_ptr<ModelDownload> download;
+    std::string download_template;
+    SteadyClock::time_point download_retry_at;
+    int download_failures = 0;
   };
 
   void loop();
@@ -136,7 +146,9 @@ class Reconciler {
   void converge(Api& api, SteadyClock::time_point now);
   void autoscale(Api& api, SteadyClock::time_point now);
   void publish(const Api& api);
-  void start_replica(Api& api);
+  void start_replica(Api& api, const std::string& model_path);
+  // For a remote model: starts or follows its download; the local path once it is there, "" before.
+  std::string model_ready(Api& api, SteadyClock::time_point now);
   void drain(Replica& r, SteadyClock::time_point now);
   void reset_autoscaler(Api& api);
   ApiView make_view(const Api& api);

@@ -1,6 +1,7 @@
 #include "util/file_util.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -43,6 +44,13 @@ std::string read_file_tail(const std::string& path, size_t max_bytes) {
   in.read(text.data(), static_cast<std::streamsize>(text.size()));
   text.resize(static_cast<size_t>(in.gcount()));
   return text;
+}
+
+std::string cortex_home() {
+  namespace fs = std::filesystem;
+  if (const char* h = std::getenv("CORTEX_HOME"); h && *h) return fs::absolute(h).lexically_normal().string();
+  const char* home = std::getenv("HOME");
+  return (fs::path(home && *home ? home : "/tmp") / ".cortex").string();
 }
 
 }  // namespace cortex

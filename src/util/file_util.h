@@ -12,5 +12,7 @@ void write_file_atomic(const std::string& path, const std::string& contents);
 bool file_exists(const std::string& path);
 // The last max_bytes of a file (all of it when shorter; "" when it cannot be read). Reads only that much.
 std::string read_file_tail(const std::string& path, size_t max_bytes);
+// Cortex's state folder: $CORTEX_HOME, else ~/.cortex (absolute, normalised).
+std::string cortex_home();
 
 }  // namespace cortex

@@ -4,11 +4,14 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <memory>
 #include <regex>
 #include <thread>
 
 #include "cli/commands/commands.h"
 #include "cli/commands/operator_access.h"
+#include "cli/progress_bar.h"
 #include "control/config_parser.h"
 #include "util/error.h"
 #include "util/subprocess.h"
@@ -23,11 +26,25 @@ void wait_until_live(const control::OperatorClient& client, const control::Deplo
                      int timeout_s, bool quiet = false) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
   std::string last;
+  std::map<std::string, std::unique_ptr<ProgressBar>> downloads;  // per API whose model downloads
   for (;;) {
     bool all_live = true;
     for (const auto& api : spec.apis) {
       nlohmann::json a = client.get("/v1/apis/" + api.name);
       std::string status = a["status"].get<std::string>();
+      if (a.contains("model_download") && a["model_download"].is_object() && !quiet) {
+        const auto& d = a["model_download"];
+        auto& bar = downloads[api.name];
+        if (!bar) bar = std::make_unique<ProgressBar>("api " + api.name + ": downloading " + api.model);
+        storage::FetchProgress p;
+        p.stage = d["stage"].get<std::string>();
+        p.done = d["bytes_done"].get<uint64_t>();
+        p.total = d["bytes_total"].get<uint64_t>();
+        p.bytes_per_second = d["bytes_per_second"].get<double>();
+        bar->update(p);
+      } else {
+        downloads.erase(api.name);
+      }
       if (status.rfind("error", 0) == 0 || status == "compute unavailable")
         throw Error(ErrorCode::kInternal, "api " + api.name + ": " + status + ": " +
                                               a["reason"].get<std::string>() + " (see `cortex get " +

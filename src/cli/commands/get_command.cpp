@@ -53,7 +53,14 @@ std::string apis_table(const json& apis) {
       {"api", "status", "replicas", "up-to-date", "last update", "avg latency", "2XX", "4XX", "5XX"}};
   for (const auto& a : apis) {
     const auto& t = a["traffic"];
-    rows.push_back({a["name"].get<std::string>(), a["status"].get<std::string>(),
+    std::string status = a["status"].get<std::string>();
+    if (a.contains("model_download") && a["model_download"].is_object()) {
+      const auto& d = a["model_download"];
+      const double total = d["bytes_total"].get<double>();
+      if (total > 0)
+        status += " " + std::to_string(static_cast<int>(100 * d["bytes_done"].get<double>() / total)) + "%";
+    }
+    rows.push_back({a["name"].get<std::string>(), status,
                     std::to_string(a["ready"].get<int>()) + "/" + std::to_string(a["requested"].get<int>()),
                     std::to_string(a["up_to_date"].get<int>()), age_since(a["updated_at"].get<int64_t>()),
                     latency_text(t["avg_latency_seconds"].get<double>()),

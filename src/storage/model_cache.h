@@ -1,0 +1,56 @@
+// The local model cache, $CORTEX_HOME/cache: one folder per model URI (and S3 endpoint) holding
+//   model/           the model's files under their own names (what the loader reads)
+//   manifest.json    {uri, complete, files: [{name, size, etag}]}: what model/ holds
+//   .lock            flock'd while a process checks or fills the entry, so two replicas starting at once
+//                    download once
+// A file is downloaded to model/.NAME.part and renamed into place only after its size (and checksum, when
+// the ETag carries one) matched, so model/ never holds a file that merely looks complete.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cortex::storage {
+
+struct CachedFile {
+  std::string name;
+  uint64_t size = 0;
+  std::string etag;
+  bool operator==(const CachedFile&) const = default;
+};
+
+struct CacheManifest {
+  std::string uri;
+  bool complete = false;
+  std::vector<CachedFile> files;
+};
+
+class CacheEntry {
+ public:
+  CacheEntry(const std::string& cache_dir, const std::string& key);
+  ~CacheEntry();
+  CacheEntry(const CacheEntry&) = delete;
+  CacheEntry& operator=(const CacheEntry&) = delete;
+
+  const std::string& dir() const { return dir_; }
+  std::string model_dir() const { return dir_ + "/model"; }
+
+  // Takes the entry's lock, calling `waiting()` once if another process holds it; throws
+  // Error "cancelled" when *cancel turns true while waiting.
+  void lock(const std::function<void()>& waiting, const std::atomic<bool>* cancel);
+  std::optional<CacheManifest> read_manifest() const;
+  void write_manifest(const CacheManifest& m) const;
+
+ private:
+  std::string dir_;
+  int lock_fd_ = -1;
+};
+
+// The folder name for a URI: its readable part, shortened, and a hash of the whole key.
+std::string cache_entry_name(const std::string& key);
+
+}  // namespace cortex::storage
