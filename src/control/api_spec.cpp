@@ -31,6 +31,7 @@ class Reader {
     if (!v.is_string()) throw invalid_argument(field(key) + ": must be a string");
     return v.get<std::string>();
   }
+  bool has(const std::string& key) const { return j_.contains(key) && !j_.at(key).is_null(); }
   // A field added after specs were first stored: absent means `fallback`.
   std::string optional_string(const std::string& key, const std::string& fallback) const {
     return j_.contains(key) ? string(key) : fallback;
@@ -74,6 +75,16 @@ ApiSpec api_from(const Reader& r) {
   api.model_endpoint = r.optional_string("model_endpoint", "");
   api.model_region = r.optional_string("model_region", "");
   api.dtype = r.optional_string("dtype", "");
+  if (r.has("model_env")) {
+    const json& env = r.at("model_env");
+    if (!env.is_object()) throw invalid_argument(r.field("model_env") + ": must be an object of strings");
+    std::map<std::string, std::string> vars;
+    for (const auto& [k, v] : env.items()) {
+      if (!v.is_string()) throw invalid_argument(r.field("model_env") + "." + k + ": must be a string");
+      vars[k] = v.get<std::string>();
+    }
+    api.model_env = std::move(vars);
+  }
   api.request_handler = r.string("request_handler");
 
   const Reader c = r.object("compute");
@@ -117,7 +128,7 @@ nlohmann::json to_json(const ApiSpec& api) {
   const ComputeSpec& c = api.compute;
   const AutoscalingSpec& a = api.autoscaling;
   const GenerationSpec& g = api.generation;
-  return json{
+  json j{
       {"name", api.name},
       {"model", api.model},
       {"model_format", api.model_format},
@@ -154,6 +165,8 @@ nlohmann::json to_json(const ApiSpec& api) {
       {"threads", api.threads},
       {"kv_cache_tokens", api.kv_cache_tokens},
   };
+  if (api.model_env) j["model_env"] = *api.model_env;
+  return j;
 }
 
 ApiSpec api_spec_from_json(const nlohmann::json& j) {

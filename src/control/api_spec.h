@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -47,12 +48,15 @@ struct GenerationSpec {
 };
 
 struct ApiSpec {
-  std::string name;             // DNS-1035 label, unique within the deployment
-  std::string model;            // absolute path or URI as resolved against the project folder
-  std::string model_format;     // "hf" (safetensors folder) or "gguf"; inferred when absent
-  std::string model_endpoint;   // s3:// models: the S3-compatible endpoint; empty: from the environment
-  std::string model_region;     // s3:// models: the region; empty: from the environment
-  std::string dtype;            // weight type in memory: "f32", "f16", "q8_0"; empty: as stored
+  std::string name;            // DNS-1035 label, unique within the deployment
+  std::string model;           // absolute path or URI as resolved against the project folder
+  std::string model_format;    // "hf" (safetensors folder) or "gguf"; inferred when absent
+  std::string model_endpoint;  // s3:// models: the S3-compatible endpoint; empty: from the environment
+  std::string model_region;    // s3:// models: the region; empty: from the environment
+  std::string dtype;           // weight type in memory: "f32", "f16", "q8_0"; empty: as stored
+  // Remote models: the AWS_*/HF_* variables of the shell that deployed (storage/model_environment.h);
+  // absent: the operator's own environment.
+  std::optional<std::map<std::string, std::string>> model_env;
   std::string request_handler;  // absolute path; empty: the built-in GPT-2 handler
   ComputeSpec compute;
   AutoscalingSpec autoscaling;

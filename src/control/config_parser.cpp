@@ -703,7 +703,8 @@ std::optional<ApiSpec> Parser::parse_api(const YAML::Node& node, const std::stri
   }
 
   resolve_model(*b, api);
-  const bool s3_model = api.model.rfind("s3://", 0) == 0;
+  const bool s3_model = storage::is_remote_model(api.model) &&
+                        storage::parse_model_uri(api.model).scheme == storage::UriScheme::kS3;
   if (auto endpoint = string(b->get("model_endpoint"))) {
     const Field& f = *b->get("model_endpoint");
     if (endpoint->rfind("http://", 0) != 0 && endpoint->rfind("https://", 0) != 0)

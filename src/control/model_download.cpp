@@ -10,6 +10,7 @@ ModelDownload::ModelDownload(const ApiSpec& spec, const std::string& cache_dir) 
   o.cache_dir = cache_dir;
   o.s3_endpoint = spec.model_endpoint;
   o.s3_region = spec.model_region;
+  if (spec.model_env) o.environment = storage::ModelEnvironment(*spec.model_env);
   o.cancel = &cancel_;
   o.progress = [this](const storage::FetchProgress& p) {
     std::lock_guard lock(mu_);

@@ -56,6 +56,8 @@ bool is_cortex_replica(int pid) {
 json redacted_spec(const ApiSpec& spec) {
   json j = to_json(spec);
   if (!spec.api_key.empty()) j["api_key"] = "(set)";
+  if (spec.model_env)  // credentials: only which variables were set
+    for (auto& [k, v] : j["model_env"].items()) v = "(set)";
   return j;
 }
 

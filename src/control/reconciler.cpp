@@ -88,6 +88,7 @@ std::string replica_template_of(const ApiSpec& spec) {
   // What does not change a replica: how many there are, how they scale, who may call them.
   j.erase("autoscaling");
   j.erase("api_key");
+  j.erase("model_env");  // used by the operator's download only
   j["compute"].erase("min_replicas");
   j["compute"].erase("max_replicas");
   j["compute"].erase("init_replicas");
@@ -328,8 +329,12 @@ std::string Reconciler::model_ready(Api& api, SteadyClock::time_point now) {
     api.download.reset();
     return spec.model;
   }
-  if (!api.download || api.download_template != api.stored.replica_template) {
+  // A new template, or other credentials/endpoint for the same one: (re)start the download.
+  const std::string settings = to_json(spec).dump();
+  if (!api.download || api.download_template != api.stored.replica_template ||
+      api.download_settings != settings) {
     api.download = std::make_unique<ModelDownload>(spec, options_.model_cache_dir);
+    api.download_settings = settings;
     api.download_template = api.stored.replica_template;
     api.download_failures = 0;
     api.download_retry_at = {};
@@ -361,6 +366,7 @@ void Reconciler::start_replica(Api& api, const std::string& model_path) {
   try {
     ApiSpec launch = api.stored.spec;
     launch.model = model_path;  // a remote model's local copy
+    launch.model_env.reset();   // the replica downloads nothing
     provider_.start({r.id, launch});
   } catch (const std::exception& e) {
     api.last_failure = std::string("cannot start a replica: ") + e.what();
@@ -492,6 +498,7 @@ std::vector<std::pair<std::string, ApplyResult>> Reconciler::apply(const Deploym
       api.deleted = false;
       api.consecutive_failures = 0;
       api.next_start = {};
+      api.download.reset();  // a new API checks its remote model again
       reset_autoscaler(api);
       store_.put_api(stored);
       store_.add_event(spec.name, "created (version " + std::to_string(stored.version) + ")");
@@ -510,6 +517,9 @@ std::vector<std::pair<std::string, ApplyResult>> Reconciler::apply(const Deploym
     api.stored.spec = spec;
     api.stored.project_dir = deployment.project_dir;
     api.stored.version++;
+    // Other model settings or credentials: a download started with the old ones is replaced (and its
+    // failure forgotten) on the next tick.
+    if (api.download && api.download_settings != to_json(spec).dump()) api.download.reset();
     api.stored.updated_at = now_s;
     if (api.stored.replica_template.rfind(tmpl, 0) != 0) {
       api.stored.replica_template = tmpl;

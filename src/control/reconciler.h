@@ -132,6 +132,7 @@ class Reconciler {
     // Remote models: the download for the current replica template, and when a failed one is retried.
     std::unique_ptr<ModelDownload> download;
     std::string download_template;
+    std::string download_settings;  // the spec it was started with
     SteadyClock::time_point download_retry_at;
     int download_failures = 0;
   };

@@ -12,11 +12,6 @@ namespace {
 
 using IniFile = std::map<std::string, std::map<std::string, std::string>>;
 
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  return v ? v : "";
-}
-
 std::string trim(const std::string& s) {
   const size_t b = s.find_first_not_of(" \t\r");
   if (b == std::string::npos) return "";
@@ -43,9 +38,9 @@ IniFile read_ini(const std::string& path) {
   return ini;
 }
 
-std::string home_file(const char* override_var, const char* name) {
-  if (auto v = env(override_var); !v.empty()) return v;
-  return env("HOME") + "/.aws/" + name;
+std::string home_file(const ModelEnvironment& env, const char* override_var, const char* name) {
+  if (auto v = env.get(override_var); !v.empty()) return v;
+  return env.get("HOME") + "/.aws/" + name;
 }
 
 const std::map<std::string, std::string>* section(const IniFile& ini, const std::string& name) {
@@ -61,15 +56,17 @@ std::string value(const std::map<std::string, std::string>* s, const std::string
 
 }  // namespace
 
-S3Settings resolve_s3_settings(const std::string& endpoint, const std::string& region) {
+S3Settings resolve_s3_settings(const std::string& endpoint, const std::string& region,
+                               const ModelEnvironment& environment) {
+  auto env = [&](const char* name) { return environment.get(name); };
   S3Settings s;
   std::string profile = env("AWS_PROFILE");
   if (profile.empty()) profile = env("AWS_DEFAULT_PROFILE");
   const bool profile_named = !profile.empty();
   if (!profile_named) profile = "default";
 
-  const std::string credentials_path = home_file("AWS_SHARED_CREDENTIALS_FILE", "credentials");
-  const std::string config_path = home_file("AWS_CONFIG_FILE", "config");
+  const std::string credentials_path = home_file(environment, "AWS_SHARED_CREDENTIALS_FILE", "credentials");
+  const std::string config_path = home_file(environment, "AWS_CONFIG_FILE", "config");
   const IniFile credentials_file = read_ini(credentials_path);
   const IniFile config_file = read_ini(config_path);
   const auto* cred_section = section(credentials_file, profile);

@@ -7,6 +7,8 @@
 
 #include <string>
 
+#include "storage/model_environment.h"
+
 namespace cortex::storage {
 
 struct AwsCredentials {
@@ -28,6 +30,7 @@ struct S3Settings {
 
 // Resolves the settings from the environment and the AWS files; `endpoint` and `region` override when
 // not empty. Throws Error(kNotFound) when AWS_PROFILE names a profile that no file has.
-S3Settings resolve_s3_settings(const std::string& endpoint = "", const std::string& region = "");
+S3Settings resolve_s3_settings(const std::string& endpoint = "", const std::string& region = "",
+                               const ModelEnvironment& env = ModelEnvironment());
 
 }  // namespace cortex::storage

@@ -100,11 +100,6 @@ std::vector<std::string> select_files(const std::string& uri, const std::vector<
   return chosen;
 }
 
-std::string env_or(const char* name, const std::string& fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? v : fallback;
-}
-
 std::string strip_quotes(std::string s) {
   if (s.rfind("W/", 0) == 0) s = s.substr(2);
   if (s.size() >= 2 && s.front() == '"' && s.back() == '"') s = s.substr(1, s.size() - 2);
@@ -112,7 +107,7 @@ std::string strip_quotes(std::string s) {
 }
 
 RemoteModel list_s3(const ModelUri& u, const FetchOptions& o) {
-  auto client = std::make_shared<S3Client>(resolve_s3_settings(o.s3_endpoint, o.s3_region));
+  auto client = std::make_shared<S3Client>(resolve_s3_settings(o.s3_endpoint, o.s3_region, o.environment));
   const std::string bucket = u.bucket;
   auto object_file = [&](const std::string& key, uint64_t size, const std::string& etag) {
     return RemoteFile{basename_of(key), size, etag,
@@ -159,6 +154,10 @@ RemoteModel list_http(const ModelUri& u, const FetchOptions& o) {
   std::string base;
   std::map<std::string, std::string> headers;
   if (u.scheme == UriScheme::kHf) {
+    auto env_or = [&](const char* name, const std::string& fallback) {
+      std::string v = o.environment.get(name);
+      return v.empty() ? fallback : v;
+    };
     std::string endpoint = env_or("HF_ENDPOINT", "https://huggingface.co");
     while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
     base = endpoint + "/" + u.repo + "/resolve/" + u.revision;
@@ -435,7 +434,8 @@ FetchedModel fetch_model(const std::string& uri_text, const FetchOptions& option
   };
 
   std::string key = u.canonical();
-  if (u.scheme == UriScheme::kS3) key += " " + resolve_s3_settings(o.s3_endpoint, o.s3_region).endpoint;
+  if (u.scheme == UriScheme::kS3)
+    key += " " + resolve_s3_settings(o.s3_endpoint, o.s3_region, o.environment).endpoint;
   CacheEntry entry(o.cache_dir, key);
   entry.lock([&] { report("waiting"); }, o.cancel);
   report("checking");

@@ -13,6 +13,8 @@
 #include <functional>
 #include <string>
 
+#include "storage/model_environment.h"
+
 namespace cortex::storage {
 
 struct FetchProgress {
@@ -24,9 +26,10 @@ struct FetchProgress {
 };
 
 struct FetchOptions {
-  std::string cache_dir;    // empty: $CORTEX_HOME/cache
-  std::string s3_endpoint;  // per-API S3 endpoint (S3-compatible stores); empty: from the environment
-  std::string s3_region;    // empty: from the environment
+  std::string cache_dir;         // empty: $CORTEX_HOME/cache
+  std::string s3_endpoint;       // per-API S3 endpoint (S3-compatible stores); empty: from the environment
+  std::string s3_region;         // empty: from the environment
+  ModelEnvironment environment;  // where AWS_* and HF_* are read
   std::function<void(const FetchProgress&)> progress;  // called at most ~10 times a second
   const std::atomic<bool>* cancel = nullptr;
 };

@@ -74,7 +74,7 @@ ModelUri parse_model_uri(const std::string& text) {
     return u;
   }
   if (scheme == "hf") {
-    std::string body = trim_slashes(rest);
+    std::string body = rest.empty() || rest[0] == '/' ? "" : trim_slashes(rest);
     u.scheme = UriScheme::kHf;
     u.revision = "main";
     if (auto at = body.find('@'); at != std::string::npos) {
@@ -82,8 +82,11 @@ ModelUri parse_model_uri(const std::string& text) {
       body = body.substr(0, at);
     }
     const size_t slash = body.find('/');
-    if (u.revision.empty() || slash == std::string::npos || slash == 0 || slash == body.size() - 1 ||
-        body.find('/', slash + 1) != std::string::npos)
+    // owner/name, or a hub's legacy top-level name such as "gpt2".
+    const bool bad_name =
+        body.empty() || (slash != std::string::npos && (slash == 0 || slash == body.size() - 1 ||
+                                                        body.find('/', slash + 1) != std::string::npos));
+    if (u.revision.empty() || bad_name)
       throw invalid_argument("model: '" + text + "' is not hf://owner/name or hf://owner/name@revision");
     u.repo = body;
     return u;

@@ -1,6 +1,6 @@
 // Where a model lives, as written in cortex.yaml's `model:` or on the command line: a local path,
 // file://, s3://bucket/prefix, http(s)://host/path (one .gguf file, or a base URL holding the Hugging
-// Face file names) or hf://owner/name[@revision].
+// Face file names) or hf://owner/name[@revision] (or a hub's top-level name: hf://gpt2).
 #pragma once
 
 #include <string>

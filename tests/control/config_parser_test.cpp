@@ -444,6 +444,34 @@ TEST_F(ConfigParserTest, UrisAreKeptAsWritten) {
   }
 }
 
+TEST_F(ConfigParserTest, ModelStoreSettingsAndWeightType) {
+  const ApiSpec api =
+      parse(
+          "- kind: deployment\n  name: text\n- kind: api\n  name: a\n  model: S3://b/m\n"
+          "  model_endpoint: http://127.0.0.1:9000\n  model_region: eu-west-1\n  dtype: q8_0\n")
+          .apis[0];
+  EXPECT_EQ(api.model_endpoint, "http://127.0.0.1:9000");
+  EXPECT_EQ(api.model_region, "eu-west-1");
+  EXPECT_EQ(api.dtype, "q8_0");
+  EXPECT_FALSE(api.model_env.has_value());
+  const ApiSpec back = api_spec_from_json(to_json(api));
+  EXPECT_EQ(back.model_endpoint, "http://127.0.0.1:9000");
+  EXPECT_EQ(back.dtype, "q8_0");
+
+  EXPECT_TRUE(Contains(problems(config("  model_endpoint: http://minio:9000\n")),
+                       "cortex.yaml:6: api 'generator' model_endpoint: applies to s3:// models only"));
+  EXPECT_TRUE(Contains(problems(config("  model_region: us-east-1\n")),
+                       "cortex.yaml:6: api 'generator' model_region: applies to s3:// models only"));
+  EXPECT_EQ(problems(config("  dtype: int4\n")),
+            "cortex.yaml:6: api 'generator' dtype: must be f32, f16 or q8_0, got 'int4'");
+  EXPECT_EQ(problems("- kind: deployment\n  name: text\n- kind: api\n  name: a\n  model: s3://b/m\n"
+                     "  model_endpoint: minio:9000\n"),
+            "cortex.yaml:6: api 'a' model_endpoint: must be an http:// or https:// URL of an S3-compatible "
+            "store, got 'minio:9000'");
+  EXPECT_EQ(problems("- kind: deployment\n  name: text\n- kind: api\n  name: a\n  model: hf://a/b/c\n"),
+            "cortex.yaml:5: api 'a' model: 'hf://a/b/c' is not hf://owner/name or hf://owner/name@revision");
+}
+
 TEST_F(ConfigParserTest, LoadsAFileOrAFolder) {
   write("cortex.yaml", config("  compute:\n    cpu: 2\n"));
   const DeploymentSpec from_folder = load_project_config(dir_.string());

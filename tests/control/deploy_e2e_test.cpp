@@ -18,6 +18,8 @@
 #include <thread>
 
 #include "control/http_client.h"
+#include "support/background_process.h"
+#include "support/s3_test_server.h"
 #include "support/test_models.h"
 #include "util/file_util.h"
 
@@ -30,18 +32,7 @@ using testing::cortex_binary;
 using testing::run_command;
 using testing::test_model;
 
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
+using testing::free_port;
 
 bool wait_until(const std::function<bool()>& done, std::chrono::seconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -496,6 +487,60 @@ TEST_F(DeployTest, PythonRequestHandlerServesAndOneThatCannotBeImportedIsAnError
   EXPECT_NE(lines.find("ModuleNotFoundError: No module named 'no_such_module_for_cortex'"), std::string::npos)
       << lines;
   EXPECT_NE(lines.find("Traceback"), std::string::npos) << lines;
+}
+
+// The walkthrough with `model: s3://...`: the operator downloads the model (with the deploying shell's
+// credentials, checked by a SigV4 front before s3rver), `cortex get` shows the download, the API answers,
+// and a second deploy of the same model downloads nothing. Wrong credentials are an error saying so.
+TEST_F(DeployTest, WalkthroughWithAnS3Model) {
+  testing::S3TestServer s3(3'000'000);  // ~5 s for the tiny model: long enough to watch
+  s3.upload(test_model("tiny"), "models", "tiny");
+  ::setenv("AWS_ACCESS_KEY_ID", testing::S3TestServer::kAccessKey, 1);
+  ::setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret", 1);
+  ::setenv("AWS_CONFIG_FILE", "/dev/null", 1);
+  ::setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null", 1);
+  write_project("  model_endpoint: " + s3.endpoint() + "\n", "s3://models/tiny");
+  auto denied = cortex({"deploy", project_, "--wait", "--timeout", "60"});
+  EXPECT_NE(denied.exit_code, 0);
+  EXPECT_NE(denied.err.find("access denied"), std::string::npos) << denied.err;
+  EXPECT_NE(denied.err.find("SignatureDoesNotMatch"), std::string::npos) << denied.err;
+
+  // Right credentials in the deploying shell: the running operator uses them.
+  ::setenv("AWS_SECRET_ACCESS_KEY", testing::S3TestServer::kSecretKey, 1);
+  ProcessResult waited;
+  std::thread deploy([&] { waited = cortex({"deploy", project_, "--wait", "--timeout", "120"}); });
+  bool saw_progress = false;
+  wait_until(
+      [&] {
+        auto t = cortex({"get"});
+        if (t.out.find("generator  updating ") != std::string::npos && t.out.find("%") != std::string::npos)
+          saw_progress = true;
+        return saw_progress;
+      },
+      std::chrono::seconds(30));
+  json during = api("generator");
+  deploy.join();
+  ASSERT_EQ(waited.exit_code, 0) << waited.err;
+  EXPECT_TRUE(saw_progress);
+  EXPECT_NE(waited.err.find("downloading s3://models/tiny"), std::string::npos) << waited.err;
+  EXPECT_NE(waited.out.find("is live"), std::string::npos) << waited.out;
+  EXPECT_EQ(during["spec"]["model_env"]["AWS_SECRET_ACCESS_KEY"], "(set)") << during.dump(2);
+
+  auto r = post("/text/generator", kSeedRequest);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body)["predictions"][0].get<std::string>().rfind("machine learning", 0), 0u)
+      << r.body;
+  // The replica loads the cached copy; its spec file carries no credentials.
+  for (const auto& e : fs::directory_iterator(home_ + "/run"))
+    EXPECT_EQ(read_file(e.path().string()).find(testing::S3TestServer::kSecretKey), std::string::npos);
+
+  // A new operator (its state kept) and the same deploy again: the model comes from the cache.
+  ASSERT_EQ(cortex({"cluster", "down"}).exit_code, 0);
+  auto again = cortex({"deploy", project_, "--wait", "--timeout", "60"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(again.err.find("downloading"), std::string::npos) << again.err;
+  const std::string log = read_file(home_ + "/operator.log");
+  EXPECT_NE(log.find("(0 bytes downloaded)"), std::string::npos) << log;
 }
 
 }  // namespace

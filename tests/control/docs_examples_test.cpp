@@ -34,6 +34,7 @@
 #include <sstream>
 #include <thread>
 
+#include "support/background_process.h"
 #include "support/test_models.h"
 #include "util/file_util.h"
 
@@ -215,17 +216,7 @@ TEST(DocsHarnessTest, RewritesWholePortNumbersOnly) {
 
 // ---- Running the docs ----
 
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
+using testing::free_port;
 
 struct ScriptResult {
   int exit_code = -1;  // 128 + signal when killed

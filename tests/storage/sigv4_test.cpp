@@ -114,9 +114,10 @@ TEST(ModelUri, ParsesEverySchemeAndRejectsWhatNamesNothing) {
   EXPECT_EQ(hf.repo, "openai-community/gpt2");
   EXPECT_EQ(hf.revision, "v1.0");
   EXPECT_EQ(parse_model_uri("hf://gpt2org/gpt2").revision, "main");
+  EXPECT_EQ(parse_model_uri("hf://gpt2").repo, "gpt2");
   EXPECT_TRUE(is_remote_model("HF://a/b"));
   EXPECT_FALSE(is_remote_model("file:///x"));
-  for (const char* bad : {"s3://", "s3:///key", "https:///x", "hf://gpt2", "hf://a/b/c", "hf://a/b@",
+  for (const char* bad : {"s3://", "s3:///key", "https:///x", "hf://", "hf://a/b/c", "hf:///b", "hf://a/b@",
                           "ftp://x/y", "file://relative"})
     EXPECT_THROW(parse_model_uri(bad), Error) << bad;
 }

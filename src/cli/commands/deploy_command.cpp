@@ -13,6 +13,8 @@
 #include "cli/commands/operator_access.h"
 #include "cli/progress_bar.h"
 #include "control/config_parser.h"
+#include "storage/model_environment.h"
+#include "storage/model_uri.h"
 #include "util/error.h"
 #include "util/subprocess.h"
 
@@ -178,6 +180,9 @@ void add_deploy_commands(CLI::App& app) {
     // Validate before anything starts: a config with errors changes nothing.
     control::DeploymentSpec spec = control::load_project_config(o->path);
     check_requirements(spec.project_dir);
+    // Remote models are fetched by the operator with this shell's AWS_*/HF_* settings.
+    for (auto& api : spec.apis)
+      if (storage::is_remote_model(api.model)) api.model_env = storage::ModelEnvironment::capture();
     auto client = operator_client(true);
     nlohmann::json result = client.post("/v1/deployments", control::to_json(spec));
     if (o->output == "json") {
