@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   cortex::cli::add_model_command(app);
   cortex::cli::add_bench_command(app);
   cortex::cli::add_serve_command(app);
+  cortex::cli::add_pull_command(app);
   app.parse_complete_callback([&] { cortex::init_logging(log_level); });
   try {
     app.parse(argc, argv);

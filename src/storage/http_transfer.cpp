@@ -122,6 +122,11 @@ HttpResponse perform(const HttpRequest& request, Transfer& t) {
 
 }  // namespace
 
+std::string range_header(uint64_t begin, uint64_t end) {
+  if (begin == 0 && end == 0) return "";
+  return "bytes=" + std::to_string(begin) + "-" + (end > 0 ? std::to_string(end - 1) : "");
+}
+
 std::string HttpResponse::header(const std::string& name) const {
   auto it = headers.find(lower(name));
   return it == headers.end() ? "" : it->second;

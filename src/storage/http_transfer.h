@@ -28,6 +28,9 @@ struct HttpResponse {
   std::string header(const std::string& name) const;
 };
 
+// The Range header value for bytes [begin, end) ("bytes=100-" when end is 0); "" for the whole body.
+std::string range_header(uint64_t begin, uint64_t end);
+
 // Performs a request and returns the whole response. Throws Error(kInternal) naming the
 // URL when no response comes back (connection refused, DNS, TLS, timeout).
 HttpResponse http_fetch(const HttpRequest& request, const std::atomic<bool>* cancel = nullptr);

@@ -1,6 +1,7 @@
 #include "storage/model_fetcher.h"
 
 #include <openssl/evp.h>
+#include <unistd.h>
 
 #include <spdlog/spdlog.h>
 #include <algorithm>
@@ -10,7 +11,9 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <set>
+#include <thread>
 #include <vector>
 
 #include "storage/http_transfer.h"
@@ -26,12 +29,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// One file of a remote model and how to ask for it (from an offset when resuming).
+// One file of a remote model and how to ask for its bytes [begin, end) (end 0: to the end).
 struct RemoteFile {
   std::string name;
   uint64_t size = 0;
   std::string etag;
-  std::function<HttpRequest(uint64_t offset)> request;
+  bool ranges = false;  // the server answers ranged requests (S3 does; HTTP servers say Accept-Ranges)
+  std::function<HttpRequest(uint64_t begin, uint64_t end)> request;
 };
 
 struct RemoteModel {
@@ -110,8 +114,9 @@ RemoteModel list_s3(const ModelUri& u, const FetchOptions& o) {
   auto client = std::make_shared<S3Client>(resolve_s3_settings(o.s3_endpoint, o.s3_region, o.environment));
   const std::string bucket = u.bucket;
   auto object_file = [&](const std::string& key, uint64_t size, const std::string& etag) {
-    return RemoteFile{basename_of(key), size, etag,
-                      [client, bucket, key](uint64_t offset) { return client->get(bucket, key, offset); }};
+    return RemoteFile{
+        basename_of(key), size, etag, true,
+        [client, bucket, key](uint64_t begin, uint64_t end) { return client->get(bucket, key, begin, end); }};
   };
   RemoteModel m;
   if (ends_with_gguf(u.key)) {
@@ -185,11 +190,12 @@ RemoteModel list_http(const ModelUri& u, const FetchOptions& o) {
     f.name = basename_of(url);
     f.size = std::strtoull(r.header("content-length").c_str(), nullptr, 10);
     f.etag = strip_quotes(r.header("x-linked-etag").empty() ? r.header("etag") : r.header("x-linked-etag"));
-    f.request = [url, headers](uint64_t offset) {
+    f.ranges = r.header("accept-ranges") == "bytes";
+    f.request = [url, headers](uint64_t begin, uint64_t end) {
       HttpRequest g;
       g.url = url;
       g.headers = headers;
-      if (offset > 0) g.headers["Range"] = "bytes=" + std::to_string(offset) + "-";
+      if (const std::string range = range_header(begin, end); !range.empty()) g.headers["Range"] = range;
       return g;
     };
     return f;
@@ -337,8 +343,13 @@ class Download {
     if (offset == 0) std::remove(part.c_str());
     write_file_atomic(part_etag, f.etag);
     if (offset > 0) spdlog::info("{}: resuming {} at {}", uri_, f.name, human_bytes(offset));
+    const uint64_t before = done_;  // the model's bytes in the cache before this file
+    if (offset == 0 && f.ranges && o_.connections > 1 && f.size >= o_.parallel_min_bytes) {
+      fetch_ranges(f, part);
+      finish_file(f, part, before);
+      return;
+    }
 
-    const uint64_t before = done_;
     FILE* out = nullptr;
     bool restarted = false;
     auto sink = [&](long status, const char* p, size_t n) {
@@ -359,7 +370,7 @@ class Download {
     };
     HttpResponse r;
     try {
-      r = http_download(f.request(offset), sink, on_bytes, o_.cancel);
+      r = http_download(f.request(offset, 0), sink, on_bytes, o_.cancel);
     } catch (const Error& e) {
       if (out) std::fclose(out);
       const uint64_t have = file_size_or_zero(part);
@@ -386,6 +397,105 @@ class Download {
       if (FILE* e = std::fopen(part.c_str(), offset > 0 ? "ab" : "wb")) std::fclose(e);
     }
 
+    finish_file(f, part, before);
+  }
+
+  // Several connections, each fetching one slice of the file into its place in the .part file. When one
+  // fails, the others stop and the .part keeps the longest complete prefix, where the next fetch resumes.
+  void fetch_ranges(const RemoteFile& f, const std::string& part) {
+    const std::string where = uri_ + " (" + f.name + ")";
+    const int n = o_.connections;
+    const uint64_t slice = (f.size + n - 1) / n;
+    FILE* out = std::fopen(part.c_str(), "wb");
+    if (!out || ::ftruncate(::fileno(out), static_cast<off_t>(f.size)) != 0) {
+      if (out) std::fclose(out);
+      throw Error(ErrorCode::kInternal, "cannot write " + part + " (disk full?)");
+    }
+    const int fd = ::fileno(out);
+    const uint64_t before = done_;
+    std::vector<std::atomic<uint64_t>> written(static_cast<size_t>(n));
+    std::atomic<bool> stop{false};
+    std::mutex mu;
+    std::string first_error;
+    ErrorCode first_code = ErrorCode::kInternal;
+    auto fail = [&](ErrorCode code, const std::string& what) {
+      std::lock_guard lock(mu);
+      if (first_error.empty()) {
+        first_error = what;
+        first_code = code;
+      }
+      stop = true;
+    };
+    // Cancelled when the caller cancels or another slice failed.
+    std::atomic<bool> cancel{false};
+    std::mutex report_mu;
+    auto worker = [&](int i) {
+      const uint64_t begin = static_cast<uint64_t>(i) * slice;
+      const uint64_t end = std::min(f.size, begin + slice);
+      if (begin >= end) return;
+      auto sink = [&](long status, const char* p, size_t len) {
+        if (status != 206) throw Error(ErrorCode::kInternal, "the server ignored a ranged request");
+        const uint64_t at = begin + written[static_cast<size_t>(i)].load();
+        if (at + len > end)
+          throw Error(ErrorCode::kInternal, "the server sent more than the range asked for");
+        if (::pwrite(fd, p, len, static_cast<off_t>(at)) != static_cast<ssize_t>(len))
+          throw Error(ErrorCode::kInternal, "cannot write " + part + " (disk full?)");
+        written[static_cast<size_t>(i)] += len;
+      };
+      auto on_bytes = [&](uint64_t) {
+        if (stop || (o_.cancel && o_.cancel->load())) cancel = true;
+        uint64_t sum = 0;
+        for (const auto& w : written) sum += w.load();
+        std::lock_guard lock(report_mu);
+        done_ = before + sum;
+        downloaded_ = downloaded_base_ + sum;
+        report("downloading", f.name);
+      };
+      try {
+        HttpResponse r = http_download(f.request(begin, end), sink, on_bytes, &cancel);
+        if (r.status == 401 || r.status == 403)
+          fail(ErrorCode::kInvalidArgument, "access denied: " + where + ": HTTP " + std::to_string(r.status));
+        else if (r.status == 404)
+          fail(ErrorCode::kNotFound, "no such model: " + where + " disappeared during the download");
+        else if (r.status != 206)
+          fail(ErrorCode::kInternal, "HTTP " + std::to_string(r.status) + " for bytes " +
+                                         std::to_string(begin) + "-" + std::to_string(end - 1));
+        else if (written[static_cast<size_t>(i)].load() != end - begin)
+          fail(ErrorCode::kInternal,
+               "the range " + std::to_string(begin) + "-" + std::to_string(end - 1) + " came back short");
+      } catch (const Error& e) {
+        fail(e.code(), e.what());
+      }
+    };
+    std::vector<std::thread> threads;
+    for (int i = 1; i < n; ++i) threads.emplace_back(worker, i);
+    worker(0);
+    for (auto& t : threads) t.join();
+    uint64_t prefix = 0;  // the complete bytes from the start
+    for (int i = 0; i < n; ++i) {
+      const uint64_t begin = static_cast<uint64_t>(i) * slice;
+      const uint64_t len = std::min(f.size, begin + slice) - std::min(f.size, begin);
+      prefix += written[static_cast<size_t>(i)].load();
+      if (written[static_cast<size_t>(i)].load() < len) break;
+    }
+    const bool ok = first_error.empty();
+    if (!ok && ::ftruncate(fd, static_cast<off_t>(prefix)) != 0) prefix = 0;
+    std::fclose(out);
+    downloaded_base_ = downloaded_;
+    if (!ok) {
+      done_ = before;
+      if (o_.cancel && o_.cancel->load()) throw Error(ErrorCode::kInternal, where + ": cancelled");
+      throw Error(first_code, "downloading " + where + " broke off with " + human_bytes(prefix) + " of " +
+                                  human_bytes(f.size) + " complete from the start: " + first_error +
+                                  " (the next fetch resumes from there)");
+    }
+  }
+
+  // Checks a downloaded .part (size, checksum) and moves it into place.
+  void finish_file(const RemoteFile& f, const std::string& part, uint64_t before) {
+    const std::string dir = entry_.model_dir();
+    const std::string part_etag = part + ".etag";
+    const std::string where = uri_ + " (" + f.name + ")";
     const uint64_t got = file_size_or_zero(part);
     if (got != f.size) {
       std::remove(part.c_str());
@@ -419,6 +529,12 @@ class Download {
 };
 
 }  // namespace
+
+int default_download_connections() {
+  const char* v = std::getenv("CORTEX_DOWNLOAD_CONNECTIONS");
+  const int n = v ? std::atoi(v) : 0;
+  return n >= 1 && n <= 16 ? n : 4;
+}
 
 FetchedModel fetch_model(const std::string& uri_text, const FetchOptions& options) {
   const ModelUri u = parse_model_uri(uri_text);

@@ -25,11 +25,18 @@ struct FetchProgress {
   double bytes_per_second = 0;  // download rate since the download started
 };
 
+// $CORTEX_DOWNLOAD_CONNECTIONS (1..16), else 4.
+int default_download_connections();
+
 struct FetchOptions {
   std::string cache_dir;         // empty: $CORTEX_HOME/cache
   std::string s3_endpoint;       // per-API S3 endpoint (S3-compatible stores); empty: from the environment
   std::string s3_region;         // empty: from the environment
   ModelEnvironment environment;  // where AWS_* and HF_* are read
+  // Files of at least parallel_min_bytes are fetched over `connections` ranged requests at once (when
+  // the server takes ranges); 1: one request per file. Defaults: $CORTEX_DOWNLOAD_CONNECTIONS or 4, 64 MiB.
+  int connections = default_download_connections();
+  uint64_t parallel_min_bytes = 64ull << 20;
   std::function<void(const FetchProgress&)> progress;  // called at most ~10 times a second
   const std::atomic<bool>* cancel = nullptr;
 };

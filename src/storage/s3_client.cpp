@@ -126,9 +126,10 @@ std::optional<S3Object> S3Client::head(const std::string& bucket, const std::str
   return o;
 }
 
-HttpRequest S3Client::get(const std::string& bucket, const std::string& key, uint64_t offset) const {
+HttpRequest S3Client::get(const std::string& bucket, const std::string& key, uint64_t begin,
+                          uint64_t end) const {
   std::map<std::string, std::string> extra;
-  if (offset > 0) extra["range"] = "bytes=" + std::to_string(offset) + "-";
+  if (const std::string range = range_header(begin, end); !range.empty()) extra["range"] = range;
   return request("GET", bucket, key, {}, extra);
 }
 

@@ -30,8 +30,9 @@ class S3Client {
   // The object, or nullopt when there is none.
   std::optional<S3Object> head(const std::string& bucket, const std::string& key,
                                const std::atomic<bool>* cancel = nullptr) const;
-  // A signed GET of the object, from byte `offset` on (Range) when offset > 0.
-  HttpRequest get(const std::string& bucket, const std::string& key, uint64_t offset = 0) const;
+  // A signed GET of the object's bytes [begin, end) (Range); end 0: to the end of the object.
+  HttpRequest get(const std::string& bucket, const std::string& key, uint64_t begin = 0,
+                  uint64_t end = 0) const;
   // The message for an S3 error response: its <Code> and <Message>, with a hint for access errors.
   std::string describe_error(const HttpResponse& r, const std::string& what) const;
 

@@ -170,6 +170,33 @@ TEST_F(S3FetchTest, ServerStoppedMidDownloadLeavesNoCorruptEntryAndTheNextFetchR
   EXPECT_LT(m.downloaded_bytes, m.total_bytes - 4'000'000) << "the weights were fetched again from the start";
 }
 
+// Large files go over several ranged requests at once; a failure keeps the complete prefix, and the next
+// fetch resumes from it.
+TEST_F(S3FetchTest, ParallelRangesGiveTheSameFileAndResumeAfterAFailure) {
+  S3TestServer slow(2'000'000);  // per connection: 4 connections fetch ~8 MB/s together
+  slow.upload(test_model("tiny"), "models", "tiny");
+  use_test_credentials(slow.endpoint());
+  options_.connections = 4;
+  options_.parallel_min_bytes = 1 << 20;
+  std::atomic<bool> stopped{false};
+  options_.progress = [&](const FetchProgress& p) {
+    if (p.file == "model.safetensors" && p.done > 8'000'000 && !stopped.exchange(true)) slow.stop_front();
+  };
+  std::string error = error_of([&] { fetch_model("s3://models/tiny", options_); });
+  ASSERT_TRUE(stopped);
+  EXPECT_NE(error.find("broke off"), std::string::npos) << error;
+  slow.start_front();
+  options_.progress = nullptr;
+  FetchedModel m = fetch_model("s3://models/tiny", options_);
+  expect_same_files(m.path, test_model("tiny"));
+  EXPECT_LT(m.downloaded_bytes, m.total_bytes) << "nothing of the first attempt was kept";
+
+  // Without a failure, straight through.
+  options_.cache_dir = testing::make_temp_dir("cache");
+  use_test_credentials(server_->endpoint());
+  expect_same_files(fetch_model("s3://models/tiny", options_).path, test_model("tiny"));
+}
+
 TEST_F(S3FetchTest, TwoFetchesAtOnceDownloadOnce) {
   S3TestServer slow(8'000'000);
   slow.upload(test_model("tiny"), "models", "tiny");
@@ -212,6 +239,8 @@ TEST_F(HttpFetchTest, BaseUrlWithHuggingFaceNamesAndASingleGgufFile) {
   int port = 0;
   auto server = serve({}, &port);
   const std::string base = "http://127.0.0.1:" + std::to_string(port);
+  options_.connections = 3;  // ranged requests against this server too
+  options_.parallel_min_bytes = 1 << 20;
   FetchedModel m = fetch_model(base + "/files/", options_);
   expect_same_files(m.path, test_model("tiny"));
   EXPECT_EQ(fetch_model(base + "/files", options_).downloaded_bytes, 0u);

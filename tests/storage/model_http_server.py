@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """A small HTTP server for model download tests: serves the files of --dir
 
-  /files/<name>                          the file (HEAD, GET, Range: bytes=N-)
+  /files/<name>                          the file (HEAD, GET, Range: bytes=N- or bytes=N-M)
   /<owner>/<name>/resolve/<rev>/<file>   Hugging Face's layout: 302 to /cdn/<file> (only --repo at --revision)
 
 with an ETag holding the file's SHA-256 (as the hub does for large files). --token makes /resolve/ answer
@@ -49,19 +49,20 @@ def main():
                 digests[name] = hashlib.sha256(data).hexdigest()
             if args.corrupt:
                 data = bytes(b ^ 0xFF for b in data[:64]) + data[64:]
-            start = 0
+            start, end, ranged = 0, len(data), False
             rng = self.headers.get("Range")
-            if rng and rng.startswith("bytes=") and rng.endswith("-"):
-                start = int(rng[6:-1])
+            if rng and rng.startswith("bytes="):
+                first, _, last = rng[6:].partition("-")
+                start, end, ranged = int(first), (int(last) + 1 if last else len(data)), True
                 if start >= len(data) and len(data) > 0:
                     return self.status_only(416)
-            body = data[start:]
-            self.send_response(206 if start else 200)
+            body = data[start:min(end, len(data))]
+            self.send_response(206 if ranged else 200)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("ETag", '"%s"' % digests[name])
             self.send_header("Accept-Ranges", "bytes")
-            if start:
-                self.send_header("Content-Range", "bytes %d-%d/%d" % (start, len(data) - 1, len(data)))
+            if ranged:
+                self.send_header("Content-Range", "bytes %d-%d/%d" % (start, start + len(body) - 1, len(data)))
             self.end_headers()
             if self.command == "HEAD":
                 return

@@ -16,6 +16,7 @@ void add_get_commands(CLI::App& app);       // get, describe
 void add_logs_command(CLI::App& app);
 void add_predict_command(CLI::App& app);
 void add_completion_command(CLI::App& app);
+void add_pull_command(CLI::App& app);
 
 // Folder of the GPT-2 vocabulary used by `cortex model random`: $CORTEX_VOCAB_DIR, else the one that
 // scripts/setup.sh installed.

@@ -14,7 +14,7 @@ namespace {
 constexpr const char* kBash = R"SH(# cortex bash completion: source <(cortex completion bash)
 _cortex() {
   local cur="${COMP_WORDS[COMP_CWORD]}"
-  local commands="deploy get describe logs delete refresh predict cluster operator serve generate tokenize detokenize model bench completion"
+  local commands="deploy get describe logs delete refresh predict cluster operator serve pull generate tokenize detokenize model bench completion"
   if [ "$COMP_CWORD" -eq 1 ]; then
     COMPREPLY=( $(compgen -W "$commands --help --version --log-level" -- "$cur") )
     return
