@@ -35,7 +35,10 @@ size_t on_header(char* data, size_t size, size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
   std::string line(data, size * n);
   if (line.rfind("HTTP/", 0) == 0) {
-    t->response.headers.clear();  // a new response (after a redirect or a 100 Continue)
+    // A new response (after a redirect or a 100 Continue). The Hugging Face hub names a large file's
+    // size and SHA-256 on the redirect (X-Linked-Size, X-Linked-Etag): those are kept.
+    for (auto it = t->response.headers.begin(); it != t->response.headers.end();)
+      it = it->first.rfind("x-linked-", 0) == 0 ? std::next(it) : t->response.headers.erase(it);
   } else if (auto colon = line.find(':'); colon != std::string::npos) {
     std::string value = line.substr(colon + 1);
     const size_t b = value.find_first_not_of(" \t");

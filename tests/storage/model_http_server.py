@@ -4,7 +4,8 @@
   /files/<name>                          the file (HEAD, GET, Range: bytes=N- or bytes=N-M)
   /<owner>/<name>/resolve/<rev>/<file>   Hugging Face's layout: 302 to /cdn/<file> (only --repo at --revision)
 
-with an ETag holding the file's SHA-256 (as the hub does for large files). --token makes /resolve/ answer
+with an ETag holding the file's SHA-256; /resolve/ redirects carry it as X-Linked-Etag (as the hub does for
+large files) and the /cdn/ answer's own ETag is no checksum. --token makes /resolve/ answer
 401 without 'Authorization: Bearer TOKEN'. --break-after N sends N bytes of a GET's body, then closes;
 --corrupt serves flipped bytes under the right ETag. The port goes to --port-file.
 """
@@ -40,13 +41,16 @@ def main():
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        def serve_file(self, name):
+        def digest(self, name):
+            if name not in digests:
+                digests[name] = hashlib.sha256(open(os.path.join(args.dir, name), "rb").read()).hexdigest()
+            return digests[name]
+
+        def serve_file(self, name, etag=None):
             path = os.path.join(args.dir, name)
             if "/" in name or not os.path.isfile(path):
                 return self.status_only(404)
             data = open(path, "rb").read()
-            if name not in digests:
-                digests[name] = hashlib.sha256(data).hexdigest()
             if args.corrupt:
                 data = bytes(b ^ 0xFF for b in data[:64]) + data[64:]
             start, end, ranged = 0, len(data), False
@@ -59,7 +63,7 @@ def main():
             body = data[start:min(end, len(data))]
             self.send_response(206 if ranged else 200)
             self.send_header("Content-Length", str(len(body)))
-            self.send_header("ETag", '"%s"' % digests[name])
+            self.send_header("ETag", '"%s"' % (etag or self.digest(name)))
             self.send_header("Accept-Ranges", "bytes")
             if ranged:
                 self.send_header("Content-Range", "bytes %d-%d/%d" % (start, start + len(body) - 1, len(data)))
@@ -75,8 +79,10 @@ def main():
 
         def handle_any(self):
             parts = self.path.split("?")[0].strip("/").split("/")
-            if len(parts) == 2 and parts[0] in ("files", "cdn"):
+            if len(parts) == 2 and parts[0] == "files":
                 return self.serve_file(parts[1])
+            if len(parts) == 2 and parts[0] == "cdn":  # a CDN whose ETag is no checksum of the file
+                return self.serve_file(parts[1], etag="0" * 32)
             if len(parts) == 5 and parts[2] == "resolve":
                 if args.token and self.headers.get("Authorization") != "Bearer " + args.token:
                     return self.status_only(401)
@@ -84,7 +90,11 @@ def main():
                     return self.status_only(404)
                 if not os.path.isfile(os.path.join(args.dir, parts[4])):
                     return self.status_only(404)
-                return self.status_only(302, {"Location": "/cdn/" + parts[4]})
+                # As the hub does for large files: the SHA-256 and size on the redirect.
+                size = os.path.getsize(os.path.join(args.dir, parts[4]))
+                return self.status_only(302, {"Location": "/cdn/" + parts[4],
+                                              "X-Linked-Etag": '"%s"' % self.digest(parts[4]),
+                                              "X-Linked-Size": str(size)})
             return self.status_only(404)
 
         do_GET = do_HEAD = handle_any
