@@ -4,6 +4,7 @@
 
 #include "bench/machine_limits.h"
 #include "model/gpt2_model.h"
+#include "model/weight_types.h"
 #include "util/clock.h"
 
 namespace cortex::bench {
@@ -21,6 +22,7 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
   ModelBenchReport report;
   model::ModelOptions mo;
   mo.threads = options.threads;
+  mo.dtype = options.dtype;
   int max_batch = 1;
   for (int b : options.batch_sizes) max_batch = std::max(max_batch, b);
   auto model = model::Gpt2Model::load(options.model, mo);
@@ -28,7 +30,8 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
   const double C = c.n_embd;
   const double dense = c.n_layer * (12.0 * C * C) + static_cast<double>(c.vocab_size) * C;
   report.flops_per_token = 2.0 * dense;
-  report.weight_bytes = 4.0 * (dense + c.n_layer * 13.0 * C);  // matrices + biases and norms
+  report.dtype = model::dtype_flag_name(model->weights().dtype());
+  report.weight_bytes = static_cast<double>(model->weights().decode_bytes());  // matrices, biases, norms
   report.bandwidth_bytes_per_s =
       measure_read_bandwidth(options.threads, static_cast<size_t>(report.weight_bytes));
   report.dram_bandwidth_bytes_per_s = measure_read_bandwidth(options.threads, size_t{2} << 30);

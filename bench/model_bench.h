@@ -2,13 +2,17 @@
 // decode, each beside the limit it is bound by (memory bandwidth or matrix-multiply rate).
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "model/tensor.h"
 
 namespace cortex::bench {
 
 struct ModelBenchOptions {
-  std::string model;  // folder or .gguf
+  std::string model;                  // folder or .gguf
+  std::optional<model::DType> dtype;  // weight type to run in; nullopt = as stored
   int threads = 2;
   std::vector<int> prompt_lengths = {128, 512};
   int decode_tokens = 128;
@@ -24,10 +28,11 @@ struct BenchFigure {
 };
 
 struct ModelBenchReport {
+  std::string dtype;                      // the weights' type in this run ("f32", "f16", "q8_0")
   double bandwidth_bytes_per_s = 0;       // streaming a buffer the size of the weights
   double dram_bandwidth_bytes_per_s = 0;  // streaming 2 GiB (beyond any cache)
   double sgemm_flops = 0;
-  double weight_bytes = 0;     // read once per decode step
+  double weight_bytes = 0;     // read once per decode step (in the run's type)
   double flops_per_token = 0;  // 2 × multiply-accumulates of the dense layers and LM head
   std::vector<BenchFigure> figures;
 };

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "model/weight_types.h"
 #include "util/error.h"
 
 namespace cortex::model {
@@ -323,9 +324,17 @@ void GgufWriter::begin(const std::vector<Entry>& entries) {
       put_pod<uint64_t>(out_, static_cast<uint64_t>(*it), path_);
       n *= *it;
     }
-    put_pod<uint32_t>(out_, kGgmlF32, path_);
+    uint32_t type = kGgmlF32;
+    if (e.dtype == DType::kF16) type = kGgmlF16;
+    if (e.dtype == DType::kQ8_0) {
+      if (e.shape.empty() || e.shape.back() % kQ8Block != 0)
+        throw invalid_argument(path_ + ": tensor " + e.name + ": Q8_0 rows must be a multiple of 32 values");
+      type = kGgmlQ8_0;
+    }
+    if (e.dtype == DType::kBF16) throw invalid_argument(path_ + ": BF16 tensors cannot be written");
+    put_pod<uint32_t>(out_, type, path_);
     put_pod<uint64_t>(out_, offset, path_);
-    offset += (static_cast<uint64_t>(n) * 4 + kDefaultAlignment - 1) / kDefaultAlignment * kDefaultAlignment;
+    offset += (dtype_bytes(e.dtype, n) + kDefaultAlignment - 1) / kDefaultAlignment * kDefaultAlignment;
   }
   long pos = std::ftell(out_);
   static const char zeros[64] = {};
@@ -334,9 +343,17 @@ void GgufWriter::begin(const std::vector<Entry>& entries) {
 
 void GgufWriter::write_next(const float* values, size_t count) {
   if (next_ >= entries_.size()) throw Error(ErrorCode::kInternal, path_ + ": more tensors than declared");
-  put(out_, values, count * sizeof(float), path_);
+  const DType t = entries_[next_].dtype;
+  const size_t bytes = dtype_bytes(t, static_cast<int64_t>(count));
+  if (t == DType::kF32) {
+    put(out_, values, bytes, path_);
+  } else {
+    std::vector<std::byte> converted(bytes);
+    convert_from_f32(converted.data(), t, values, static_cast<int64_t>(count));
+    put(out_, converted.data(), bytes, path_);
+  }
   static const char zeros[64] = {};
-  put(out_, zeros, (kDefaultAlignment - (count * 4) % kDefaultAlignment) % kDefaultAlignment, path_);
+  put(out_, zeros, (kDefaultAlignment - bytes % kDefaultAlignment) % kDefaultAlignment, path_);
   ++next_;
 }
 

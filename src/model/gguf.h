@@ -43,13 +43,14 @@ class GgufFile {
   std::map<std::string, TensorView> tensors_;
 };
 
-// Writes a GGUF v3 file with F32 tensors. Metadata and tensor descriptors are declared first; tensor
-// data is then streamed in declaration order.
+// Writes a GGUF v3 file with F32, F16 or Q8_0 tensors. Metadata and tensor descriptors are declared first;
+// tensor data is then streamed in declaration order (as F32 values, converted to each tensor's type).
 class GgufWriter {
  public:
   struct Entry {
     std::string name;
     std::vector<int64_t> shape;  // row-major, outermost first (written to the file innermost first)
+    DType dtype = DType::kF32;   // F32, F16 or Q8_0 (innermost dimension a multiple of 32)
   };
   explicit GgufWriter(std::string path) : path_(std::move(path)) {}
   ~GgufWriter();

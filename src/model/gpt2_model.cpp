@@ -15,7 +15,7 @@ Sequence::~Sequence() {
 }
 
 std::unique_ptr<Gpt2Model> Gpt2Model::load(const std::string& path, const ModelOptions& options) {
-  return create(Gpt2Weights::load(path), options);
+  return create(Gpt2Weights::load(path, options.dtype), options);
 }
 
 std::unique_ptr<Gpt2Model> Gpt2Model::create(std::unique_ptr<Gpt2Weights> weights,
@@ -89,10 +89,10 @@ void Gpt2Model::forward(std::span<const BatchEntry> batch, std::vector<float>* l
     for (const BatchEntry& e : batch) {
       int pos = e.sequence->length();
       for (int32_t tok : e.tokens) {
-        const float* te = weights_->wte + static_cast<size_t>(tok) * C;
         const float* pe = weights_->wpe + static_cast<size_t>(pos) * C;
         float* x = x_.data() + static_cast<size_t>(row) * C;
-        for (int i = 0; i < C; ++i) x[i] = te[i] + pe[i];
+        weights_->token_embedding(tok, x);
+        for (int i = 0; i < C; ++i) x[i] += pe[i];
         ++row, ++pos;
       }
     }

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -20,6 +21,9 @@ namespace cortex::model {
 struct ModelOptions {
   int threads = 2;              // compute threads, the caller included
   int64_t kv_cache_tokens = 0;  // cache budget in tokens across all sequences; 0 = 8 × context
+  // Type of the weight matrices (parse_dtype() reads "f32|f16|q8_0"); nullopt keeps the file's type
+  // (BF16 becomes F16).
+  std::optional<DType> dtype;
 };
 
 class Gpt2Model;

@@ -1,11 +1,15 @@
 #include "model/gpt2_weights.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <filesystem>
 
-#include "model/half.h"
+#include "model/weight_types.h"
 #include "util/error.h"
 
 namespace cortex::model {
@@ -35,50 +39,103 @@ const TensorView& require(const File& file, const std::vector<std::string>& name
 
 }  // namespace
 
-std::unique_ptr<Gpt2Weights> Gpt2Weights::load(const std::string& path) {
+std::unique_ptr<Gpt2Weights> Gpt2Weights::load(const std::string& path, std::optional<DType> dtype) {
+  if (dtype && *dtype == DType::kBF16)
+    throw invalid_argument("dtype bf16 is not supported: use f32, f16 or q8_0");
   auto w = std::unique_ptr<Gpt2Weights>(new Gpt2Weights());
   namespace fs = std::filesystem;
   if (fs::is_directory(path)) {
-    w->load_safetensors_dir(path);
+    w->load_safetensors_dir(path, dtype);
   } else if (fs::exists(path)) {
-    w->load_gguf(path);
+    w->load_gguf(path, dtype);
   } else {
     throw not_found(path + ": no such model file or folder");
   }
   return w;
 }
 
-const float* Gpt2Weights::as_f32(const TensorView& t) {
-  if (t.dtype == DType::kF32) return static_cast<const float*>(t.data);
-  const int64_t n = t.elements();
-  auto buf = std::make_unique<float[]>(static_cast<size_t>(n));
-  const auto* src = static_cast<const uint8_t*>(t.data);
-  switch (t.dtype) {
-    case DType::kF16:
-    case DType::kBF16:
-      for (int64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, src + 2 * i, 2);
-        buf[i] = t.dtype == DType::kF16 ? fp16_to_fp32(h) : bf16_to_fp32(h);
-      }
-      break;
-    case DType::kQ8_0:  // blocks of 32: an f16 scale, then 32 int8 values
-      for (int64_t b = 0; b < n / 32; ++b) {
-        const uint8_t* block = src + b * 34;
-        uint16_t d;
-        std::memcpy(&d, block, 2);
-        float scale = fp16_to_fp32(d);
-        for (int j = 0; j < 32; ++j) buf[b * 32 + j] = scale * static_cast<int8_t>(block[2 + j]);
-      }
-      break;
-    case DType::kF32:
-      break;
-  }
-  converted_.push_back(std::move(buf));
+namespace {
+// Drops this process's mapping of the whole pages within [data, data + bytes) of a mapped file: a tensor
+// converted on load is not read again, and its file pages would otherwise stay in the RSS. (The pages
+// stay in the page cache; anything else on them refaults from it if touched.)
+void release_pages(const void* data, size_t bytes) {
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
+  const auto end = (reinterpret_cast<uintptr_t>(data) + bytes) / page * page;
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+}  // namespace
+
+void* Gpt2Weights::own(size_t bytes) {
+  converted_.push_back(std::make_unique<float[]>((bytes + sizeof(float) - 1) / sizeof(float)));
   return converted_.back().get();
 }
 
-void Gpt2Weights::load_safetensors_dir(const std::string& dir) {
+const float* Gpt2Weights::as_f32(const TensorView& t) {
+  if (t.dtype == DType::kF32) return static_cast<const float*>(t.data);
+  auto* buf = static_cast<float*>(own(static_cast<size_t>(t.elements()) * sizeof(float)));
+  convert_to_f32(buf, t.dtype, t.data, t.elements());
+  release_pages(t.data, t.bytes);
+  return buf;
+}
+
+const void* Gpt2Weights::as_matrix(const TensorView& t, bool transpose) {
+  const int64_t rows = t.shape[0], cols = t.shape[1];
+  if (t.dtype == dtype_ && !transpose) return t.data;
+  const int64_t out_rows = transpose ? cols : rows, out_cols = transpose ? rows : cols;
+  if (dtype_ == DType::kQ8_0 && out_cols % kQ8Block != 0)
+    throw unsupported(t.name + ": rows of " + std::to_string(out_cols) +
+                      " values cannot be stored as Q8_0 (blocks of 32): use dtype f32 or f16");
+  const size_t stride = row_bytes(dtype_, out_cols);
+  auto* dst = static_cast<std::byte*>(own(stride * static_cast<size_t>(out_rows)));
+  std::vector<float> row(static_cast<size_t>(out_cols));
+  const size_t src_stride = row_bytes(t.dtype, cols);
+  const auto* src = static_cast<const std::byte*>(t.data);
+  if (!transpose) {
+    for (int64_t r = 0; r < rows; ++r) {
+      convert_to_f32(row.data(), t.dtype, src + r * src_stride, cols);
+      convert_from_f32(dst + r * stride, dtype_, row.data(), cols);
+    }
+    release_pages(t.data, t.bytes);
+    return dst;
+  }
+  // Transposed: read 64 source rows (converted to F32) at a time, then write their columns out in
+  // pieces, so that neither side is read with a page-sized stride per value.
+  constexpr int64_t kPanel = 64;
+  std::vector<float> panel(static_cast<size_t>(kPanel * cols));
+  std::vector<float> full(static_cast<size_t>(out_rows * out_cols));
+  for (int64_t r0 = 0; r0 < rows; r0 += kPanel) {
+    const int64_t n = std::min(kPanel, rows - r0);
+    for (int64_t i = 0; i < n; ++i)
+      convert_to_f32(panel.data() + i * cols, t.dtype, src + (r0 + i) * src_stride, cols);
+    for (int64_t c = 0; c < cols; ++c)
+      for (int64_t i = 0; i < n; ++i)
+        full[static_cast<size_t>(c * out_cols + r0 + i)] = panel[static_cast<size_t>(i * cols + c)];
+  }
+  for (int64_t r = 0; r < out_rows; ++r)
+    convert_from_f32(dst + r * stride, dtype_, full.data() + r * out_cols, out_cols);
+  release_pages(t.data, t.bytes);
+  return dst;
+}
+
+size_t Gpt2Weights::decode_bytes() const {
+  const size_t C = static_cast<size_t>(config_.n_embd);
+  size_t bytes = 0;
+  for (const LayerWeights& l : layers) {
+    for (const Linear* L : {&l.attn_qkv, &l.attn_proj, &l.mlp_fc, &l.mlp_proj})
+      bytes += L->weight_bytes() + static_cast<size_t>(L->out) * sizeof(float);
+    bytes += 4 * C * sizeof(float);  // the two LayerNorms
+  }
+  return bytes + lm_head.weight_bytes() + 2 * C * sizeof(float);
+}
+
+void Gpt2Weights::token_embedding(int token, float* out) const {
+  const size_t stride = row_bytes(wte.dtype, wte.in);
+  convert_to_f32(out, wte.dtype,
+                 static_cast<const std::byte*>(wte.weight) + stride * static_cast<size_t>(token), wte.in);
+}
+
+void Gpt2Weights::load_safetensors_dir(const std::string& dir, std::optional<DType> dtype) {
   format_ = "safetensors";
   const std::string config_path = dir + "/config.json";
   const std::string weights_path = dir + "/model.safetensors";
@@ -88,18 +145,25 @@ void Gpt2Weights::load_safetensors_dir(const std::string& dir) {
   safetensors_ = SafetensorsFile::open(weights_path);
   const auto& f = *safetensors_;
   const int64_t C = config_.n_embd, V = config_.vocab_size;
-  auto get = [&](const std::string& name, std::vector<int64_t> shape) {
-    const TensorView& t = require(f, {name, "transformer." + name}, shape, "config.json");
-    return as_f32(t);
+  auto find = [&](const std::string& name, std::vector<int64_t> shape) -> const TensorView& {
+    return require(f, {name, "transformer." + name}, shape, "config.json");
   };
+  auto get = [&](const std::string& name, std::vector<int64_t> shape) { return as_f32(find(name, shape)); };
+  const TensorView& wte_t = find("wte.weight", {V, C});
+  // The file's type unless one is asked for; BF16 becomes F16 (exact for every value within F16's
+  // range, half the memory of F32).
+  dtype_ = dtype ? *dtype : wte_t.dtype == DType::kBF16 ? DType::kF16 : wte_t.dtype;
   auto linear = [&](const std::string& name, int in, int out) {
     Linear l;
-    l.weight = get(name + ".weight", {in, out});
+    const TensorView& t = find(name + ".weight", {in, out});
+    // F32 stays [in, out] (used in place when the file is F32); other types are stored [out, in].
+    l.in_major = dtype_ == DType::kF32;
+    l.weight = as_matrix(t, !l.in_major);
     l.bias = get(name + ".bias", {out});
-    l.in = in, l.out = out, l.in_major = true;
+    l.in = in, l.out = out, l.dtype = dtype_;
     return l;
   };
-  wte = get("wte.weight", {V, C});
+  wte = Linear{as_matrix(wte_t, false), nullptr, static_cast<int>(C), static_cast<int>(V), false, dtype_};
   wpe = get("wpe.weight", {config_.n_ctx, C});
   for (int i = 0; i < config_.n_layer; ++i) {
     const std::string p = "h." + std::to_string(i) + ".";
@@ -116,12 +180,12 @@ void Gpt2Weights::load_safetensors_dir(const std::string& dir) {
   }
   ln_f_weight = get("ln_f.weight", {C});
   ln_f_bias = get("ln_f.bias", {C});
-  lm_head = Linear{wte, nullptr, static_cast<int>(C), static_cast<int>(V), false};
+  lm_head = wte;
   if (f.find("lm_head.weight") != nullptr)
-    lm_head.weight = as_f32(require(f, {"lm_head.weight"}, {V, C}, "config.json"));
+    lm_head.weight = as_matrix(require(f, {"lm_head.weight"}, {V, C}, "config.json"), false);
 }
 
-void Gpt2Weights::load_gguf(const std::string& path) {
+void Gpt2Weights::load_gguf(const std::string& path, std::optional<DType> dtype) {
   format_ = "gguf";
   gguf_ = GgufFile::open(path);
   const auto& f = *gguf_;
@@ -155,14 +219,23 @@ void Gpt2Weights::load_gguf(const std::string& path) {
       spdlog::debug("{}: widening {} from {} to F32", path, name, dtype_name(t.dtype));
     return as_f32(t);
   };
+  // The type of the weight matrices: the token embedding's unless one is asked for.
+  dtype_ = dtype ? *dtype : embd->dtype;
+  auto matrix = [&](const std::string& name, std::vector<int64_t> shape) {
+    const TensorView& t = require(f, {name}, shape, src);
+    if (t.dtype != dtype_)
+      spdlog::debug("{}: converting {} from {} to {}", path, name, dtype_name(t.dtype), dtype_name(dtype_));
+    return as_matrix(t, false);
+  };
   auto linear = [&](const std::string& name, int in, int out) {
     Linear l;
-    l.weight = get(name + ".weight", {out, in});
+    l.weight = matrix(name + ".weight", {out, in});
     l.bias = get(name + ".bias", {out});
-    l.in = in, l.out = out, l.in_major = false;
+    l.in = in, l.out = out, l.in_major = false, l.dtype = dtype_;
     return l;
   };
-  wte = get("token_embd.weight", {V, C});
+  wte = Linear{
+      matrix("token_embd.weight", {V, C}), nullptr, static_cast<int>(C), static_cast<int>(V), false, dtype_};
   wpe = get("position_embd.weight", {config_.n_ctx, C});
   for (int i = 0; i < config_.n_layer; ++i) {
     const std::string p = "blk." + std::to_string(i) + ".";
@@ -179,8 +252,8 @@ void Gpt2Weights::load_gguf(const std::string& path) {
   }
   ln_f_weight = get("output_norm.weight", {C});
   ln_f_bias = get("output_norm.bias", {C});
-  lm_head = Linear{wte, nullptr, static_cast<int>(C), static_cast<int>(V), false};
-  if (f.find("output.weight") != nullptr) lm_head.weight = get("output.weight", {V, C});
+  lm_head = wte;
+  if (f.find("output.weight") != nullptr) lm_head.weight = matrix("output.weight", {V, C});
 }
 
 }  // namespace cortex::model

@@ -1,9 +1,15 @@
 // GPT-2's weights as named views into a mapped file (Hugging Face safetensors folder or GGUF file),
-// with shapes checked against the config before any is used. F32 tensors are used in place; F16, BF16
-// and Q8_0 tensors are widened to F32 on load into memory owned here.
+// with shapes checked against the config before any is used. Weight matrices (the dense layers and the
+// token embedding) are kept in the requested type (F32, F16 or Q8_0): a GGUF tensor already of that type
+// is used in place (mapped, so processes loading one file share its pages), as is an F32 safetensors
+// tensor run in F32; anything else is converted on load into memory owned here (and the file's pages it
+// was read from are released from the process). F16 and Q8_0 matrices are
+// always stored [out, in] (Q8_0 blocks run along the input dimension). Vectors (LayerNorm, biases) and
+// the position embedding are F32 (widened when stored otherwise).
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,11 +22,15 @@ namespace cortex::model {
 // A dense layer y = x·W + b. Hugging Face stores W as [in, out] (Conv1D); GGUF and the tied LM head
 // store it as [out, in]. Kernels accept either, so mapped weights are never copied to change layout.
 struct Linear {
-  const float* weight = nullptr;  // [in, out] when in_major, else [out, in]
-  const float* bias = nullptr;    // [out], or nullptr
+  const void* weight = nullptr;  // [in, out] when in_major, else [out, in]; of type dtype
+  const float* bias = nullptr;   // [out], or nullptr
   int in = 0;
   int out = 0;
-  bool in_major = true;
+  bool in_major = true;  // only for F32: F16 and Q8_0 are always [out, in]
+  DType dtype = DType::kF32;
+
+  const float* f32() const { return static_cast<const float*>(weight); }  // when dtype is F32
+  size_t weight_bytes() const { return dtype_bytes(dtype, int64_t{in} * out); }
 };
 
 struct LayerWeights {
@@ -38,14 +48,23 @@ class Gpt2Weights {
  public:
   // Loads a Hugging Face folder (config.json + model.safetensors) or a GGUF file of architecture gpt2.
   // Throws Error with one line naming the file and the problem.
-  static std::unique_ptr<Gpt2Weights> load(const std::string& path);
+  // dtype: the type of the weight matrices; nullopt keeps the file's (F32, F16, Q8_0; BF16 becomes F16).
+  static std::unique_ptr<Gpt2Weights> load(const std::string& path,
+                                           std::optional<DType> dtype = std::nullopt);
 
   const Gpt2Config& config() const { return config_; }
   const std::string& format() const { return format_; }  // "safetensors" or "gguf"
   // The GGUF file, when loaded from one (it also carries the tokenizer); otherwise nullptr.
   const GgufFile* gguf() const { return gguf_.get(); }
 
-  const float* wte = nullptr;  // [vocab, C] token embeddings
+  // The type of the weight matrices (every Linear and the token embedding).
+  DType dtype() const { return dtype_; }
+  // Bytes of weights read by one decode step of one sequence: every matrix, bias and norm, the LM head.
+  size_t decode_bytes() const;
+  // out[0:C] = the embedding of token `token` (converted to F32).
+  void token_embedding(int token, float* out) const;
+
+  Linear wte;                  // [vocab, C] token embeddings, stored [out, in] = [vocab, C]
   const float* wpe = nullptr;  // [n_ctx, C] position embeddings
   std::vector<LayerWeights> layers;
   const float* ln_f_weight = nullptr;  // [C]
@@ -53,16 +72,21 @@ class Gpt2Weights {
   Linear lm_head;                      // C -> vocab, [vocab, C]; tied to wte unless the file has its own
 
  private:
-  void load_safetensors_dir(const std::string& dir);
-  void load_gguf(const std::string& path);
+  void load_safetensors_dir(const std::string& dir, std::optional<DType> dtype);
+  void load_gguf(const std::string& path, std::optional<DType> dtype);
   // Returns F32 data for `t`, converting into owned memory when it is stored in another type.
   const float* as_f32(const TensorView& t);
+  // The matrix `t` ([rows, cols] in the file; transposed when `transpose`) in type dtype_, in place when
+  // it already is and needs no transposing, else converted into owned memory.
+  const void* as_matrix(const TensorView& t, bool transpose);
+  void* own(size_t bytes);
 
+  DType dtype_ = DType::kF32;
   Gpt2Config config_;
   std::string format_;
   std::unique_ptr<SafetensorsFile> safetensors_;
   std::unique_ptr<GgufFile> gguf_;
-  std::vector<std::unique_ptr<float[]>> converted_;
+  std::vector<std::unique_ptr<float[]>> converted_;  // owned (converted) data
 };
 
 }  // namespace cortex::model

@@ -1,6 +1,8 @@
 #include "model/kernels.h"
 
+#include "model/matvec_typed.h"
 #include "model/small_batch_gemm.h"
+#include "util/error.h"
 
 #include <cblas.h>
 
@@ -414,6 +416,32 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
   };
   constexpr size_t kAlign = 16;
   const int threads = pool.size();
+  if (L.dtype != DType::kF32) {
+    // F16 and Q8_0 weights, stored [out, in]: output columns split across the threads (contiguous rows
+    // of W each).
+    if (L.in_major) throw invalid_argument("F16 and Q8_0 weights must be stored [out, in]");
+    pool.parallel_for(
+        static_cast<size_t>(O),
+        [&](size_t o0, size_t o1) {
+          init(o0, o1);
+          const int a = static_cast<int>(o0), b = static_cast<int>(o1);
+          if (rows == 1) {
+            matvec_typed(out, in, L.weight, L.dtype, I, a, b);
+          } else if (rows <= kSmallBatchRows) {
+            small_batch_gemm_out_major_typed(out, in, L.weight, L.dtype, rows, I, O, a, b);
+          } else {
+            // Prefill: panels of W's rows converted to F32, each multiplied by sgemm for all the rows.
+            constexpr int kPanel = 64;
+            for (int n = a; n < b; n += kPanel) {
+              const int m = std::min(kPanel, b - n);
+              cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, m, I, 1.f, in, I,
+                          dequantize_rows(L.weight, L.dtype, I, n, n + m), I, 1.f, out + n, O);
+            }
+          }
+        },
+        kAlign);
+    return;
+  }
   if (rows == 1 && L.in_major) {
     // Split the input rows: each thread streams one contiguous part of W into its own accumulator
     // (thread 0 into out), then the partial sums are added. Column splits would interleave the threads'
@@ -429,7 +457,7 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
       const int i0 = std::min(I, per * t), i1 = t + 1 == threads ? I : std::min(I, i0 + per);
       float* acc = t == 0 ? out : partial + static_cast<size_t>(t - 1) * O;
       if (t == 0) init(0, static_cast<size_t>(O));
-      matvec_in_major_rows(acc, in, L.weight, O, i0, i1);
+      matvec_in_major_rows(acc, in, L.f32(), O, i0, i1);
     });
     for (int t = 1; t < threads; ++t) {
       const float* p = partial + static_cast<size_t>(t - 1) * O;
@@ -442,7 +470,7 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
         static_cast<size_t>(O),
         [&](size_t o0, size_t o1) {
           init(o0, o1);
-          matvec_out_major(out, in, L.weight, I, static_cast<int>(o0), static_cast<int>(o1));
+          matvec_out_major(out, in, L.f32(), I, static_cast<int>(o0), static_cast<int>(o1));
         },
         kAlign);
     return;
@@ -463,8 +491,8 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
       else
         std::fill(acc, acc + out_floats, 0.f);
       if (i1 > i0)
-        small_batch_gemm_in_major(acc, in + i0, I, L.weight + static_cast<size_t>(i0) * O, rows, i1 - i0, O,
-                                  0, O);
+        small_batch_gemm_in_major(acc, in + i0, I, L.f32() + static_cast<size_t>(i0) * O, rows, i1 - i0, O, 0,
+                                  O);
     });
     pool.parallel_for(
         out_floats,
@@ -483,10 +511,10 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
         [&](size_t o0, size_t o1) {
           init(o0, o1);
           if (L.in_major)
-            small_batch_gemm_in_major(out, in, I, L.weight, rows, I, O, static_cast<int>(o0),
+            small_batch_gemm_in_major(out, in, I, L.f32(), rows, I, O, static_cast<int>(o0),
                                       static_cast<int>(o1));
           else
-            small_batch_gemm_out_major(out, in, L.weight, rows, I, O, static_cast<int>(o0),
+            small_batch_gemm_out_major(out, in, L.f32(), rows, I, O, static_cast<int>(o0),
                                        static_cast<int>(o1));
         },
         kAlign);
@@ -498,11 +526,11 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
         init(o0, o1);
         const int n = static_cast<int>(o1 - o0);
         if (L.in_major) {
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, n, I, 1.f, in, I, L.weight + o0, O,
-                      1.f, out + o0, O);
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, n, I, 1.f, in, I, L.f32() + o0, O, 1.f,
+                      out + o0, O);
         } else {
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, I, 1.f, in, I,
-                      L.weight + o0 * static_cast<size_t>(I), I, 1.f, out + o0, O);
+                      L.f32() + o0 * static_cast<size_t>(I), I, 1.f, out + o0, O);
         }
       },
       kAlign);

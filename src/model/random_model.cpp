@@ -137,6 +137,8 @@ void write_random_model(const RandomModelOptions& options) {
   const auto specs = gpt2_tensors(config);
   std::vector<float> values, transposed;
 
+  if (options.format == WeightFormat::kSafetensors && options.gguf_dtype != DType::kF32)
+    throw invalid_argument("random safetensors models are written in F32 only (other types: GGUF)");
   if (options.format == WeightFormat::kSafetensors) {
     fs::create_directories(options.out);
     std::vector<SafetensorsWriter::Entry> entries;
@@ -162,7 +164,10 @@ void write_random_model(const RandomModelOptions& options) {
   GgufWriter writer(options.out + ".partial");
   writer.add_metadata("general.architecture", std::string("gpt2"));
   writer.add_metadata("general.name", std::string("random gpt2"));
-  writer.add_metadata("general.file_type", int64_t{0});
+  // llama.cpp's file types: 0 all F32, 1 mostly F16, 7 mostly Q8_0.
+  writer.add_metadata("general.file_type", int64_t{options.gguf_dtype == DType::kF16    ? 1
+                                                   : options.gguf_dtype == DType::kQ8_0 ? 7
+                                                                                        : 0});
   writer.add_metadata("gpt2.context_length", int64_t{config.n_ctx});
   writer.add_metadata("gpt2.embedding_length", int64_t{config.n_embd});
   writer.add_metadata("gpt2.feed_forward_length", int64_t{4} * config.n_embd);
@@ -183,7 +188,7 @@ void write_random_model(const RandomModelOptions& options) {
   for (const auto& s : specs) {
     auto shape = s.shape;
     if (s.transpose_for_gguf) std::swap(shape[0], shape[1]);
-    entries.push_back({s.gguf_name, shape});
+    entries.push_back({s.gguf_name, shape, shape.size() == 2 ? options.gguf_dtype : DType::kF32});
   }
   writer.begin(entries);
   for (const auto& s : specs) {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "model/gpt2_config.h"
+#include "model/tensor.h"
 
 namespace cortex::model {
 
@@ -16,6 +17,9 @@ struct RandomModelOptions {
   Gpt2Config config;
   uint64_t seed = 0;
   WeightFormat format = WeightFormat::kSafetensors;
+  // GGUF only: the type of the matrices (embeddings and dense layers: F32, F16 or Q8_0, as llama.cpp's
+  // converter writes them); vectors stay F32.
+  DType gguf_dtype = DType::kF32;
   std::string vocab_dir;  // holds encoder.json + vocab.bpe, or vocab.json + merges.txt
   std::string out;        // safetensors: a folder; gguf: the .gguf file to write
 };

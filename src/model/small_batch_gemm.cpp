@@ -1,9 +1,11 @@
 #include "model/small_batch_gemm.h"
 
+#include <algorithm>
 #include <cstddef>
 #include <vector>
 
 #include "model/kernels.h"
+#include "model/weight_types.h"
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -261,6 +263,18 @@ void out_major_t512(float* out, const float* in, const float* w, int rows, int K
   for (; n + NC <= n1; n += NC) tile_out_major_t512<RV, NC>(out, xt, w, rows, K, N, n, n + 2 * NC <= n1);
   for (; n < n1; ++n) tile_out_major_t512<RV, 1>(out, xt, w, rows, K, N, n, false);
 }
+
+// out_major_t512 for W stored as F16 or Q8_0: each tile's NC rows of W are converted to F32 first.
+template <int RV, int NC>
+void out_major_t512_typed(float* out, const float* in, const void* w, DType t, int rows, int K, int N, int n0,
+                          int n1) {
+  const float* xt = transpose_input(in, rows, K, RV);
+  int n = n0;
+  for (; n + NC <= n1; n += NC)
+    tile_out_major_t512<RV, NC>(out + n, xt, dequantize_rows(w, t, K, n, n + NC), rows, K, N, 0, false);
+  for (; n < n1; ++n)
+    tile_out_major_t512<RV, 1>(out + n, xt, dequantize_rows(w, t, K, n, n + 1), rows, K, N, 0, false);
+}
 #endif  // CORTEX_AVX512
 
 // out[MR rows, 16 columns at n] += in[MR rows, k0:k1] · W[k0:k1, n:n+16]: 2·MR accumulators in registers.
@@ -382,6 +396,37 @@ void small_batch_gemm_out_major(float* out, const float* in, const float* w, int
     for (int r = 0; r < rows; ++r)
       out[static_cast<size_t>(r) * N + n] +=
           dot_product(in + static_cast<size_t>(r) * K, w + static_cast<size_t>(n) * K, K);
+}
+
+const float* dequantize_rows(const void* w, DType t, int K, int n0, int n1) {
+  thread_local std::vector<float> buffer;
+  const size_t count = static_cast<size_t>(n1 - n0) * static_cast<size_t>(K);
+  if (buffer.size() < count) buffer.resize(count);
+  // Rows are contiguous (a Q8_0 row is whole blocks), so the rows convert as one run of values.
+  convert_to_f32(buffer.data(), t,
+                 static_cast<const std::byte*>(w) + row_bytes(t, K) * static_cast<size_t>(n0),
+                 static_cast<int64_t>(count));
+  return buffer.data();
+}
+
+void small_batch_gemm_out_major_typed(float* out, const float* in, const void* w, DType t, int rows, int K,
+                                      int N, int n0, int n1) {
+#ifdef CORTEX_AVX512
+  if (rows > 16) {
+    out_major_t512_typed<2, 8>(out, in, w, t, rows, K, N, n0, n1);
+    return;
+  }
+  if (rows > 4 || K % 16 != 0) {
+    out_major_t512_typed<1, 16>(out, in, w, t, rows, K, N, n0, n1);
+    return;
+  }
+#endif
+  // A tile of rows of W at a time through the F32 kernel, its output shifted to the tile's columns.
+  constexpr int kTileRows = 16;
+  for (int n = n0; n < n1; n += kTileRows) {
+    const int m = std::min(kTileRows, n1 - n);
+    small_batch_gemm_out_major(out + n, in, dequantize_rows(w, t, K, n, n + m), rows, K, N, 0, m);
+  }
 }
 
 }  // namespace cortex::model

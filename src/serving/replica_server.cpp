@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <set>
 
+#include "model/weight_types.h"
 #include "util/clock.h"
 #include "util/error.h"
 
@@ -135,7 +136,8 @@ void ReplicaServer::load() {
                         {"n_ctx", c.n_ctx},
                         {"n_embd", c.n_embd},
                         {"n_layer", c.n_layer},
-                        {"n_head", c.n_head}}}};
+                        {"n_head", c.n_head},
+                        {"dtype", model::dtype_flag_name(loaded.model->weights().dtype())}}}};
     json metadata = signature;
     std::error_code ec;
     auto path = std::filesystem::absolute(options_.model_path, ec);
@@ -149,7 +151,8 @@ void ReplicaServer::load() {
     metadata_ = std::move(metadata);
     scheduler_ = std::shared_ptr<BatchScheduler>(std::move(scheduler));
     loading_ = false;
-    spdlog::info("model {} loaded: ready", options_.model_path);
+    spdlog::info("model {} loaded ({} weights): ready", options_.model_path,
+                 model::dtype_flag_name(model_.model->weights().dtype()));
   } catch (const std::exception& e) {
     std::lock_guard<std::mutex> lock(mutex_);
     load_error_ = e.what();

@@ -499,7 +499,7 @@ TEST_F(DeployTest, WalkthroughWithAnS3Model) {
   ::setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret", 1);
   ::setenv("AWS_CONFIG_FILE", "/dev/null", 1);
   ::setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null", 1);
-  write_project("  model_endpoint: " + s3.endpoint() + "\n", "s3://models/tiny");
+  write_project("  model_endpoint: " + s3.endpoint() + "\n  dtype: f16\n", "s3://models/tiny");
   auto denied = cortex({"deploy", project_, "--wait", "--timeout", "60"});
   EXPECT_NE(denied.exit_code, 0);
   EXPECT_NE(denied.err.find("access denied"), std::string::npos) << denied.err;

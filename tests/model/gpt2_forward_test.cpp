@@ -69,7 +69,7 @@ class Gpt2ForwardTest : public ::testing::TestWithParam<std::string> {
 };
 
 TEST_P(Gpt2ForwardTest, PrefillLogitsMatchTheReference) {
-  auto model = Gpt2Model::load(dir(), {2, 0});
+  auto model = Gpt2Model::load(dir(), {2, 0, {}});
   const int V = model->config().vocab_size;
   auto ref = reference_logits(dir(), tokens_a);
   ASSERT_EQ(ref.size(), tokens_a.size() * V);
@@ -83,7 +83,7 @@ TEST_P(Gpt2ForwardTest, PrefillLogitsMatchTheReference) {
 }
 
 TEST_P(Gpt2ForwardTest, IncrementalStepsMatchTheReference) {
-  auto model = Gpt2Model::load(dir(), {2, 0});
+  auto model = Gpt2Model::load(dir(), {2, 0, {}});
   const int V = model->config().vocab_size;
   auto ref = reference_logits(dir(), tokens_a);
   auto seq = model->new_sequence();
@@ -101,7 +101,7 @@ TEST_P(Gpt2ForwardTest, IncrementalStepsMatchTheReference) {
 }
 
 TEST_P(Gpt2ForwardTest, SequencesAtDifferentPositionsInOneBatchMatchTheReference) {
-  auto model = Gpt2Model::load(dir(), {2, 0});
+  auto model = Gpt2Model::load(dir(), {2, 0, {}});
   const int V = model->config().vocab_size;
   auto ref_a = reference_logits(dir(), tokens_a);
   auto ref_b = reference_logits(dir(), tokens_b);
@@ -124,7 +124,7 @@ TEST_P(Gpt2ForwardTest, SequencesAtDifferentPositionsInOneBatchMatchTheReference
 }
 
 TEST_P(Gpt2ForwardTest, GreedyGenerationMatchesTheReferenceTokenForToken) {
-  auto model = Gpt2Model::load(dir(), {2, 0});
+  auto model = Gpt2Model::load(dir(), {2, 0, {}});
   std::vector<int32_t> prompt(tokens_b.begin(), tokens_b.begin() + 5);
   GenerateOptions go;
   go.max_tokens = 32;
@@ -135,8 +135,8 @@ TEST_P(Gpt2ForwardTest, GreedyGenerationMatchesTheReferenceTokenForToken) {
 }
 
 TEST_P(Gpt2ForwardTest, GgufFileGivesTheSameLogitsAsTheSafetensorsFolder) {
-  auto st = Gpt2Model::load(dir(), {2, 0});
-  auto gg = Gpt2Model::load(dir() + ".gguf", {2, 0});
+  auto st = Gpt2Model::load(dir(), {2, 0, {}});
+  auto gg = Gpt2Model::load(dir() + ".gguf", {2, 0, {}});
   const int V = st->config().vocab_size;
   std::vector<float> a, b;
   auto sa = st->new_sequence(), sb = gg->new_sequence();
@@ -150,7 +150,7 @@ TEST_P(Gpt2ForwardTest, GgufFileGivesTheSameLogitsAsTheSafetensorsFolder) {
 INSTANTIATE_TEST_SUITE_P(Shapes, Gpt2ForwardTest, ::testing::Values("tiny", "124M"));
 
 TEST(Gpt2ModelTest, RejectsBadBatchesWithoutChangingAnySequence) {
-  auto model = Gpt2Model::load(test_model("tiny"), {1, 0});
+  auto model = Gpt2Model::load(test_model("tiny"), {1, 0, {}});
   const int n_ctx = model->config().n_ctx;
   auto seq = model->new_sequence();
   std::vector<float> logits;
@@ -173,8 +173,59 @@ TEST(Gpt2ModelTest, RejectsBadBatchesWithoutChangingAnySequence) {
   EXPECT_EQ(model->kv_cache().blocks_in_use(), 0);
 }
 
+// Nine sequences in one batch (enough that each attention task takes all of a sequence's heads), first
+// their prompts of different lengths together (prefill, 81 rows), then four decode steps together (9
+// rows), against each sequence run alone; in each weight type.
+TEST(Gpt2ModelTest, NineSequencesInOneBatchMatchEachRunAlone) {
+  constexpr int kSequences = 9, kSteps = 4;
+  for (DType t : {DType::kF32, DType::kF16, DType::kQ8_0}) {
+    SCOPED_TRACE(dtype_name(t));
+    auto model = Gpt2Model::load(test_model("tiny"), {2, 0, t});
+    const int V = model->config().vocab_size;
+    std::vector<std::vector<int32_t>> tokens(kSequences);
+    for (int s = 0; s < kSequences; ++s)
+      for (int i = 0; i < 5 + 2 * s + kSteps; ++i)
+        tokens[static_cast<size_t>(s)].push_back((s * 7919 + i * 104729) % V);
+    // Alone: the prompt's last logits, then each step's.
+    std::vector<std::vector<float>> alone(kSequences);
+    for (int s = 0; s < kSequences; ++s) {
+      const auto& tk = tokens[static_cast<size_t>(s)];
+      auto seq = model->new_sequence();
+      BatchEntry e{seq.get(), std::span(tk).first(tk.size() - kSteps)};
+      model->forward(std::span(&e, 1), &alone[static_cast<size_t>(s)]);
+      for (size_t i = tk.size() - kSteps; i < tk.size(); ++i) {
+        e.tokens = std::span(tk).subspan(i, 1);
+        model->forward(std::span(&e, 1), &alone[static_cast<size_t>(s)]);
+      }
+    }
+    // Together.
+    std::vector<std::unique_ptr<Sequence>> seqs;
+    std::vector<BatchEntry> batch;
+    for (int s = 0; s < kSequences; ++s) {
+      const auto& tk = tokens[static_cast<size_t>(s)];
+      seqs.push_back(model->new_sequence());
+      batch.push_back({seqs.back().get(), std::span(tk).first(tk.size() - kSteps)});
+    }
+    std::vector<std::vector<float>> together(kSteps + 1);
+    model->forward(batch, &together[0]);
+    for (int step = 1; step <= kSteps; ++step) {
+      for (int s = 0; s < kSequences; ++s) {
+        const auto& tk = tokens[static_cast<size_t>(s)];
+        batch[static_cast<size_t>(s)].tokens = std::span(tk).subspan(tk.size() - kSteps + step - 1, 1);
+      }
+      model->forward(batch, &together[static_cast<size_t>(step)]);
+    }
+    for (int step = 0; step <= kSteps; ++step)
+      for (int s = 0; s < kSequences; ++s)
+        EXPECT_LT(max_abs_diff(&together[static_cast<size_t>(step)][static_cast<size_t>(s) * V],
+                               &alone[static_cast<size_t>(s)][static_cast<size_t>(step) * V], V),
+                  1e-4f)
+            << "sequence " << s << " step " << step;
+  }
+}
+
 TEST(Gpt2ModelTest, KvCacheBudgetExhaustionIsAnErrorAndRollsBack) {
-  auto model = Gpt2Model::load(test_model("tiny"), {1, 32});  // two blocks of 16 tokens
+  auto model = Gpt2Model::load(test_model("tiny"), {1, 32, {}});  // two blocks of 16 tokens
   auto a = model->new_sequence(), b = model->new_sequence();
   std::vector<int32_t> t20(20, 7), t16(16, 9);
   std::vector<float> logits;

@@ -67,7 +67,7 @@ TEST(KernelsTest, SmallBatchKernelsMatchNaiveForEveryRowCountAndRaggedShapes) {
   for (const auto& [I, O] : {std::pair{100, 229}, std::pair{64, 171}, std::pair{48, 400}, std::pair{17, 35},
                              std::pair{40, 2100}}) {  // the last wide enough to split by columns
     auto w = random_vector(static_cast<size_t>(I) * O, 5), b = random_vector(O, 6);
-    for (int threads : {1, 2}) {
+    for (int threads : {1, 2, {}}) {
       ThreadPool pool(threads);
       for (int rows = 1; rows <= 34; ++rows) {
         auto in = random_vector(static_cast<size_t>(rows) * I, 7 + static_cast<uint32_t>(rows));

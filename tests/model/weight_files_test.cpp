@@ -48,7 +48,7 @@ void truncate_file(const std::string& path, double fraction) {
 // Loads and returns the error message (failing the test if loading succeeds).
 std::string load_error(const std::string& path, ErrorCode expected = ErrorCode::kCorruptData) {
   try {
-    load_model(path, {1, 0});
+    load_model(path, {1, 0, {}});
   } catch (const Error& e) {
     EXPECT_EQ(static_cast<int>(e.code()), static_cast<int>(expected)) << e.what();
     std::string m = e.what();
@@ -76,11 +76,11 @@ TEST(WeightFilesTest, TinyModelLoadsInBothFormatsWithTheSameShape) {
   EXPECT_EQ(st->format(), "safetensors");
   EXPECT_EQ(gg->format(), "gguf");
   // Same values: the tied LM head / embedding agree element for element.
-  EXPECT_EQ(std::memcmp(st->wte, gg->wte, 50257 * 64 * sizeof(float)), 0);
+  EXPECT_EQ(std::memcmp(st->wte.weight, gg->wte.weight, 50257 * 64 * sizeof(float)), 0);
   // Conv1D weight [in, out] in HF is [out, in] in GGUF.
   const Linear& a = st->layers[1].mlp_fc;
   const Linear& b = gg->layers[1].mlp_fc;
-  EXPECT_EQ(a.weight[5 * a.out + 17], b.weight[17 * b.in + 5]);
+  EXPECT_EQ(a.f32()[5 * a.out + 17], b.f32()[17 * b.in + 5]);
 }
 
 TEST(WeightFilesTest, GgufCarriesTheVocabularyAndMetadata) {

@@ -12,6 +12,12 @@
 namespace cortex::serving {
 namespace {
 
+model::ModelOptions threads(int n) {
+  model::ModelOptions o;
+  o.threads = n;
+  return o;
+}
+
 using testing::test_model;
 
 // Collects one request's tokens and result; wait() blocks until on_done ran.
@@ -39,12 +45,12 @@ struct Collector {
 
 class BatchSchedulerTest : public ::testing::Test {
  protected:
-  void SetUp() override { model_ = model::Gpt2Model::load(test_model("tiny"), {2, 0}); }
+  void SetUp() override { model_ = model::Gpt2Model::load(test_model("tiny"), threads(2)); }
   std::unique_ptr<model::Gpt2Model> model_;
 };
 
 TEST_F(BatchSchedulerTest, ConcurrentRequestsGiveWhatEachGivesAlone) {
-  auto reference = model::Gpt2Model::load(test_model("tiny"), {1, 0});
+  auto reference = model::Gpt2Model::load(test_model("tiny"), threads(1));
   SchedulerOptions options;
   options.max_concurrency = 4;   // 8 requests: half wait, then join the running batch between steps
   options.max_step_tokens = 24;  // long prompts are prefilled in chunks beside decode steps
@@ -79,7 +85,7 @@ TEST_F(BatchSchedulerTest, ConcurrentRequestsGiveWhatEachGivesAlone) {
 // gets, for every token after the first, those of one whole forward pass over the prompt; each generated
 // token's come just before it; with max_tokens 0 the prompt is scored and nothing generated.
 TEST_F(BatchSchedulerTest, LogprobsOfChunkedPromptsAndGeneratedTokens) {
-  auto reference = model::Gpt2Model::load(test_model("tiny"), {1, 0});
+  auto reference = model::Gpt2Model::load(test_model("tiny"), threads(1));
   const int V = reference->config().vocab_size;
   std::vector<int32_t> prompt;
   for (int t = 0; t < 21; ++t) prompt.push_back((700 + 53 * t) % 50000);

@@ -305,6 +305,13 @@ TEST(CliFetch, GenerateFetchesAnS3ModelWithAProgressBar) {
                                      "--prompt", "hello", "--max-tokens", "3", "--temperature", "0"});
   EXPECT_NE(again.err.find("in the cache"), std::string::npos) << again.err;
   EXPECT_EQ(again.err.find("downloading"), std::string::npos) << again.err;
+  // cortex pull prints where the model is; a local path is not something to pull.
+  auto pulled = testing::run_command({testing::cortex_binary(), "pull", "s3://models/tiny"});
+  ASSERT_EQ(pulled.exit_code, 0) << pulled.err;
+  expect_same_files(pulled.out.substr(0, pulled.out.size() - 1), test_model("tiny"));
+  auto local_pull = testing::run_command({testing::cortex_binary(), "pull", test_model("tiny")});
+  EXPECT_NE(local_pull.exit_code, 0);
+  EXPECT_NE(local_pull.err.find("is local"), std::string::npos) << local_pull.err;
 }
 
 }  // namespace

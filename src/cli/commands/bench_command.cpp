@@ -4,24 +4,21 @@
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
 #include "bench/model_bench.h"
 #include "bench/serve_bench.h"
 #include "bench/tokenizer_bench.h"
 #include "cli/commands/commands.h"
+#include "cli/progress_bar.h"
 #include "model/random_model.h"
+#include "model/weight_types.h"
+#include "util/file_util.h"
 
 namespace cortex::cli {
 
 namespace {
-std::string cortex_home() {
-  const char* env = std::getenv("CORTEX_HOME");
-  if (env != nullptr && *env != '\0') return env;
-  const char* home = std::getenv("HOME");
-  return std::string(home != nullptr ? home : ".") + "/.cortex";
-}
-
 // The random 124M model the benchmark runs on when no --model is given (written once, then reused).
 std::string default_bench_model() {
   std::string dir = cortex_home() + "/models/random-gpt2-124M";
@@ -40,48 +37,67 @@ std::string default_bench_model() {
 void add_bench_command(CLI::App& app) {
   struct Options {
     bench::ModelBenchOptions model;
+    std::vector<std::string> dtypes;
     bool json = false;
   };
   auto o = std::make_shared<Options>();
   o->model.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   auto* cmd = app.add_subcommand("bench", "Measure the engine's speed beside this machine's limits");
-  cmd->add_option("--model", o->model.model, "Model folder or .gguf (default: a random GPT-2 124M)");
+  cmd->add_option(
+      "--model", o->model.model,
+      "Model folder or .gguf, or a URI: file://, s3://, https://, hf:// (default: a random GPT-2 124M)");
   cmd->add_option("--threads", o->model.threads, "Compute threads")->capture_default_str();
   cmd->add_option("--decode-tokens", o->model.decode_tokens, "Single-stream decode steps")
       ->capture_default_str();
   cmd->add_option("--batch-steps", o->model.batch_steps, "Steps of batched decode")->capture_default_str();
+  cmd->add_option("--dtype", o->dtypes,
+                  "Weight type(s) to run in, one run each: f32, f16, q8_0 (comma-separated; default: as "
+                  "stored)")
+      ->delimiter(',');
   cmd->add_flag("--json", o->json, "Print the report as JSON");
   cmd->callback([o, cmd] {
     if (cmd->got_subcommand("tokenizer") || cmd->got_subcommand("serve")) return;  // they run only their own
-    if (o->model.model.empty()) o->model.model = default_bench_model();
-    auto r = bench::run_model_bench(o->model);
-    if (o->json) {
-      nlohmann::json j = {{"bandwidth_gb_s", r.bandwidth_bytes_per_s / 1e9},
-                          {"dram_bandwidth_gb_s", r.dram_bandwidth_bytes_per_s / 1e9},
-                          {"sgemm_gflop_s", r.sgemm_flops / 1e9},
-                          {"weight_mb", r.weight_bytes / 1e6},
-                          {"mflop_per_token", r.flops_per_token / 1e6}};
+    o->model.model = o->model.model.empty() ? default_bench_model() : local_model_path(o->model.model);
+    std::vector<std::optional<model::DType>> dtypes;
+    for (const auto& d : o->dtypes) dtypes.push_back(model::parse_dtype(d));  // all checked before any run
+    if (dtypes.empty()) dtypes.push_back(std::nullopt);
+    nlohmann::json runs = nlohmann::json::array();
+    for (const auto& dtype : dtypes) {
+      o->model.dtype = dtype;
+      auto r = bench::run_model_bench(o->model);
+      if (o->json) {
+        nlohmann::json j = {{"dtype", r.dtype},
+                            {"bandwidth_gb_s", r.bandwidth_bytes_per_s / 1e9},
+                            {"dram_bandwidth_gb_s", r.dram_bandwidth_bytes_per_s / 1e9},
+                            {"sgemm_gflop_s", r.sgemm_flops / 1e9},
+                            {"weight_mb", r.weight_bytes / 1e6},
+                            {"mflop_per_token", r.flops_per_token / 1e6}};
+        for (const auto& f : r.figures)
+          j["figures"].push_back({{"name", f.name},
+                                  {"tokens_per_second", f.tokens_per_second},
+                                  {"limit_tokens_per_second", f.limit_tokens_per_second},
+                                  {"fraction_of_limit", f.tokens_per_second / f.limit_tokens_per_second},
+                                  {"bound", f.bound}});
+        runs.push_back(std::move(j));
+        continue;
+      }
+      std::printf(
+          "machine (%d threads): read bandwidth %.1f GB/s over a weights-sized buffer (%.1f GB/s over 2 "
+          "GiB), sgemm %.1f GFLOP/s\n",
+          o->model.threads, r.bandwidth_bytes_per_s / 1e9, r.dram_bandwidth_bytes_per_s / 1e9,
+          r.sgemm_flops / 1e9);
+      std::printf("model (%s): %.0f MB of weights read per decode step, %.0f MFLOP per token\n\n",
+                  r.dtype.c_str(), r.weight_bytes / 1e6, r.flops_per_token / 1e6);
+      std::printf("%-10s %12s %12s %10s  %s\n", "test", "tok/s", "limit tok/s", "fraction", "bound by");
       for (const auto& f : r.figures)
-        j["figures"].push_back({{"name", f.name},
-                                {"tokens_per_second", f.tokens_per_second},
-                                {"limit_tokens_per_second", f.limit_tokens_per_second},
-                                {"fraction_of_limit", f.tokens_per_second / f.limit_tokens_per_second},
-                                {"bound", f.bound}});
-      std::cout << j.dump(2) << "\n";
-      return;
+        std::printf("%-10s %12.1f %12.1f %9.0f%%  %s\n", f.name.c_str(), f.tokens_per_second,
+                    f.limit_tokens_per_second, 100.0 * f.tokens_per_second / f.limit_tokens_per_second,
+                    f.bound.c_str());
+      std::printf("\n");
+      std::fflush(stdout);
     }
-    std::printf(
-        "machine (%d threads): read bandwidth %.1f GB/s over a weights-sized buffer (%.1f GB/s over 2 GiB),"
-        " sgemm %.1f GFLOP/s\n",
-        o->model.threads, r.bandwidth_bytes_per_s / 1e9, r.dram_bandwidth_bytes_per_s / 1e9,
-        r.sgemm_flops / 1e9);
-    std::printf("model: %.0f MB of weights read per decode step, %.0f MFLOP per token\n\n",
-                r.weight_bytes / 1e6, r.flops_per_token / 1e6);
-    std::printf("%-10s %12s %12s %10s  %s\n", "test", "tok/s", "limit tok/s", "fraction", "bound by");
-    for (const auto& f : r.figures)
-      std::printf("%-10s %12.1f %12.1f %9.0f%%  %s\n", f.name.c_str(), f.tokens_per_second,
-                  f.limit_tokens_per_second, 100.0 * f.tokens_per_second / f.limit_tokens_per_second,
-                  f.bound.c_str());
+    // One run prints one object (as before --dtype); several, an array of them.
+    if (o->json) std::cout << (runs.size() == 1 ? runs[0] : runs).dump(2) << "\n";
   });
 
   auto so = std::make_shared<bench::ServeBenchOptions>();

@@ -3,8 +3,10 @@
 #include <thread>
 
 #include "cli/commands/commands.h"
+#include "cli/progress_bar.h"
 #include "model/generator.h"
 #include "model/model_loader.h"
+#include "model/weight_types.h"
 #include "tokenizer/utf8_stream_decoder.h"
 #include "util/clock.h"
 
@@ -17,10 +19,14 @@ void add_generate_command(CLI::App& app) {
     model::SamplingParams sampling;
     bool ignore_eos = false;
     int threads = 0;
+    std::string dtype;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("generate", "Continue a prompt with a GPT-2 model");
-  cmd->add_option("--model", o->model, "Model folder (Hugging Face layout) or .gguf file")->required();
+  cmd->add_option(
+         "--model", o->model,
+         "Model folder (Hugging Face layout) or .gguf file, or a URI: file://, s3://, https://, hf://")
+      ->required();
   cmd->add_option("--prompt,-p", o->prompt, "Text to continue")->required();
   cmd->add_option("-n,--max-tokens", o->max_tokens, "Tokens to generate")
       ->capture_default_str()
@@ -32,12 +38,14 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--seed", o->sampling.seed, "Random seed")->capture_default_str();
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating past <|endoftext|>");
   cmd->add_option("--threads", o->threads, "Compute threads (default: all cores)");
+  cmd->add_option("--dtype", o->dtype, "Weight type: f32, f16 or q8_0 (default: as stored)");
   cmd->callback([o] {
     model::ModelOptions mo;
+    if (!o->dtype.empty()) mo.dtype = model::parse_dtype(o->dtype);
     mo.threads =
         o->threads > 0 ? o->threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     auto load_start = SteadyClock::now();
-    auto loaded = model::load_model(o->model, mo);
+    auto loaded = model::load_model(local_model_path(o->model), mo);
     double load_s = seconds_since(load_start);
     auto prompt = loaded.tokenizer->encode(o->prompt);
     model::GenerateOptions go;

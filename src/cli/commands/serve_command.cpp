@@ -7,7 +7,9 @@
 #include <thread>
 
 #include "cli/commands/commands.h"
+#include "cli/progress_bar.h"
 #include "control/api_spec.h"
+#include "model/weight_types.h"
 #include "serving/python_handler.h"
 #include "serving/replica_server.h"
 #include "util/error.h"
@@ -29,9 +31,13 @@ control::ApiSpec read_spec(const std::string& path) {
 
 // Settings of the spec, for every flag not given on the command line.
 void apply_spec(const control::ApiSpec& spec, const CLI::App& cmd, serving::ReplicaOptions& r,
-                std::string& handler) {
+                std::string& handler, std::string& model_endpoint, std::string& model_region) {
   auto unset = [&](const char* flag) { return cmd.count(flag) == 0; };
-  if (unset("--model")) r.model_path = spec.model;
+  if (unset("--model")) {
+    r.model_path = spec.model;
+    model_endpoint = spec.model_endpoint;
+    model_region = spec.model_region;
+  }
   if (unset("--name")) r.api_name = spec.name;
   if (unset("--handler")) handler = spec.request_handler;
   if (unset("--max-concurrency")) r.scheduler.max_concurrency = spec.max_concurrency;
@@ -43,6 +49,7 @@ void apply_spec(const control::ApiSpec& spec, const CLI::App& cmd, serving::Repl
   if (unset("--top-k")) r.defaults.sampling.top_k = spec.generation.top_k;
   if (unset("--top-p")) r.defaults.sampling.top_p = static_cast<float>(spec.generation.top_p);
   if (unset("--kv-cache-tokens") && spec.kv_cache_tokens > 0) r.model.kv_cache_tokens = spec.kv_cache_tokens;
+  if (unset("--dtype") && !spec.dtype.empty()) r.model.dtype = model::parse_dtype(spec.dtype);
   int threads = spec.threads > 0 ? spec.threads : static_cast<int>((spec.compute.cpu_millis + 999) / 1000);
   if (unset("--threads") && threads > 0) r.model.threads = threads;
 }
@@ -57,12 +64,15 @@ void add_serve_command(CLI::App& app) {
     int read_timeout_s = 30;
     std::string spec_file;
     std::string handler;
+    std::string dtype;
   };
   auto o = std::make_shared<Options>();
   auto& r = o->replica;
   r.model.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   auto* cmd = app.add_subcommand("serve", "Serve one model over HTTP (/predict, /v1/completions, /metrics)");
-  cmd->add_option("--model", r.model_path, "Model folder (Hugging Face layout) or .gguf file");
+  cmd->add_option(
+      "--model", r.model_path,
+      "Model folder (Hugging Face layout) or .gguf file, or a URI: file://, s3://, https://, hf://");
   cmd->add_option(
       "--spec", o->spec_file,
       "A resolved API spec (JSON, as in `cortex get API -o json`'s \"spec\"); flags given override it");
@@ -75,6 +85,7 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--port-file", o->port_file, "Write the port listened on to this file");
   cmd->add_option("--threads", r.model.threads, "Compute threads")->capture_default_str();
   cmd->add_option("--kv-cache-tokens", r.model.kv_cache_tokens, "KV cache budget in tokens (0: 8 × context)");
+  cmd->add_option("--dtype", o->dtype, "Weight type: f32, f16 or q8_0 (default: as stored)");
   cmd->add_option("--max-concurrency", r.scheduler.max_concurrency, "Sequences generated at once")
       ->capture_default_str();
   cmd->add_option("--max-queue-length", r.scheduler.max_queue_length, "Requests waiting; more get 503")
@@ -100,9 +111,14 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--top-k", r.defaults.sampling.top_k, "Default top-k")->capture_default_str();
   cmd->add_option("--top-p", r.defaults.sampling.top_p, "Default top-p")->capture_default_str();
   cmd->callback([o, cmd] {
-    if (!o->spec_file.empty()) apply_spec(read_spec(o->spec_file), *cmd, o->replica, o->handler);
+    std::string model_endpoint, model_region;
+    if (!o->spec_file.empty())
+      apply_spec(read_spec(o->spec_file), *cmd, o->replica, o->handler, model_endpoint, model_region);
+    if (!o->dtype.empty()) o->replica.model.dtype = model::parse_dtype(o->dtype);
     if (o->replica.model_path.empty())
       throw invalid_argument("--model (or a --spec naming a model) is required");
+    // A remote model is downloaded (or found in the cache) before anything listens.
+    o->replica.model_path = local_model_path(o->replica.model_path, model_endpoint, model_region);
     o->replica.scheduler.request_timeout = std::chrono::seconds(o->timeout_s);
     o->replica.http.read_timeout = std::chrono::seconds(o->read_timeout_s);
     o->replica.scheduler.max_step_tokens = std::max(256, o->replica.scheduler.max_concurrency + 64);

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Replica memory: two `cortex serve` processes of one GGUF model, each given the same load, then each
+# process's memory from /proc: its RSS split into the model file's mapped pages and the rest (anonymous:
+# KV cache, scratch activations, code and libraries), and how the model's pages are shared (Pss is RSS
+# with each shared page divided among the processes that map it: two replicas sharing every weight page
+# show Pss ≈ half the file).
+# Usage: bench/replica_memory.sh [MODEL.gguf] [DTYPE]
+#   default model: a random GPT-2 124M written as a Q8_0 GGUF file (once, under $CORTEX_HOME/models);
+#   DTYPE (f32|f16|q8_0) is passed as --dtype: a type other than the file's converts on load, into
+#   memory of each process's own (so the file's pages are then not what the weights use).
+#   CORTEX=path/to/cortex picks the binary (default: build/src/cli/cortex).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cortex="${CORTEX:-$root/build/src/cli/cortex}"
+home="${CORTEX_HOME:-$HOME/.cortex}"
+model="${1:-$home/models/random-gpt2-124M-q8_0.gguf}"
+dtype="${2:-}"
+if [ ! -e "$model" ]; then
+  mkdir -p "$(dirname "$model")"
+  "$cortex" model random --shape 124M --format gguf --dtype q8_0 --out "$model" >/dev/null
+fi
+model="$(realpath "$model")"
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+for i in 1 2; do
+  "$cortex" serve --model "$model" ${dtype:+--dtype "$dtype"} --port 0 --port-file "$work/port$i" --threads 1 \
+    --max-concurrency 8 2>"$work/log$i" &
+  pids+=($!)
+done
+for i in 1 2; do
+  for _ in $(seq 600); do
+    if [ -s "$work/port$i" ] && curl -sf "http://127.0.0.1:$(cat "$work/port$i")/readyz" >/dev/null 2>&1; then break; fi
+    sleep 0.1
+  done
+done
+# The same load on each: 8 concurrent requests of 64 tokens (8 sequences of ~70 positions in the cache).
+for i in 1 2; do
+  "$cortex" bench serve --url "http://127.0.0.1:$(cat "$work/port$i")" --clients 8 --requests 1 \
+    --max-tokens 64 >/dev/null
+done
+"$cortex" model info --model "$model" >"$work/info.json"
+INFO="$work/info.json" MODEL="$model" python3 - "${pids[@]}" <<'PY'
+import json, math, os, sys
+
+info = json.load(open(os.environ["INFO"]))
+# The KV cache the load needs at most: 8 sequences of 2 prompt + 64 generated positions, in blocks of 16
+# positions × layers × (key, value) × n_embd floats (blocks once allocated stay with the process).
+block_mb = info["n_layer"] * 2 * 16 * info["n_embd"] * 4 / 2**20
+kv_mb = 8 * math.ceil(66 / 16) * block_mb
+
+model = os.environ["MODEL"]
+file_mb = os.path.getsize(model) / 2**20
+
+def smaps(pid):
+    """The model file's mapping (summed over its entries) and the whole process (smaps_rollup), in MiB."""
+    fields, mapping, current = {}, {}, None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 5 and "-" in parts[0] and ":" in parts[3]:  # a mapping's header line
+                current = parts[5] if len(parts) > 5 else ""
+            elif current == model and parts[0].endswith(":") and len(parts) == 3 and parts[2] == "kB":
+                mapping[parts[0][:-1]] = mapping.get(parts[0][:-1], 0) + int(parts[1]) / 1024
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == "kB":
+                fields[parts[0][:-1]] = int(parts[1]) / 1024
+    return mapping, fields
+
+print(f"model {model}: {file_mb:.1f} MiB")
+print(f"{'replica':>8} {'RSS':>8} {'weights':>8} {'other':>8} {'weights':>10} {'weights':>10} {'PSS':>8}")
+print(f"{'':>8} {'':>8} {'mapped':>8} {'':>8} {'shared':>10} {'Pss':>10} {'total':>8}   (MiB)")
+for pid in sys.argv[1:]:
+    m, r = smaps(pid)
+    rss, mapped = r["Rss"], m.get("Rss", 0)
+    shared = m.get("Shared_Clean", 0) + m.get("Shared_Dirty", 0)
+    print(f"{pid:>8} {rss:8.1f} {mapped:8.1f} {rss - mapped:8.1f} {shared:10.1f} {m.get('Pss', 0):10.1f} "
+          f"{r['Pss']:8.1f}")
+print(f"KV cache for this load: at most {kv_mb:.1f} MiB (8 sequences x {math.ceil(66 / 16)} blocks of "
+      f"{block_mb:.3f} MiB); other minus that: the process's own overhead")
+print("weights mapped: the model file's resident pages in the process; other: RSS minus them (KV cache,"
+      " activations, code); weights shared: of those pages, the ones another process maps too.")
+PY

@@ -1,0 +1,157 @@
+#include "model/weight_types.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstddef>
+#include <cstring>
+#include <vector>
+
+#include "model/half.h"
+#include "util/error.h"
+
+#if defined(__F16C__) || defined(__AVX512F__)
+#include <immintrin.h>
+// GCC 12's AVX-512 intrinsics pass an undefined vector as the unused source of masked builtins, which
+// -W(maybe-)uninitialized report wherever they are inlined.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
+namespace cortex::model {
+
+DType parse_dtype(std::string_view name) {
+  std::string s(name);
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (s == "f32") return DType::kF32;
+  if (s == "f16") return DType::kF16;
+  if (s == "q8_0") return DType::kQ8_0;
+  throw invalid_argument("dtype '" + std::string(name) + "' is not supported: use f32, f16 or q8_0");
+}
+
+const char* dtype_flag_name(DType t) {
+  switch (t) {
+    case DType::kF32:
+      return "f32";
+    case DType::kF16:
+      return "f16";
+    case DType::kBF16:
+      return "bf16";
+    case DType::kQ8_0:
+      return "q8_0";
+  }
+  return "?";
+}
+
+const float* fp16_table() {
+  static const std::vector<float> table = [] {
+    std::vector<float> t(65536);
+    for (uint32_t h = 0; h < 65536; ++h) t[h] = fp16_to_fp32(static_cast<uint16_t>(h));
+    return t;
+  }();
+  return table.data();
+}
+
+size_t row_bytes(DType t, int64_t cols) {
+  return dtype_bytes(t, cols);
+}
+
+namespace {
+
+// The i-th 16-bit value at p, which need not be 2-byte aligned (a safetensors tensor may start anywhere).
+inline uint16_t load_u16(const void* p, int64_t i) {
+  uint16_t v;
+  std::memcpy(&v, static_cast<const std::byte*>(p) + 2 * i, 2);
+  return v;
+}
+
+// 16 halves to floats.
+inline void f16_to_f32_16(float* out, const uint16_t* in) {
+#if defined(__AVX512F__)
+  _mm512_storeu_ps(out, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(in))));
+#elif defined(__F16C__)
+  _mm256_storeu_ps(out, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in))));
+  _mm256_storeu_ps(out + 8, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + 8))));
+#else
+  for (int i = 0; i < 16; ++i) out[i] = fp16_to_fp32(load_u16(in, i));
+#endif
+}
+
+void q8_0_to_f32(float* out, const BlockQ8_0* blocks, int64_t n_blocks) {
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    const BlockQ8_0& blk = blocks[b];
+    const float d = fp16_to_fp32(blk.d);
+    float* o = out + b * kQ8Block;
+#if defined(__AVX512F__)
+    const __m512 dv = _mm512_set1_ps(d);
+    for (int h = 0; h < 2; ++h) {
+      const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.q + 16 * h));
+      _mm512_storeu_ps(o + 16 * h, _mm512_mul_ps(dv, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q))));
+    }
+#else
+    for (int j = 0; j < kQ8Block; ++j) o[j] = d * static_cast<float>(blk.q[j]);
+#endif
+  }
+}
+
+}  // namespace
+
+void convert_to_f32(float* out, DType t, const void* src, int64_t n) {
+  switch (t) {
+    case DType::kF32:
+      std::memcpy(out, src, static_cast<size_t>(n) * sizeof(float));
+      return;
+    case DType::kF16: {
+      const auto* h = static_cast<const uint16_t*>(src);
+      int64_t i = 0;
+      for (; i + 16 <= n; i += 16) f16_to_f32_16(out + i, h + i);
+      for (; i < n; ++i) out[i] = fp16_to_fp32(load_u16(h, i));
+      return;
+    }
+    case DType::kBF16: {
+      for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_fp32(load_u16(src, i));
+      return;
+    }
+    case DType::kQ8_0:
+      if (n % kQ8Block != 0) throw invalid_argument("Q8_0 data must hold whole blocks of 32 values");
+      q8_0_to_f32(out, static_cast<const BlockQ8_0*>(src), n / kQ8Block);
+      return;
+  }
+}
+
+void convert_from_f32(void* dst, DType t, const float* src, int64_t n) {
+  switch (t) {
+    case DType::kF32:
+      std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+      return;
+    case DType::kF16: {
+      auto* h = static_cast<uint16_t*>(dst);
+      for (int64_t i = 0; i < n; ++i) {
+        if (!(std::fabs(src[i]) <= 65504.f))
+          throw invalid_argument("value " + std::to_string(src[i]) +
+                                 " is outside F16's range (±65504): use dtype f32");
+        h[i] = fp32_to_fp16(src[i]);
+      }
+      return;
+    }
+    case DType::kBF16:
+      throw invalid_argument("conversion to BF16 is not supported");
+    case DType::kQ8_0: {
+      if (n % kQ8Block != 0) throw invalid_argument("Q8_0 data must hold whole blocks of 32 values");
+      auto* blocks = static_cast<BlockQ8_0*>(dst);
+      for (int64_t b = 0; b < n / kQ8Block; ++b) {
+        const float* x = src + b * kQ8Block;
+        float amax = 0.f;
+        for (int j = 0; j < kQ8Block; ++j) amax = std::max(amax, std::fabs(x[j]));
+        if (!std::isfinite(amax)) throw invalid_argument("a weight is not finite: cannot quantize to Q8_0");
+        const float d = amax / 127.f, id = d != 0.f ? 1.f / d : 0.f;
+        BlockQ8_0& blk = blocks[b];
+        blk.d = fp32_to_fp16(d);
+        for (int j = 0; j < kQ8Block; ++j) blk.q[j] = static_cast<int8_t>(std::lround(x[j] * id));
+      }
+      return;
+    }
+  }
+}
+
+}  // namespace cortex::model
