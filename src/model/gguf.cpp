@@ -195,6 +195,9 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
         throw unsupported(path + ": tensor " + p.view.name + ": ggml type " + std::to_string(type) +
                           " is not supported (F32, F16, Q8_0)");
     }
+    if (p.view.dtype == DType::kQ8_0 && p.view.shape.back() % 32 != 0)
+      throw corrupt_data(path + ": tensor " + p.view.name + ": Q8_0 rows of " +
+                         std::to_string(p.view.shape.back()) + " values are not whole blocks of 32");
     p.view.bytes = dtype_bytes(p.view.dtype, p.view.elements());
     p.offset = r.read<uint64_t>();
     pending.push_back(std::move(p));
@@ -206,8 +209,10 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
       throw corrupt_data(path + ": truncated: tensor " + p.view.name + " ends past the end of the file (" +
                          std::to_string(f.size()) + " bytes)");
     p.view.data = f.data() + data_start + p.offset;
-    if (p.view.dtype == DType::kF32 && reinterpret_cast<uintptr_t>(p.view.data) % 4 != 0)
-      throw corrupt_data(path + ": tensor " + p.view.name + ": data is not 4-byte aligned");
+    const uintptr_t need = p.view.dtype == DType::kF32 ? 4 : 2;  // F16 values, Q8_0 scales: 2 bytes
+    if (reinterpret_cast<uintptr_t>(p.view.data) % need != 0)
+      throw corrupt_data(path + ": tensor " + p.view.name + ": data is not " + std::to_string(need) +
+                         "-byte aligned");
     result->tensors_.emplace(p.view.name, std::move(p.view));
   }
   return result;

@@ -67,7 +67,8 @@ void release_pages(const void* data, size_t bytes) {
 }  // namespace
 
 void* Gpt2Weights::own(size_t bytes) {
-  converted_.push_back(std::make_unique<float[]>((bytes + sizeof(float) - 1) / sizeof(float)));
+  // Written before it is read: no zero fill (which would touch every page twice).
+  converted_.push_back(std::make_unique_for_overwrite<std::byte[]>(bytes));
   return converted_.back().get();
 }
 
@@ -80,12 +81,20 @@ const float* Gpt2Weights::as_f32(const TensorView& t) {
 }
 
 const void* Gpt2Weights::as_matrix(const TensorView& t, bool transpose) {
+  try {
+    return convert_matrix(t, transpose);
+  } catch (const Error& e) {
+    throw Error(e.code(), "tensor " + t.name + ": " + e.what());
+  }
+}
+
+const void* Gpt2Weights::convert_matrix(const TensorView& t, bool transpose) {
   const int64_t rows = t.shape[0], cols = t.shape[1];
-  if (t.dtype == dtype_ && !transpose) return t.data;
   const int64_t out_rows = transpose ? cols : rows, out_cols = transpose ? rows : cols;
   if (dtype_ == DType::kQ8_0 && out_cols % kQ8Block != 0)
-    throw unsupported(t.name + ": rows of " + std::to_string(out_cols) +
+    throw unsupported("rows of " + std::to_string(out_cols) +
                       " values cannot be stored as Q8_0 (blocks of 32): use dtype f32 or f16");
+  if (t.dtype == dtype_ && !transpose) return t.data;
   const size_t stride = row_bytes(dtype_, out_cols);
   auto* dst = static_cast<std::byte*>(own(stride * static_cast<size_t>(out_rows)));
   std::vector<float> row(static_cast<size_t>(out_cols));
@@ -150,8 +159,9 @@ void Gpt2Weights::load_safetensors_dir(const std::string& dir, std::optional<DTy
   };
   auto get = [&](const std::string& name, std::vector<int64_t> shape) { return as_f32(find(name, shape)); };
   const TensorView& wte_t = find("wte.weight", {V, C});
-  // The file's type unless one is asked for; BF16 becomes F16 (exact for every value within F16's
-  // range, half the memory of F32).
+  // The file's type unless one is asked for; BF16 becomes F16 (half the memory of F32; exact for normal
+  // values within F16's range, which keeps fewer bits below 2^-14; a value beyond it is an error naming
+  // the tensor: ask for dtype f32 then).
   dtype_ = dtype ? *dtype : wte_t.dtype == DType::kBF16 ? DType::kF16 : wte_t.dtype;
   auto linear = [&](const std::string& name, int in, int out) {
     Linear l;

@@ -8,6 +8,7 @@
 // the position embedding are F32 (widened when stored otherwise).
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <optional>
 #include <string>
@@ -79,6 +80,7 @@ class Gpt2Weights {
   // The matrix `t` ([rows, cols] in the file; transposed when `transpose`) in type dtype_, in place when
   // it already is and needs no transposing, else converted into owned memory.
   const void* as_matrix(const TensorView& t, bool transpose);
+  const void* convert_matrix(const TensorView& t, bool transpose);  // as_matrix without the tensor's name
   void* own(size_t bytes);
 
   DType dtype_ = DType::kF32;
@@ -86,7 +88,7 @@ class Gpt2Weights {
   std::string format_;
   std::unique_ptr<SafetensorsFile> safetensors_;
   std::unique_ptr<GgufFile> gguf_;
-  std::vector<std::unique_ptr<float[]>> converted_;  // owned (converted) data
+  std::vector<std::unique_ptr<std::byte[]>> converted_;  // owned (converted) data
 };
 
 }  // namespace cortex::model

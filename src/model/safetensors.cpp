@@ -80,8 +80,9 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
                        std::to_string(dtype_bytes(t.dtype, t.elements())) + " bytes but data_offsets give " +
                        std::to_string(t.bytes));
     t.data = data_start + begin;
-    if (t.dtype == DType::kF32 && reinterpret_cast<uintptr_t>(t.data) % alignof(float) != 0)
-      throw tensor_bad("data is not 4-byte aligned");
+    const uintptr_t need = t.dtype == DType::kF32 ? alignof(float) : alignof(uint16_t);
+    if (reinterpret_cast<uintptr_t>(t.data) % need != 0)
+      throw tensor_bad("data is not " + std::to_string(need) + "-byte aligned");
     ranges.emplace_back(begin, end);
     result->tensors_.emplace(name, std::move(t));
   }

@@ -145,6 +145,9 @@ void convert_from_f32(void* dst, DType t, const float* src, int64_t n) {
         for (int j = 0; j < kQ8Block; ++j) amax = std::max(amax, std::fabs(x[j]));
         if (!std::isfinite(amax)) throw invalid_argument("a weight is not finite: cannot quantize to Q8_0");
         const float d = amax / 127.f, id = d != 0.f ? 1.f / d : 0.f;
+        if (d > 65504.f)  // the block's scale is an F16
+          throw invalid_argument("a weight of magnitude " + std::to_string(amax) +
+                                 " is beyond Q8_0's range (scale above F16's 65504): use dtype f32 or f16");
         BlockQ8_0& blk = blocks[b];
         blk.d = fp32_to_fp16(d);
         for (int j = 0; j < kQ8Block; ++j) blk.q[j] = static_cast<int8_t>(std::lround(x[j] * id));

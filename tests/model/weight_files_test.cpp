@@ -9,6 +9,7 @@
 #include "model/gguf.h"
 #include "model/gpt2_weights.h"
 #include "model/model_loader.h"
+#include "model/random_model.h"
 #include "model/safetensors.h"
 #include "support/test_models.h"
 #include "util/error.h"
@@ -195,6 +196,63 @@ TEST(WeightFilesTest, TruncatedOrForeignGguf) {
   write_file_atomic(dir + "/x.gguf", "PK\x03\x04 not a gguf file at all");
   m = load_error(dir + "/x.gguf");
   EXPECT_TRUE(contains(m, "x.gguf") && contains(m, "not a GGUF file")) << m;
+}
+
+// A GGUF holding one tensor described by hand: `innermost` values per row, of ggml type `type`, whose data
+// starts `data_shift` bytes after the aligned data section.
+std::string one_tensor_gguf(const std::string& path, uint64_t innermost, uint32_t type, size_t data_shift) {
+  std::string b = "GGUF";
+  auto put = [&](auto v) { b.append(reinterpret_cast<const char*>(&v), sizeof v); };
+  put(uint32_t{3});  // version
+  put(uint64_t{1});  // tensors
+  put(uint64_t{0});  // metadata entries
+  const std::string name = "token_embd.weight";
+  put(uint64_t{name.size()});
+  b += name;
+  put(uint32_t{2});  // dimensions, innermost first
+  put(innermost);
+  put(uint64_t{2});
+  put(type);
+  put(uint64_t{data_shift});  // offset within the data section
+  b.resize((b.size() + 31) / 32 * 32 + data_shift + 4096, '\0');
+  write_file_atomic(path, b);
+  return path;
+}
+
+std::string open_error(const std::string& path) {
+  try {
+    GgufFile::open(path);
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kCorruptData) << e.what();
+    return e.what();
+  }
+  return "(opened)";
+}
+
+TEST(WeightFilesTest, MalformedF16AndQ8_0Gguf) {
+  const std::string dir = testing::make_temp_dir("gguf");
+  // Q8_0 rows must be whole blocks of 32 values; F16 and Q8_0 data must be 2-byte aligned.
+  std::string m = open_error(one_tensor_gguf(dir + "/rows.gguf", 48, 8, 0));
+  EXPECT_TRUE(contains(m, "token_embd.weight") && contains(m, "not whole blocks of 32")) << m;
+  m = open_error(one_tensor_gguf(dir + "/odd-f16.gguf", 64, 1, 1));
+  EXPECT_TRUE(contains(m, "token_embd.weight") && contains(m, "2-byte aligned")) << m;
+  m = open_error(one_tensor_gguf(dir + "/odd-q8.gguf", 64, 8, 1));
+  EXPECT_TRUE(contains(m, "2-byte aligned")) << m;
+  EXPECT_EQ(open_error(one_tensor_gguf(dir + "/fine.gguf", 64, 8, 0)), "(opened)");
+
+  // Truncated typed files are refused by name, like F32 ones.
+  for (DType t : {DType::kF16, DType::kQ8_0}) {
+    RandomModelOptions o;
+    o.config = Gpt2Config::from_shape_name("tiny");
+    o.format = WeightFormat::kGguf;
+    o.gguf_dtype = t;
+    o.vocab_dir = test_model("tiny");
+    o.out = dir + "/typed.gguf";
+    write_random_model(o);
+    truncate_file(o.out, 0.7);
+    m = load_error(o.out);
+    EXPECT_TRUE(contains(m, "typed.gguf") && contains(m, "truncated")) << m;
+  }
 }
 
 }  // namespace
