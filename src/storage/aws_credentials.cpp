@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <initializer_list>
 #include <map>
 
 #include "util/error.h"
@@ -97,23 +98,17 @@ S3Settings resolve_s3_settings(const std::string& endpoint, const std::string& r
     }
   }
 
-  if (!region.empty())
-    s.region = region;
-  else if (!env("AWS_REGION").empty())
-    s.region = env("AWS_REGION");
-  else if (!env("AWS_DEFAULT_REGION").empty())
-    s.region = env("AWS_DEFAULT_REGION");
-  else if (!value(config_section, "region").empty())
-    s.region = value(config_section, "region");
-
-  if (!endpoint.empty())
-    s.endpoint = endpoint;
-  else if (!env("AWS_ENDPOINT_URL_S3").empty())
-    s.endpoint = env("AWS_ENDPOINT_URL_S3");
-  else if (!env("AWS_ENDPOINT_URL").empty())
-    s.endpoint = env("AWS_ENDPOINT_URL");
-  else if (!value(config_section, "endpoint_url").empty())
-    s.endpoint = value(config_section, "endpoint_url");
+  // The first setting that is given wins.
+  auto first_given = [](std::initializer_list<std::string> candidates, const std::string& fallback) {
+    for (const auto& c : candidates)
+      if (!c.empty()) return c;
+    return fallback;
+  };
+  s.region = first_given(
+      {region, env("AWS_REGION"), env("AWS_DEFAULT_REGION"), value(config_section, "region")}, s.region);
+  s.endpoint = first_given(
+      {endpoint, env("AWS_ENDPOINT_URL_S3"), env("AWS_ENDPOINT_URL"), value(config_section, "endpoint_url")},
+      "");
   while (!s.endpoint.empty() && s.endpoint.back() == '/') s.endpoint.pop_back();
   s.path_style = !s.endpoint.empty();
   return s;

@@ -253,6 +253,15 @@ std::string file_digest(const std::string& path, const EVP_MD* md) {
   return hex;
 }
 
+// Throws the error a download's answer stands for (access denied, gone, another failure); 2xx passes.
+void check_download_status(const HttpResponse& r, const std::string& where) {
+  if (r.status == 404) throw not_found("no such model: " + where + " disappeared during the download");
+  if (r.status == 401 || r.status == 403)
+    throw invalid_argument("access denied: " + where + ": HTTP " + std::to_string(r.status));
+  if (r.status < 200 || r.status >= 300)
+    throw Error(ErrorCode::kInternal, "downloading " + where + ": HTTP " + std::to_string(r.status));
+}
+
 uint64_t file_size_or_zero(const std::string& path) {
   std::error_code ec;
   auto n = fs::file_size(path, ec);
@@ -388,11 +397,7 @@ class Download {
       fetch_file(f);
       return;
     }
-    if (r.status == 404) throw not_found("no such model: " + where + " disappeared during the download");
-    if (r.status == 401 || r.status == 403)
-      throw invalid_argument("access denied: " + where + ": HTTP " + std::to_string(r.status));
-    if (r.status < 200 || r.status >= 300)
-      throw Error(ErrorCode::kInternal, "downloading " + where + ": HTTP " + std::to_string(r.status));
+    check_download_status(r, where);
     if (!out) {  // an empty body: create the (empty) file
       if (FILE* e = std::fopen(part.c_str(), offset > 0 ? "ab" : "wb")) std::fclose(e);
     }
@@ -453,11 +458,8 @@ class Download {
       };
       try {
         HttpResponse r = http_download(f.request(begin, end), sink, on_bytes, &cancel);
-        if (r.status == 401 || r.status == 403)
-          fail(ErrorCode::kInvalidArgument, "access denied: " + where + ": HTTP " + std::to_string(r.status));
-        else if (r.status == 404)
-          fail(ErrorCode::kNotFound, "no such model: " + where + " disappeared during the download");
-        else if (r.status != 206)
+        check_download_status(r, where);
+        if (r.status != 206)
           fail(ErrorCode::kInternal, "HTTP " + std::to_string(r.status) + " for bytes " +
                                          std::to_string(begin) + "-" + std::to_string(end - 1));
         else if (written[static_cast<size_t>(i)].load() != end - begin)
