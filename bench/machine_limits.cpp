@@ -4,12 +4,11 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <memory>
+#include <cstdlib>
 #include <vector>
 
 #include "model/kernels.h"
 #include "util/clock.h"
-#include "util/thread_pool.h"
 
 #if defined(__AVX2__)
 #include <immintrin.h>
@@ -44,25 +43,45 @@ float sum_range(const float* p, size_t n) {
 #endif
 }
 
+constexpr int kM = 512, kK = 768, kN = 3072;  // the MLP's first product for a batch of 512 tokens
 }  // namespace
 
-double measure_read_bandwidth(int threads, size_t bytes) {
-  const size_t n = std::max<size_t>(bytes / sizeof(float) / 1024 * 1024, 1 << 20);
-  auto deleter = [](float* p) { std::free(p); };
-  std::unique_ptr<float, decltype(deleter)> buf(
-      static_cast<float*>(std::aligned_alloc(64, n * sizeof(float))), deleter);
-  ThreadPool pool(threads);
-  pool.parallel_for(
-      n, [&](size_t b, size_t e) { std::fill(buf.get() + b, buf.get() + e, 1.f); }, 1024);
+struct MachineLimits::Buffers {
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::unique_ptr<float, Free> stream;
+  std::vector<float> a, b, c;  // sgemm operands [kM, kK], [kK, kN], [kM, kN]
+};
+
+MachineLimits::MachineLimits(int threads, size_t bytes)
+    : pool_(threads),
+      floats_(std::max<size_t>(bytes / sizeof(float) / 1024 * 1024, 1 << 20)),
+      buffers_(std::make_unique<Buffers>()) {
+  model::configure_blas_threads();
+  buffers_->stream.reset(static_cast<float*>(std::aligned_alloc(64, floats_ * sizeof(float))));
+  float* s = buffers_->stream.get();
+  pool_.parallel_for(
+      floats_, [&](size_t b, size_t e) { std::fill(s + b, s + e, 1.f); }, 1024);
+  buffers_->a.assign(static_cast<size_t>(kM) * kK, 0.5f);
+  buffers_->b.assign(static_cast<size_t>(kK) * kN, 0.25f);
+  buffers_->c.assign(static_cast<size_t>(kM) * kN, 0.f);
+}
+
+MachineLimits::~MachineLimits() = default;
+
+double MachineLimits::read_bandwidth(int passes) {
+  const float* buf = buffers_->stream.get();
+  const size_t n = floats_;
   double best = 0;
   volatile float sink = 0;
-  for (int rep = 0; rep < 6; ++rep) {
-    std::vector<float> partial(static_cast<size_t>(pool.size()));
+  for (int rep = 0; rep < passes; ++rep) {
+    std::vector<float> partial(static_cast<size_t>(pool_.size()));
     auto start = SteadyClock::now();
-    pool.run([&](int t) {
-      size_t per = n / static_cast<size_t>(pool.size()) / 1024 * 1024;
-      size_t b = per * static_cast<size_t>(t), e = t + 1 == pool.size() ? n : b + per;
-      partial[static_cast<size_t>(t)] = sum_range(buf.get() + b, e - b);
+    pool_.run([&](int t) {
+      size_t per = n / static_cast<size_t>(pool_.size()) / 1024 * 1024;
+      size_t b = per * static_cast<size_t>(t), e = t + 1 == pool_.size() ? n : b + per;
+      partial[static_cast<size_t>(t)] = sum_range(buf + b, e - b);
     });
     double s = seconds_since(start);
     for (float p : partial) sink = sink + p;
@@ -71,23 +90,19 @@ double measure_read_bandwidth(int threads, size_t bytes) {
   return best;
 }
 
-double measure_sgemm_flops(int threads) {
-  model::configure_blas_threads();
-  ThreadPool pool(threads);
-  const int M = 512, K = 768, N = 3072;  // the MLP's first product for a batch of 512 tokens
-  std::vector<float> a(static_cast<size_t>(M) * K, 0.5f), b(static_cast<size_t>(K) * N, 0.25f),
-      c(static_cast<size_t>(M) * N);
+double MachineLimits::sgemm_flops(int passes) {
+  Buffers& m = *buffers_;
   double best = 0;
-  for (int rep = 0; rep < 5; ++rep) {
+  for (int rep = 0; rep < passes; ++rep) {
     auto start = SteadyClock::now();
-    pool.parallel_for(
-        N,
+    pool_.parallel_for(
+        kN,
         [&](size_t n0, size_t n1) {
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, static_cast<int>(n1 - n0), K, 1.f,
-                      a.data(), K, b.data() + n0, N, 0.f, c.data() + n0, N);
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kM, static_cast<int>(n1 - n0), kK, 1.f,
+                      m.a.data(), kK, m.b.data() + n0, kN, 0.f, m.c.data() + n0, kN);
         },
         16);
-    best = std::max(best, 2.0 * M * N * K / seconds_since(start));
+    best = std::max(best, 2.0 * kM * kN * kK / seconds_since(start));
   }
   return best;
 }

@@ -1,16 +1,38 @@
 // Measures this machine's limits in the same run as a benchmark, so that figures can be reported as a
 // fraction of what the hardware allows: memory read bandwidth and single-precision matrix-multiply rate.
+//
+// On a shared machine both limits move from one second to the next (other tenants, clock changes), so a
+// benchmark measures them in short passes interleaved with its own tests and keeps the best of each:
+// the best pass of a probe and the best pass of a test are both what the machine gives when nothing else
+// competes, and their ratio is stable where single readings are not.
 #pragma once
 
 #include <cstddef>
+#include <memory>
+
+#include "util/thread_pool.h"
 
 namespace cortex::bench {
 
-// Bytes per second read by `threads` threads streaming repeatedly through a buffer of `bytes` bytes. Give
-// it the size of the working set being compared (a model's weights): on machines whose last-level cache
-// holds a large share of that set, a buffer far beyond it would understate what streaming it can reach.
-double measure_read_bandwidth(int threads, size_t bytes);
-// FLOP/s of large sgemm products (OpenBLAS, one slice of columns per thread, as the model calls it).
-double measure_sgemm_flops(int threads);
+class MachineLimits {
+ public:
+  // `bytes`: the size of the working set being compared (a model's weights). On machines whose last-level
+  // cache holds a large share of that set, a buffer far beyond it would understate what streaming it
+  // reaches. Allocates and touches the buffer once.
+  MachineLimits(int threads, size_t bytes);
+  ~MachineLimits();
+
+  // Bytes per second read by the threads streaming the buffer: the best of `passes` passes.
+  double read_bandwidth(int passes);
+  // FLOP/s of an sgemm on the batched MLP shape (OpenBLAS, one slice of columns per thread, as the model
+  // calls it): the best of `passes` products.
+  double sgemm_flops(int passes);
+
+ private:
+  ThreadPool pool_;
+  size_t floats_;
+  struct Buffers;
+  std::unique_ptr<Buffers> buffers_;
+};
 
 }  // namespace cortex::bench

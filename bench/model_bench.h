@@ -18,6 +18,9 @@ struct ModelBenchOptions {
   int decode_tokens = 128;
   std::vector<int> batch_sizes = {8, 32};
   int batch_steps = 64;
+  // Every test and both limits are measured once per round, side by side, and the best of the rounds is
+  // reported (see bench/machine_limits.h).
+  int rounds = 3;
 };
 
 struct BenchFigure {
@@ -29,9 +32,10 @@ struct BenchFigure {
 
 struct ModelBenchReport {
   std::string dtype;                      // the weights' type in this run ("f32", "f16", "q8_0")
-  double bandwidth_bytes_per_s = 0;       // streaming a buffer the size of the weights
+  int rounds = 0;
+  double bandwidth_bytes_per_s = 0;       // streaming a buffer the size of the weights: best of the rounds
   double dram_bandwidth_bytes_per_s = 0;  // streaming 2 GiB (beyond any cache)
-  double sgemm_flops = 0;
+  double sgemm_flops = 0;                 // best of the rounds
   double weight_bytes = 0;     // read once per decode step (in the run's type)
   double flops_per_token = 0;  // 2 × multiply-accumulates of the dense layers and LM head
   std::vector<BenchFigure> figures;

@@ -1,0 +1,123 @@
+// cortex_linear_bench: the dense layers of one GPT-2 124M decode step (every layer's four products and
+// the LM head, through linear_forward as the model calls it) for a few rows at once, per weight type
+// and layout, on random weights. Counters: tokens/s, GFLOP/s and weight GB/s, to compare with
+// `cortex bench`'s limits. Attention, LayerNorm and sampling are left out on purpose: this isolates the
+// matrix kernels.
+//
+//   build/bench/cortex_linear_bench --benchmark_filter='q8_0/rows:8'
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "model/kernels.h"
+#include "model/weight_types.h"
+#include "util/thread_pool.h"
+
+namespace cortex::bench {
+namespace {
+
+using model::DType;
+using model::Linear;
+
+struct Layout {
+  const char* name;
+  DType dtype;
+  bool in_major;
+};
+constexpr Layout kLayouts[] = {{"f32_in_major", DType::kF32, true},
+                               {"f32_out_major", DType::kF32, false},
+                               {"f16", DType::kF16, false},
+                               {"q8_0", DType::kQ8_0, false}};
+
+// The matrices of GPT-2 124M in one type and layout: 12 × (qkv, proj, fc, proj) and the LM head.
+class DenseStack {
+ public:
+  explicit DenseStack(const Layout& layout) {
+    const int C = 768, V = 50257;
+    std::mt19937 rng(7);
+    std::normal_distribution<float> dist(0.f, 0.02f);
+    auto add = [&](int in, int out, bool bias, bool in_major) {
+      std::vector<float> w(static_cast<size_t>(in) * out);
+      for (float& v : w) v = dist(rng);
+      const size_t bytes = model::dtype_bytes(layout.dtype, static_cast<int64_t>(w.size()));
+      storage_.emplace_back(new std::byte[bytes]);
+      model::convert_from_f32(storage_.back().get(), layout.dtype, w.data(), static_cast<int64_t>(w.size()));
+      Linear L;
+      L.weight = storage_.back().get();
+      L.in = in, L.out = out, L.in_major = in_major, L.dtype = layout.dtype;
+      if (bias) {
+        biases_.emplace_back(static_cast<size_t>(out), 0.01f);
+        L.bias = biases_.back().data();
+      }
+      layers_.push_back(L);
+      bytes_ += bytes;
+      flops_per_row_ += 2.0 * in * out;
+    };
+    for (int l = 0; l < 12; ++l) {
+      add(C, 3 * C, true, layout.in_major);
+      add(C, C, true, layout.in_major);
+      add(C, 4 * C, true, layout.in_major);
+      add(4 * C, C, true, layout.in_major);
+    }
+    add(C, V, false, false);  // the tied LM head is [vocab, C] in every layout
+  }
+
+  // One decode step's products for `rows` rows; in and out have room for rows × 4C and rows × vocab.
+  void step(float* out, const float* in, int rows, ThreadPool& pool) const {
+    for (const Linear& L : layers_) model::linear_forward(out, in, L, rows, false, pool);
+  }
+  double bytes() const { return static_cast<double>(bytes_); }
+  double flops_per_row() const { return flops_per_row_; }
+
+ private:
+  std::vector<std::unique_ptr<std::byte[]>> storage_;
+  std::vector<std::vector<float>> biases_;
+  std::vector<Linear> layers_;
+  size_t bytes_ = 0;
+  double flops_per_row_ = 0;
+};
+
+void BM_DecodeStep(benchmark::State& state, const Layout& layout) {
+  static std::unique_ptr<DenseStack> stack;  // one type's weights alive at a time (~0.5 GB for F32)
+  static const Layout* built = nullptr;
+  if (built != &layout) {
+    stack.reset();
+    stack = std::make_unique<DenseStack>(layout);
+    built = &layout;
+  }
+  const int rows = static_cast<int>(state.range(0));
+  const int threads = static_cast<int>(state.range(1));
+  model::configure_blas_threads();
+  ThreadPool pool(threads);
+  std::vector<float> in(static_cast<size_t>(rows) * 4 * 768, 0.5f), out(static_cast<size_t>(rows) * 50257);
+  for (auto _ : state) {
+    stack->step(out.data(), in.data(), rows, pool);
+    benchmark::DoNotOptimize(out.data());
+  }
+  const double steps = static_cast<double>(state.iterations());
+  state.counters["tok/s"] = benchmark::Counter(steps * rows, benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(steps * rows * stack->flops_per_row() / 1e9, benchmark::Counter::kIsRate);
+  state.counters["weight_GB/s"] =
+      benchmark::Counter(steps * stack->bytes() / 1e9, benchmark::Counter::kIsRate);
+}
+
+const bool registered = [] {
+  for (const Layout& layout : kLayouts)
+    benchmark::RegisterBenchmark((std::string("decode_step/") + layout.name).c_str(), BM_DecodeStep, layout)
+        ->ArgNames({"rows", "threads"})
+        ->ArgsProduct({{1, 4, 8, 16, 32}, {2}})
+        ->UseRealTime()
+        ->MinTime(1.0)
+        ->Unit(benchmark::kMillisecond);
+  return true;
+}();
+
+}  // namespace
+}  // namespace cortex::bench
+
+BENCHMARK_MAIN();
