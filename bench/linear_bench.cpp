@@ -112,7 +112,9 @@ const bool registered = [] {
         ->ArgNames({"rows", "threads"})
         ->ArgsProduct({{1, 4, 8, 16, 32}, {2}})
         ->UseRealTime()
-        ->MinTime(1.0)
+        ->MinTime(0.5)
+        ->Repetitions(5)
+        ->ReportAggregatesOnly(true)
         ->Unit(benchmark::kMillisecond);
   return true;
 }();

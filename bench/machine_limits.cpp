@@ -10,8 +10,9 @@
 #include "model/kernels.h"
 #include "util/clock.h"
 
-#if defined(__AVX2__)
+#if defined(__x86_64__)
 #include <immintrin.h>
+#define CORTEX_PROBE_AVX2 1
 #endif
 
 namespace cortex::bench {
@@ -19,10 +20,19 @@ namespace cortex::bench {
 namespace {
 // Sums n floats (n a multiple of 1024) as four interleaved sequential streams: several streams per core
 // keep more cache-line fills in flight than one, as the model's kernels do, so this finds the peak.
-float sum_range(const float* p, size_t n) {
+float sum_range_portable(const float* p, size_t n) {
   const size_t q = n / 4;
   const float *p0 = p, *p1 = p + q, *p2 = p + 2 * q, *p3 = p + 3 * q;
-#if defined(__AVX2__)
+  float s = 0;
+  for (size_t i = 0; i < q; ++i) s += p0[i] + p1[i] + p2[i] + p3[i];
+  return s;
+}
+
+#if defined(CORTEX_PROBE_AVX2)
+// The same with 8-wide loads, on CPUs with AVX2 (the scalar loop may not keep up with memory).
+__attribute__((target("avx2"))) float sum_range_avx2(const float* p, size_t n) {
+  const size_t q = n / 4;
+  const float *p0 = p, *p1 = p + q, *p2 = p + 2 * q, *p3 = p + 3 * q;
   __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
          a3 = _mm256_setzero_ps();
   for (size_t i = 0; i < q; i += 16) {
@@ -36,11 +46,15 @@ float sum_range(const float* p, size_t n) {
   float s = 0;
   for (float v : out) s += v;
   return s;
-#else
-  float s = 0;
-  for (size_t i = 0; i < q; ++i) s += p0[i] + p1[i] + p2[i] + p3[i];
-  return s;
+}
 #endif
+
+float sum_range(const float* p, size_t n) {
+#if defined(CORTEX_PROBE_AVX2)
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (avx2) return sum_range_avx2(p, n);
+#endif
+  return sum_range_portable(p, n);
 }
 
 constexpr int kM = 512, kK = 768, kN = 3072;  // the MLP's first product for a batch of 512 tokens

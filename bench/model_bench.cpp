@@ -6,6 +6,7 @@
 
 #include "bench/machine_limits.h"
 #include "model/gpt2_model.h"
+#include "model/kernel_table.h"
 #include "model/weight_types.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -70,6 +71,7 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
   report.dtype = model::dtype_flag_name(model->weights().dtype());
   report.weight_bytes = static_cast<double>(model->weights().decode_bytes());  // matrices, biases, norms
   report.rounds = options.rounds;
+  report.isa = model::isa_name(model::kernels().isa);
   report.dram_bandwidth_bytes_per_s = MachineLimits(options.threads, size_t{2} << 30).read_bandwidth(3);
   MachineLimits limits(options.threads, static_cast<size_t>(report.weight_bytes));
 

@@ -31,13 +31,14 @@ struct BenchFigure {
 };
 
 struct ModelBenchReport {
-  std::string dtype;                      // the weights' type in this run ("f32", "f16", "q8_0")
+  std::string dtype;  // the weights' type in this run ("f32", "f16", "q8_0")
+  std::string isa;    // the kernels' instruction set ("avx512", "avx2", "portable")
   int rounds = 0;
   double bandwidth_bytes_per_s = 0;       // streaming a buffer the size of the weights: best of the rounds
   double dram_bandwidth_bytes_per_s = 0;  // streaming 2 GiB (beyond any cache)
   double sgemm_flops = 0;                 // best of the rounds
-  double weight_bytes = 0;     // read once per decode step (in the run's type)
-  double flops_per_token = 0;  // 2 × multiply-accumulates of the dense layers and LM head
+  double weight_bytes = 0;                // read once per decode step (in the run's type)
+  double flops_per_token = 0;             // 2 × multiply-accumulates of the dense layers and LM head
   std::vector<BenchFigure> figures;
 };
 

@@ -21,6 +21,7 @@ std::unique_ptr<Gpt2Model> Gpt2Model::load(const std::string& path, const ModelO
 std::unique_ptr<Gpt2Model> Gpt2Model::create(std::unique_ptr<Gpt2Weights> weights,
                                              const ModelOptions& options) {
   if (options.threads < 1) throw invalid_argument("threads must be at least 1");
+  kernels();  // chooses the instruction set now: an unsupported CORTEX_ISA fails here, not mid-request
   return std::unique_ptr<Gpt2Model>(new Gpt2Model(std::move(weights), options));
 }
 

@@ -1,10 +1,12 @@
-// CPU kernels of the GPT-2 forward pass. Arguments follow one order: output first, then inputs, then
-// sizes. Matrices are row-major; shapes are given in comments as [rows, cols].
+// CPU kernels of the GPT-2 forward pass, run with the instruction set chosen for this process
+// (kernel_table.h). Arguments follow one order: output first, then inputs, then sizes. Matrices are
+// row-major; shapes are given in comments as [rows, cols].
 #pragma once
 
 #include <cstddef>
 
 #include "model/gpt2_weights.h"
+#include "model/kernel_table.h"
 #include "util/thread_pool.h"
 
 namespace cortex::model {
@@ -31,16 +33,12 @@ float exp_and_sum(float* x, int n, float shift);
 // Dot product of two float vectors of length n.
 float dot_product(const float* a, const float* b, int n);
 
-// out[n] += w * in[n]
-void axpy(float* out, const float* in, float w, int n);
-
 // Attention of one query over n cached positions, for heads [h0, h0 + heads): for each head h,
 // out[h·D : (h+1)·D] = Σ_j p_j · v_j[h·D : (h+1)·D] with p = softmax(scale · q[h·D : (h+1)·D] · k_j[h·D :
 // ...]). Positions come in blocks of block_tokens rows of `stride` floats: k_j is the row at key_blocks[j /
 // block_tokens] + (j % block_tokens) · stride, v_j likewise in value_blocks. Each row is read once for all
-// the heads (sequential reads). out and q point at the query's row (head 0); scores has room for heads · n
-// floats. Heads that attention_heads keeps in registers at once; callers may pass more.
-inline constexpr int kMaxAttentionGroup = 6;
+// the heads (sequential reads). out and q point at the query's row (head 0); scores has room for
+// kMaxAttentionGroup · n floats.
 void attention_heads(float* out, const float* q, const float* const* key_blocks,
                      const float* const* value_blocks, int block_tokens, size_t stride, int h0, int heads,
                      int n, int D, float scale, float* scores);

@@ -1,25 +1,16 @@
-#include "model/matvec_typed.h"
-
+// Matrix-vector products with F16 and Q8_0 weights (single-stream decode, bound by the bytes of W read):
+// the weights are converted to F32 in registers as they stream in, never written back. Compiled once per
+// instruction set (kernel_isa.h).
 #include <cstddef>
 #include <cstring>
+#include <string>
 
 #include "model/half.h"
+#include "model/isa_kernels.h"
 #include "model/weight_types.h"
 #include "util/error.h"
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#define CORTEX_AVX512 1
-// GCC 12's AVX-512 intrinsics pass an undefined vector as the unused source of masked builtins, which
-// -W(maybe-)uninitialized report wherever they are inlined.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-#include <immintrin.h>
-#define CORTEX_AVX2 1
-#endif
-
-namespace cortex::model {
+CORTEX_ISA_BEGIN
 
 namespace {
 
@@ -45,7 +36,7 @@ inline float hsum256(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)));
 }
 #endif
-#ifdef CORTEX_AVX2
+#if defined(CORTEX_AVX2) && !defined(CORTEX_AVX512)
 inline __m256 load_f16(const uint16_t* p) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
@@ -225,4 +216,4 @@ void matvec_typed(float* y, const float* x, const void* w, DType t, int K, int o
   }
 }
 
-}  // namespace cortex::model
+CORTEX_ISA_END

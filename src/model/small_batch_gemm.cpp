@@ -1,21 +1,15 @@
-#include "model/small_batch_gemm.h"
-
+// Matrix products for a few rows (decode steps of a small batch): out[rows, N] += in[rows, K] · W, with
+// W read once per block of rows, straight from the (mapped) weights, with no packing copy. For 2–32 rows
+// this beats a general sgemm, whose packing of W costs more than the product itself. Compiled once per
+// instruction set (kernel_isa.h); what each computes: kernel_table.h.
 #include <algorithm>
 #include <cstddef>
 #include <vector>
 
-#include "model/kernels.h"
+#include "model/isa_kernels.h"
 #include "model/weight_types.h"
 
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#define CORTEX_AVX2 1
-#endif
-#if defined(__AVX512F__)
-#define CORTEX_AVX512 1
-#endif
-
-namespace cortex::model {
+CORTEX_ISA_BEGIN
 
 namespace {
 
@@ -27,7 +21,6 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// Calls f.template operator()<MR>(r) for row blocks of at most max_mr (<= 8) rows.
 // Calls f.template operator()<MR>(r) for row blocks of at most max_mr (<= 8) rows.
 template <class F>
 void for_row_blocks(int rows, int max_mr, F&& f) {
@@ -325,6 +318,217 @@ void tile_out_major(float* out, const float* in, const float* w, int K, int N, i
 }
 #endif  // CORTEX_AVX2
 
+#if defined(CORTEX_AVX2)
+// Vectors of 8 floats (AVX2) and, below, of 16 (AVX-512), with what the dot-product tiles need.
+struct Vec8 {
+  using T = __m256;
+  static constexpr int kWidth = 8;
+  static constexpr int kMaxRows = 4;  // input rows per tile: 16 registers hold MR·NR sums, NR weights, x
+  static T zero() { return _mm256_setzero_ps(); }
+  static T load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, T v) { _mm256_storeu_ps(p, v); }
+  static T fmadd(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
+  static T mul(T a, T b) { return _mm256_mul_ps(a, b); }
+  static T set1(float v) { return _mm256_set1_ps(v); }
+  static T load_f16(const uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static T load_q8(const int8_t* p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  }
+  static float hsum(T v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+  }
+};
+
+#if defined(CORTEX_AVX512)
+struct Vec16 {
+  using T = __m512;
+  static constexpr int kWidth = 16;
+  // Input rows per tile. With more, GCC keeps x in memory and each multiply-add loads it again (an
+  // indexed load fused into the FMA, which the front end splits in two): 8 rows run at half the speed
+  // of 4 rows against twice the columns.
+  static constexpr int kMaxRows = 4;
+  static T zero() { return _mm512_setzero_ps(); }
+  static T load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, T v) { _mm512_storeu_ps(p, v); }
+  static T fmadd(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
+  static T mul(T a, T b) { return _mm512_mul_ps(a, b); }
+  static T set1(float v) { return _mm512_set1_ps(v); }
+  static T load_f16(const uint16_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static T load_q8(const int8_t* p) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+  }
+  // A tree of adds (hsum512's plain loop is one long chain: fine once per tile, not once per sum).
+  static float hsum(T v) {
+    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+  }
+};
+#endif
+
+// W's rows [N, K] in their stored type. row(n) is where row n starts; a row's values are read V::kWidth
+// at a time as F32 through load(row(n), k) (k a multiple of the width), so that a tile computes its
+// rows' addresses once. kBytesPerStep: the bytes of a row that one such read covers (for prefetching).
+template <class V>
+struct F32Rows {
+  using Row = const float*;
+  const float* w;
+  size_t k_stride;
+  Row row(int n) const { return w + static_cast<size_t>(n) * k_stride; }
+  typename V::T load(Row r, int k) const { return V::load(r + k); }
+  static constexpr size_t kBytesPerStep = V::kWidth * sizeof(float);
+};
+template <class V>
+struct F16Rows {
+  using Row = const uint16_t*;
+  const uint16_t* w;
+  size_t k_stride;
+  Row row(int n) const { return w + static_cast<size_t>(n) * k_stride; }
+  typename V::T load(Row r, int k) const { return V::load_f16(r + k); }
+  static constexpr size_t kBytesPerStep = V::kWidth * sizeof(uint16_t);
+};
+template <class V>
+struct Q8Rows {
+  using Row = const BlockQ8_0*;
+  const BlockQ8_0* w;
+  size_t blocks_per_row;
+  const float* scale;  // fp16_table()
+  Row row(int n) const { return w + static_cast<size_t>(n) * blocks_per_row; }
+  typename V::T load(Row r, int k) const {
+    const BlockQ8_0& b = r[k / kQ8Block];
+    return V::mul(V::set1(scale[b.d]), V::load_q8(b.q + k % kQ8Block));
+  }
+  static constexpr size_t kBytesPerStep = V::kWidth * sizeof(BlockQ8_0) / kQ8Block;
+};
+
+// out[m, on + j·ojs] += dot(in[m, :], W[wn + j·wjs, :]) for m < MR, j < NR: each vector of W, widened
+// once, meets MR input rows in registers (MR·NR sums). Rows of W far apart are sequential streams far
+// apart, as the single-row kernels read (several streams keep more memory requests in flight). With
+// `ahead` > 0, the row `ahead` rows further on of the streams j = pf_first, pf_first + pf_step, ... is
+// fetched into L2 meanwhile, a line whenever the reads cross one.
+template <class V, int MR, int NR, class Rows>
+inline void tile_dot(float* out, const float* in, const Rows& w, int wn, int wjs, int K, int N, int on,
+                     int ojs, int ahead = 0, int pf_first = 0, int pf_step = 1) {
+  typename V::T acc[MR][NR];
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 8
+    for (int j = 0; j < NR; ++j) acc[m][j] = V::zero();
+  typename Rows::Row row[NR];
+#pragma GCC unroll 8
+  for (int j = 0; j < NR; ++j) row[j] = w.row(wn + j * wjs);
+  const ptrdiff_t pf_offset =
+      ahead > 0 ? reinterpret_cast<const char*>(w.row(wn + ahead)) - reinterpret_cast<const char*>(row[0])
+                : 0;
+  for (int k = 0, step = 0; k < K; k += V::kWidth, ++step) {
+    if (ahead > 0) {
+      const size_t at = static_cast<size_t>(step) * Rows::kBytesPerStep;
+      if (at % 64 < Rows::kBytesPerStep) {  // this step's read starts a new line
+        for (int j = pf_first; j < NR; j += pf_step)
+          _mm_prefetch(reinterpret_cast<const char*>(row[j]) + pf_offset + at, _MM_HINT_T1);
+      }
+    }
+    typename V::T wv[NR];
+#pragma GCC unroll 8
+    for (int j = 0; j < NR; ++j) wv[j] = w.load(row[j], k);
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; ++m) {
+      const typename V::T x = V::load(in + static_cast<size_t>(m) * K + k);
+#pragma GCC unroll 8
+      for (int j = 0; j < NR; ++j) acc[m][j] = V::fmadd(x, wv[j], acc[m][j]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 8
+    for (int j = 0; j < NR; ++j) out[static_cast<size_t>(m) * N + on + j * ojs] += V::hsum(acc[m][j]);
+}
+
+// Columns of W per tile for a batch of `rows` input rows, so that the tile's sums, its NR vectors of W
+// and one of x fit the registers.
+template <class V>
+constexpr int tile_columns(int rows) {
+  if (V::kWidth == 16) return rows <= 3 ? 8 : 6;  // 32 registers: MR·NR sums, NR vectors of W, one of x
+  return rows <= 2 ? 4 : 3;                       // 16 registers
+}
+
+// out[r, n] += dot(in[r, :], W[n, :]) for every row r < rows and n in [n0, n1), K a multiple of the
+// vector width. The thread's rows of W are split into NR regions read side by side: tile i takes row i
+// of each region, and is met by blocks of up to V::kMaxRows input rows while it is in L1 (widened once
+// per block); the blocks share the prefetching of each region's row kPrefetchRows further on.
+template <class V, int NR, class Rows>
+void out_major_dot(float* out, const float* in, const Rows& w, int rows, int K, int N, int n0, int n1) {
+  constexpr int kPrefetchRows = 3;
+  const int q = (n1 - n0) / NR;  // rows per region
+  const int blocks = std::min(NR, (rows + V::kMaxRows - 1) / V::kMaxRows);
+  for (int i = 0; i < q; ++i) {
+    const int n = n0 + i;
+    const int ahead = i + kPrefetchRows < q ? kPrefetchRows : 0;
+    for_row_blocks(rows, V::kMaxRows, [&]<int MR>(int r) {
+      const int b = r / V::kMaxRows;
+      tile_dot<V, MR, NR>(out + static_cast<size_t>(r) * N, in + static_cast<size_t>(r) * K, w, n, q, K, N, n,
+                          q, b < blocks ? ahead : 0, b, blocks);
+    });
+  }
+  for (int n = n0 + NR * q; n < n1; ++n)
+    for_row_blocks(rows, V::kMaxRows, [&]<int MR>(int r) {
+      tile_dot<V, MR, 1>(out + static_cast<size_t>(r) * N, in + static_cast<size_t>(r) * K, w, n, 0, K, N, n,
+                         0);
+    });
+}
+
+// out_major_dot with the tile width chosen for `rows`.
+template <class V, class Rows>
+void out_major_dot(float* out, const float* in, const Rows& w, int rows, int K, int N, int n0, int n1) {
+  const int nr = rows <= 2   ? tile_columns<V>(2)
+                 : rows == 3 ? tile_columns<V>(3)
+                 : rows == 4 ? tile_columns<V>(4)
+                             : tile_columns<V>(5);
+  switch (nr) {
+    case 8:
+      return out_major_dot<V, 8>(out, in, w, rows, K, N, n0, n1);
+    case 6:
+      return out_major_dot<V, 6>(out, in, w, rows, K, N, n0, n1);
+    case 5:
+      return out_major_dot<V, 5>(out, in, w, rows, K, N, n0, n1);
+    case 4:
+      return out_major_dot<V, 4>(out, in, w, rows, K, N, n0, n1);
+    default:
+      return out_major_dot<V, 3>(out, in, w, rows, K, N, n0, n1);
+  }
+}
+
+#if defined(CORTEX_AVX512)
+using BestVec = Vec16;
+#else
+using BestVec = Vec8;
+#endif
+
+// The typed product by dot-product tiles: true when it ran (K fits the vectors and Q8_0 blocks).
+bool typed_dot(float* out, const float* in, const void* w, DType t, int rows, int K, int N, int n0, int n1) {
+  using V = BestVec;
+  if (K % V::kWidth != 0) return false;
+  const size_t ks = static_cast<size_t>(K);
+  if (t == DType::kF16) {
+    out_major_dot<V>(out, in, F16Rows<V>{static_cast<const uint16_t*>(w), ks}, rows, K, N, n0, n1);
+    return true;
+  }
+  if (t == DType::kQ8_0 && K % kQ8Block == 0) {
+    out_major_dot<V>(out, in, Q8Rows<V>{static_cast<const BlockQ8_0*>(w), ks / kQ8Block, fp16_table()}, rows,
+                     K, N, n0, n1);
+    return true;
+  }
+  return false;
+}
+#endif  // CORTEX_AVX2
+
 }  // namespace
 
 void small_batch_gemm_in_major(float* out, const float* in, int ldx, const float* w, int rows, int K, int N,
@@ -398,19 +602,25 @@ void small_batch_gemm_out_major(float* out, const float* in, const float* w, int
           dot_product(in + static_cast<size_t>(r) * K, w + static_cast<size_t>(n) * K, K);
 }
 
+// Input rows up to which typed products multiply straight from the stored weights (dot-product tiles);
+// more rows convert tiles of W to F32 first and use the F32 kernels.
+constexpr int kTypedDotRows = 32;
+
 const float* dequantize_rows(const void* w, DType t, int K, int n0, int n1) {
   thread_local std::vector<float> buffer;
   const size_t count = static_cast<size_t>(n1 - n0) * static_cast<size_t>(K);
   if (buffer.size() < count) buffer.resize(count);
   // Rows are contiguous (a Q8_0 row is whole blocks), so the rows convert as one run of values.
-  convert_to_f32(buffer.data(), t,
-                 static_cast<const std::byte*>(w) + row_bytes(t, K) * static_cast<size_t>(n0),
-                 static_cast<int64_t>(count));
+  widen_to_f32(buffer.data(), t, static_cast<const std::byte*>(w) + row_bytes(t, K) * static_cast<size_t>(n0),
+               static_cast<int64_t>(count));
   return buffer.data();
 }
 
 void small_batch_gemm_out_major_typed(float* out, const float* in, const void* w, DType t, int rows, int K,
                                       int N, int n0, int n1) {
+#if defined(CORTEX_AVX2)
+  if (rows <= kTypedDotRows && typed_dot(out, in, w, t, rows, K, N, n0, n1)) return;
+#endif
 #ifdef CORTEX_AVX512
   if (rows > 16) {
     out_major_t512_typed<2, 8>(out, in, w, t, rows, K, N, n0, n1);
@@ -429,4 +639,4 @@ void small_batch_gemm_out_major_typed(float* out, const float* in, const void* w
   }
 }
 
-}  // namespace cortex::model
+CORTEX_ISA_END

@@ -8,15 +8,8 @@
 #include <vector>
 
 #include "model/half.h"
+#include "model/kernel_table.h"
 #include "util/error.h"
-
-#if defined(__F16C__) || defined(__AVX512F__)
-#include <immintrin.h>
-// GCC 12's AVX-512 intrinsics pass an undefined vector as the unused source of masked builtins, which
-// -W(maybe-)uninitialized report wherever they are inlined.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
 
 namespace cortex::model {
 
@@ -65,35 +58,6 @@ inline uint16_t load_u16(const void* p, int64_t i) {
   return v;
 }
 
-// 16 halves to floats.
-inline void f16_to_f32_16(float* out, const uint16_t* in) {
-#if defined(__AVX512F__)
-  _mm512_storeu_ps(out, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(in))));
-#elif defined(__F16C__)
-  _mm256_storeu_ps(out, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in))));
-  _mm256_storeu_ps(out + 8, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + 8))));
-#else
-  for (int i = 0; i < 16; ++i) out[i] = fp16_to_fp32(load_u16(in, i));
-#endif
-}
-
-void q8_0_to_f32(float* out, const BlockQ8_0* blocks, int64_t n_blocks) {
-  for (int64_t b = 0; b < n_blocks; ++b) {
-    const BlockQ8_0& blk = blocks[b];
-    const float d = fp16_to_fp32(blk.d);
-    float* o = out + b * kQ8Block;
-#if defined(__AVX512F__)
-    const __m512 dv = _mm512_set1_ps(d);
-    for (int h = 0; h < 2; ++h) {
-      const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.q + 16 * h));
-      _mm512_storeu_ps(o + 16 * h, _mm512_mul_ps(dv, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q))));
-    }
-#else
-    for (int j = 0; j < kQ8Block; ++j) o[j] = d * static_cast<float>(blk.q[j]);
-#endif
-  }
-}
-
 }  // namespace
 
 void convert_to_f32(float* out, DType t, const void* src, int64_t n) {
@@ -101,20 +65,16 @@ void convert_to_f32(float* out, DType t, const void* src, int64_t n) {
     case DType::kF32:
       std::memcpy(out, src, static_cast<size_t>(n) * sizeof(float));
       return;
-    case DType::kF16: {
-      const auto* h = static_cast<const uint16_t*>(src);
-      int64_t i = 0;
-      for (; i + 16 <= n; i += 16) f16_to_f32_16(out + i, h + i);
-      for (; i < n; ++i) out[i] = fp16_to_fp32(load_u16(h, i));
+    case DType::kF16:
+      kernels().widen_to_f32(out, t, src, n);
       return;
-    }
     case DType::kBF16: {
       for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_fp32(load_u16(src, i));
       return;
     }
     case DType::kQ8_0:
       if (n % kQ8Block != 0) throw invalid_argument("Q8_0 data must hold whole blocks of 32 values");
-      q8_0_to_f32(out, static_cast<const BlockQ8_0*>(src), n / kQ8Block);
+      kernels().widen_to_f32(out, t, src, n);
       return;
   }
 }

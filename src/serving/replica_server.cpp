@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <set>
 
+#include "model/kernel_table.h"
 #include "model/weight_types.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -151,8 +152,9 @@ void ReplicaServer::load() {
     metadata_ = std::move(metadata);
     scheduler_ = std::shared_ptr<BatchScheduler>(std::move(scheduler));
     loading_ = false;
-    spdlog::info("model {} loaded ({} weights): ready", options_.model_path,
-                 model::dtype_flag_name(model_.model->weights().dtype()));
+    spdlog::info("model {} loaded ({} weights, {} kernels): ready", options_.model_path,
+                 model::dtype_flag_name(model_.model->weights().dtype()),
+                 model::isa_name(model::kernels().isa));
   } catch (const std::exception& e) {
     std::lock_guard<std::mutex> lock(mutex_);
     load_error_ = e.what();

@@ -6,6 +6,9 @@
 #include <random>
 #include <vector>
 
+#include "model/kernel_table.h"
+#include "util/error.h"
+
 namespace cortex::model {
 namespace {
 
@@ -32,7 +35,14 @@ std::vector<double> naive_linear(const std::vector<float>& in, const std::vector
   return out;
 }
 
-TEST(KernelsTest, LinearMatchesNaiveInBothLayoutsRowCountsAndThreadCounts) {
+// Every test runs once per instruction set this CPU supports, with that set's kernels selected.
+class KernelsTest : public ::testing::TestWithParam<Isa> {
+ protected:
+  void SetUp() override { select_isa(GetParam()); }
+  void TearDown() override { select_isa(supported_isas().back()); }
+};
+
+TEST_P(KernelsTest, LinearMatchesNaiveInBothLayoutsRowCountsAndThreadCounts) {
   configure_blas_threads();
   for (const auto& [I, O] : {std::pair{70, 133}, std::pair{64, 48}}) {  // odd sizes, then SIMD-friendly ones
     auto w = random_vector(static_cast<size_t>(I) * O, 1), b = random_vector(O, 2);
@@ -62,7 +72,7 @@ TEST(KernelsTest, LinearMatchesNaiveInBothLayoutsRowCountsAndThreadCounts) {
 // leave partial 48-, 32- and 16-column strips and partial 8- and 16-column tiles, whose input sizes
 // span several k-blocks with a partial last one, and with enough columns per thread for the
 // prefetching of later strips and tiles to run; split across threads by input rows and by columns.
-TEST(KernelsTest, SmallBatchKernelsMatchNaiveForEveryRowCountAndRaggedShapes) {
+TEST_P(KernelsTest, SmallBatchKernelsMatchNaiveForEveryRowCountAndRaggedShapes) {
   configure_blas_threads();
   for (const auto& [I, O] : {std::pair{100, 229}, std::pair{64, 171}, std::pair{48, 400}, std::pair{17, 35},
                              std::pair{40, 2100}}) {  // the last wide enough to split by columns
@@ -92,7 +102,7 @@ TEST(KernelsTest, SmallBatchKernelsMatchNaiveForEveryRowCountAndRaggedShapes) {
 // attention_heads against a double-precision softmax(q·k)·v, with positions in blocks that are not
 // contiguous, head dimensions of the fast path (64) and others, groups of heads up to past the
 // registers' limit, and position counts that end mid-block.
-TEST(KernelsTest, AttentionHeadsMatchesNaiveSoftmaxOverBlockedPositions) {
+TEST_P(KernelsTest, AttentionHeadsMatchesNaiveSoftmaxOverBlockedPositions) {
   constexpr int kBlockTokens = 16;
   for (int D : {64, 8}) {
     for (int heads : {1, 3, 6, 7, 12}) {
@@ -146,7 +156,7 @@ TEST(KernelsTest, AttentionHeadsMatchesNaiveSoftmaxOverBlockedPositions) {
   }
 }
 
-TEST(KernelsTest, LayerNormHasZeroMeanUnitVarianceThenAffine) {
+TEST_P(KernelsTest, LayerNormHasZeroMeanUnitVarianceThenAffine) {
   const int rows = 3, cols = 37;
   auto in = random_vector(rows * cols, 4);
   std::vector<float> weight(cols, 2.f), bias(cols, 0.5f), out(in.size());
@@ -162,7 +172,7 @@ TEST(KernelsTest, LayerNormHasZeroMeanUnitVarianceThenAffine) {
   }
 }
 
-TEST(KernelsTest, GeluMatchesTanhApproximation) {
+TEST_P(KernelsTest, GeluMatchesTanhApproximation) {
   std::vector<float> x = {-3.f, -1.f, 0.f, 0.5f, 2.f};
   auto expect = x;
   for (auto& v : expect)
@@ -172,7 +182,7 @@ TEST(KernelsTest, GeluMatchesTanhApproximation) {
   EXPECT_NEAR(expect[3], 0.345714f, 1e-5);  // GELU(0.5), tanh form
 }
 
-TEST(KernelsTest, GeluIsAccurateOverItsRange) {
+TEST_P(KernelsTest, GeluIsAccurateOverItsRange) {
   std::vector<float> x;
   for (float v = -20.f; v <= 20.f; v += 0.01f) x.push_back(v);
   auto y = x;
@@ -183,7 +193,7 @@ TEST(KernelsTest, GeluIsAccurateOverItsRange) {
   }
 }
 
-TEST(KernelsTest, ExpAndSumMatchesStdExp) {
+TEST_P(KernelsTest, ExpAndSumMatchesStdExp) {
   std::vector<float> x;
   for (float v = -90.f; v <= 10.f; v += 0.37f) x.push_back(v);
   auto y = x;
@@ -197,12 +207,39 @@ TEST(KernelsTest, ExpAndSumMatchesStdExp) {
   EXPECT_NEAR(sum, expect_sum, 1e-5 * expect_sum);
 }
 
-TEST(KernelsTest, DotProductHandlesTails) {
+TEST_P(KernelsTest, DotProductHandlesTails) {
   for (int n : {0, 1, 7, 8, 15, 16, 17, 64, 67}) {
     auto a = random_vector(n, 5), b = random_vector(n, 6);
     double expect = 0;
     for (int i = 0; i < n; ++i) expect += double{a[i]} * b[i];
     EXPECT_NEAR(dot_product(a.data(), b.data(), n), expect, 1e-4) << n;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isas, KernelsTest, ::testing::ValuesIn(supported_isas()),
+                         [](const auto& info) { return std::string(isa_name(info.param)); });
+
+TEST(KernelIsaTest, NamesParseAndTheBestSupportedSetIsChosen) {
+  for (Isa isa : {Isa::kPortable, Isa::kAvx2, Isa::kAvx512}) EXPECT_EQ(parse_isa(isa_name(isa)), isa);
+  EXPECT_EQ(parse_isa("AVX2"), Isa::kAvx2);
+  EXPECT_THROW(parse_isa("sse9"), Error);
+  const auto supported = supported_isas();
+  ASSERT_FALSE(supported.empty());
+  EXPECT_EQ(supported.front(), Isa::kPortable);
+  for (Isa isa : supported) EXPECT_EQ(kernel_table(isa).isa, isa);
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+    EXPECT_TRUE(isa_supported(Isa::kAvx2));
+  }
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) {
+    EXPECT_EQ(supported.back(), Isa::kAvx512);
+  }
+#endif
+  for (Isa isa : {Isa::kPortable, Isa::kAvx2, Isa::kAvx512}) {
+    if (!isa_supported(isa)) {
+      EXPECT_THROW(kernel_table(isa), Error) << isa_name(isa);
+    }
   }
 }
 

@@ -1,15 +1,14 @@
-// The F16 and Q8_0 weight kernels (matrix-vector, small-batch and prefill products) against a scalar
-// reference on the same weights converted to F32, for every row count 1..34, output counts that leave
-// partial tiles, and one to three threads.
+// The F16 and Q8_0 weight kernels (matrix-vector, small-batch and prefill products) of every instruction
+// set this CPU supports against a scalar reference on the same weights converted to F32, for every row
+// count 1..34, output counts that leave partial tiles, and one to three threads.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 #include <vector>
 
+#include "model/kernel_table.h"
 #include "model/kernels.h"
-#include "model/matvec_typed.h"
-#include "model/small_batch_gemm.h"
 #include "model/weight_types.h"
 #include "util/error.h"
 
@@ -57,10 +56,16 @@ std::vector<double> reference(const std::vector<float>& in, const std::vector<fl
 // relative to their size.
 constexpr double kTolerance = 2e-4;
 
-class TypedKernelsTest : public ::testing::TestWithParam<DType> {};
+// Runs with one instruction set's kernels selected (restored after).
+class TypedKernelsTest : public ::testing::TestWithParam<std::tuple<Isa, DType>> {
+ protected:
+  void SetUp() override { select_isa(std::get<0>(GetParam())); }
+  void TearDown() override { select_isa(supported_isas().back()); }
+  const KernelTable& table() const { return kernel_table(std::get<0>(GetParam())); }
+};
 
 TEST_P(TypedKernelsTest, LinearMatchesTheScalarReferenceForEveryRowCount) {
-  const DType t = GetParam();
+  const DType t = std::get<1>(GetParam());
   configure_blas_threads();
   // K: a multiple of 32 (Q8_0 blocks) and, for F16, one that leaves a tail of the 16-wide vectors.
   // N: partial tiles of 4, 8 and 16 output columns, and more columns than threads' alignment.
@@ -93,7 +98,7 @@ TEST_P(TypedKernelsTest, LinearMatchesTheScalarReferenceForEveryRowCount) {
 }
 
 TEST_P(TypedKernelsTest, KernelsWriteOnlyTheirColumnRange) {
-  const DType t = GetParam();
+  const DType t = std::get<1>(GetParam());
   const int K = 64, N = 45, n0 = 3, n1 = 42;
   TypedMatrix m = make_matrix(t, N, K, 21);
   std::vector<float> zero(static_cast<size_t>(N), 0.f);
@@ -102,9 +107,9 @@ TEST_P(TypedKernelsTest, KernelsWriteOnlyTheirColumnRange) {
     auto expect = reference(in, m.f32, zero, rows, K, N);
     std::vector<float> out(expect.size(), 0.f);
     if (rows == 1)
-      matvec_typed(out.data(), in.data(), m.data.data(), t, K, n0, n1);
+      table().matvec_typed(out.data(), in.data(), m.data.data(), t, K, n0, n1);
     else
-      small_batch_gemm_out_major_typed(out.data(), in.data(), m.data.data(), t, rows, K, N, n0, n1);
+      table().small_batch_gemm_out_major_typed(out.data(), in.data(), m.data.data(), t, rows, K, N, n0, n1);
     for (int r = 0; r < rows; ++r)
       for (int n = 0; n < N; ++n) {
         const size_t i = static_cast<size_t>(r) * N + n;
@@ -116,14 +121,22 @@ TEST_P(TypedKernelsTest, KernelsWriteOnlyTheirColumnRange) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, TypedKernelsTest, ::testing::Values(DType::kF16, DType::kQ8_0),
-                         [](const auto& info) { return std::string(dtype_flag_name(info.param)); });
+INSTANTIATE_TEST_SUITE_P(IsasAndTypes, TypedKernelsTest,
+                         ::testing::Combine(::testing::ValuesIn(supported_isas()),
+                                            ::testing::Values(DType::kF16, DType::kQ8_0)),
+                         [](const auto& info) {
+                           return std::string(isa_name(std::get<0>(info.param))) + "_" +
+                                  dtype_flag_name(std::get<1>(info.param));
+                         });
 
 TEST(TypedKernelsErrors, UnsupportedCasesThrow) {
   std::vector<float> x(40), y(2);
   std::vector<std::byte> w(200);
-  EXPECT_THROW(matvec_typed(y.data(), x.data(), w.data(), DType::kF32, 40, 0, 1), Error);
-  EXPECT_THROW(matvec_typed(y.data(), x.data(), w.data(), DType::kQ8_0, 40, 0, 1), Error);  // K % 32
+  for (Isa isa : supported_isas()) {
+    const KernelTable& k = kernel_table(isa);
+    EXPECT_THROW(k.matvec_typed(y.data(), x.data(), w.data(), DType::kF32, 40, 0, 1), Error);
+    EXPECT_THROW(k.matvec_typed(y.data(), x.data(), w.data(), DType::kQ8_0, 40, 0, 1), Error);  // K % 32
+  }
   ThreadPool pool(1);
   Linear in_major{w.data(), nullptr, 32, 2, true, DType::kF16};
   EXPECT_THROW(linear_forward(y.data(), x.data(), in_major, 1, false, pool), Error);

@@ -81,6 +81,7 @@ void add_bench_command(CLI::App& app) {
       if (o->json) {
         nlohmann::json j = {{"dtype", r.dtype},
                             {"rounds", r.rounds},
+                            {"isa", r.isa},
                             {"bandwidth_gb_s", r.bandwidth_bytes_per_s / 1e9},
                             {"dram_bandwidth_gb_s", r.dram_bandwidth_bytes_per_s / 1e9},
                             {"sgemm_gflop_s", r.sgemm_flops / 1e9},
@@ -101,8 +102,8 @@ void add_bench_command(CLI::App& app) {
           o->model.threads, r.bandwidth_bytes_per_s / 1e9, r.dram_bandwidth_bytes_per_s / 1e9,
           r.sgemm_flops / 1e9);
       std::printf("every figure and both limits: the best of %d rounds, measured side by side\n", r.rounds);
-      std::printf("model (%s): %.0f MB of weights read per decode step, %.0f MFLOP per token\n\n",
-                  r.dtype.c_str(), r.weight_bytes / 1e6, r.flops_per_token / 1e6);
+      std::printf("model (%s, %s kernels): %.0f MB of weights read per decode step, %.0f MFLOP per token\n\n",
+                  r.dtype.c_str(), r.isa.c_str(), r.weight_bytes / 1e6, r.flops_per_token / 1e6);
       std::printf("%-10s %12s %12s %10s  %s\n", "test", "tok/s", "limit tok/s", "fraction", "bound by");
       for (const auto& f : r.figures)
         std::printf("%-10s %12.1f %12.1f %9.0f%%  %s\n", f.name.c_str(), f.tokens_per_second,

@@ -1,0 +1,384 @@
+// The CPU kernels of the forward pass other than the matrix products of several rows: LayerNorm, GELU,
+// softmax pieces, attention, and the F32 matrix-vector products. Compiled once per instruction set
+// (kernel_isa.h); what each computes: kernel_table.h.
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+
+#include "model/isa_kernels.h"
+
+CORTEX_ISA_BEGIN
+
+#ifdef CORTEX_AVX2
+namespace {
+inline float hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+}  // namespace
+#endif
+
+void layernorm_forward(float* out, const float* in, const float* weight, const float* bias, int rows,
+                       int cols, float eps) {
+  for (int r = 0; r < rows; ++r) {
+    const float* x = in + static_cast<size_t>(r) * cols;
+    float* y = out + static_cast<size_t>(r) * cols;
+    int i = 0;
+    float mean = 0.f;
+#ifdef CORTEX_AVX2
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    for (; i + 16 <= cols; i += 16) {
+      s0 = _mm256_add_ps(s0, _mm256_loadu_ps(x + i));
+      s1 = _mm256_add_ps(s1, _mm256_loadu_ps(x + i + 8));
+    }
+    mean = hsum256(_mm256_add_ps(s0, s1));
+#endif
+    for (; i < cols; ++i) mean += x[i];
+    mean /= static_cast<float>(cols);
+    i = 0;
+    float var = 0.f;
+#ifdef CORTEX_AVX2
+    const __m256 m = _mm256_set1_ps(mean);
+    s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    for (; i + 16 <= cols; i += 16) {
+      const __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(x + i), m),
+                   d1 = _mm256_sub_ps(_mm256_loadu_ps(x + i + 8), m);
+      s0 = _mm256_fmadd_ps(d0, d0, s0);
+      s1 = _mm256_fmadd_ps(d1, d1, s1);
+    }
+    var = hsum256(_mm256_add_ps(s0, s1));
+#endif
+    for (; i < cols; ++i) {
+      float d = x[i] - mean;
+      var += d * d;
+    }
+    var /= static_cast<float>(cols);
+    const float rstd = 1.f / std::sqrt(var + eps);
+    i = 0;
+#ifdef CORTEX_AVX2
+    const __m256 rs = _mm256_set1_ps(rstd);
+    for (; i + 8 <= cols; i += 8) {
+      const __m256 v = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), m), rs);
+      _mm256_storeu_ps(y + i, _mm256_fmadd_ps(v, _mm256_loadu_ps(weight + i), _mm256_loadu_ps(bias + i)));
+    }
+#endif
+    for (; i < cols; ++i) y[i] = (x[i] - mean) * rstd * weight[i] + bias[i];
+  }
+}
+
+#ifdef CORTEX_AVX2
+namespace {
+// exp(x) for 8 floats: range reduction to x = k·ln2 + r, a degree-6 polynomial for e^r (Cephes' expf
+// coefficients, relative error ~1e-7), then 2^k by adding k to the exponent bits.
+inline __m256 exp_avx2(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+  __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.f)));
+  __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+#ifdef CORTEX_AVX512
+// The same for 16 floats.
+inline __m512 exp_avx512(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
+  __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.f)));
+  __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(k), _mm512_set1_epi32(127)), 23);
+  return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+}
+#endif
+}  // namespace
+#endif
+
+// gelu(x) = 0.5·x·(1 + tanh(u)) = x / (1 + exp(-2u)), u = sqrt(2/pi)·(x + 0.044715·x³).
+void gelu_forward(float* x, size_t n) {
+  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  size_t i = 0;
+#ifdef CORTEX_AVX512
+  {
+    const __m512 c = _mm512_set1_ps(-2.f * kSqrt2OverPi), a = _mm512_set1_ps(0.044715f),
+                 one = _mm512_set1_ps(1.f);
+    for (; i + 16 <= n; i += 16) {
+      __m512 v = _mm512_loadu_ps(x + i);
+      __m512 u = _mm512_mul_ps(c, _mm512_fmadd_ps(_mm512_mul_ps(a, v), _mm512_mul_ps(v, v), v));
+      _mm512_storeu_ps(x + i, _mm512_div_ps(v, _mm512_add_ps(one, exp_avx512(u))));
+    }
+  }
+#endif
+#ifdef CORTEX_AVX2
+  const __m256 c = _mm256_set1_ps(-2.f * kSqrt2OverPi), a = _mm256_set1_ps(0.044715f),
+               one = _mm256_set1_ps(1.f);
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_loadu_ps(x + i);
+    __m256 u = _mm256_mul_ps(c, _mm256_fmadd_ps(_mm256_mul_ps(a, v), _mm256_mul_ps(v, v), v));
+    _mm256_storeu_ps(x + i, _mm256_div_ps(v, _mm256_add_ps(one, exp_avx2(u))));
+  }
+#endif
+  for (; i < n; ++i) {
+    float v = x[i];
+    x[i] = v / (1.f + std::exp(-2.f * kSqrt2OverPi * (v + 0.044715f * v * v * v)));
+  }
+}
+
+float exp_and_sum(float* x, int n, float shift) {
+  int i = 0;
+  float sum = 0.f;
+#ifdef CORTEX_AVX2
+  __m256 acc = _mm256_setzero_ps();
+  const __m256 s = _mm256_set1_ps(shift);
+  for (; i + 8 <= n; i += 8) {
+    __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));
+    _mm256_storeu_ps(x + i, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, acc);
+  for (float l : lanes) sum += l;
+#endif
+  for (; i < n; ++i) {
+    x[i] = std::exp(x[i] - shift);
+    sum += x[i];
+  }
+  return sum;
+}
+
+float dot_product(const float* a, const float* b, int n) {
+  int i = 0;
+  float sum = 0.f;
+#ifdef CORTEX_AVX2
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  for (; i + 16 <= n; i += 16) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+  }
+  acc0 = _mm256_add_ps(acc0, acc1);
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc0), _mm256_extractf128_ps(acc0, 1));
+  s = _mm_hadd_ps(s, s);
+  s = _mm_hadd_ps(s, s);
+  sum = _mm_cvtss_f32(s);
+#endif
+  for (; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+namespace {
+// out[n] += w * in[n]
+void axpy(float* out, const float* in, float w, int n) {
+  for (int i = 0; i < n; ++i) out[i] += w * in[i];
+}
+}  // namespace
+
+#ifdef CORTEX_AVX512
+namespace {
+// Horizontal sum and maximum of 16 floats.
+template <bool Max>
+inline __m512 combine512(__m512 a, __m512 b) {
+  return Max ? _mm512_max_ps(a, b) : _mm512_add_ps(a, b);
+}
+template <bool Max>
+inline __m128 fold512(__m512 v) {
+  v = combine512<Max>(v, _mm512_shuffle_f32x4(v, v, 0x4E));  // swap the 256-bit halves
+  v = combine512<Max>(v, _mm512_shuffle_f32x4(v, v, 0xB1));  // swap neighbouring 128-bit lanes
+  return _mm512_castps512_ps128(v);
+}
+inline float hsum512(__m512 v) {
+  __m128 x = fold512<false>(v);
+  x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+  return _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)));
+}
+inline float hmax512(__m512 v) {
+  __m128 x = fold512<true>(v);
+  x = _mm_max_ps(x, _mm_movehl_ps(x, x));
+  return _mm_cvtss_f32(_mm_max_ss(x, _mm_movehdup_ps(x)));
+}
+}  // namespace
+#endif
+
+#ifdef CORTEX_AVX512
+namespace {
+// attention_heads for D = 64 (every GPT-2 size) and G heads: each head's query and output stay in four
+// registers.
+template <int G>
+void attention_heads_64(float* out, const float* q, const float* const* key_blocks,
+                        const float* const* value_blocks, int block_tokens, size_t stride, size_t off, int n,
+                        float scale, float* scores) {
+  __m512 qv[G][4];
+#pragma GCC unroll 8
+  for (int g = 0; g < G; ++g)
+#pragma GCC unroll 4
+    for (int d = 0; d < 4; ++d) qv[g][d] = _mm512_loadu_ps(q + 64 * g + 16 * d);
+  const int blocks = (n + block_tokens - 1) / block_tokens;
+  for (int b = 0, j = 0; b < blocks; ++b) {
+    const float* k = key_blocks[b] + off;
+    for (int i = 0; i < block_tokens && j < n; ++i, ++j, k += stride) {
+#pragma GCC unroll 8
+      for (int g = 0; g < G; ++g) {
+        const float* kg = k + 64 * g;
+        __m512 s = _mm512_mul_ps(qv[g][0], _mm512_loadu_ps(kg));
+        s = _mm512_fmadd_ps(qv[g][1], _mm512_loadu_ps(kg + 16), s);
+        s = _mm512_fmadd_ps(qv[g][2], _mm512_loadu_ps(kg + 32), s);
+        s = _mm512_fmadd_ps(qv[g][3], _mm512_loadu_ps(kg + 48), s);
+        scores[static_cast<size_t>(g) * n + j] = hsum512(s) * scale;
+      }
+    }
+  }
+  float inv[G];
+  for (int g = 0; g < G; ++g) {
+    float* s = scores + static_cast<size_t>(g) * n;
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    int j = 0;
+    for (; j + 16 <= n; j += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(s + j));
+    float max_score = hmax512(vmax);
+    for (; j < n; ++j) max_score = std::max(max_score, s[j]);
+    inv[g] = 1.f / exp_and_sum(s, n, max_score);
+  }
+  __m512 o[G][4];
+#pragma GCC unroll 8
+  for (int g = 0; g < G; ++g)
+#pragma GCC unroll 4
+    for (int d = 0; d < 4; ++d) o[g][d] = _mm512_setzero_ps();
+  for (int b = 0, j = 0; b < blocks; ++b) {
+    const float* v = value_blocks[b] + off;
+    for (int i = 0; i < block_tokens && j < n; ++i, ++j, v += stride) {
+#pragma GCC unroll 8
+      for (int g = 0; g < G; ++g) {
+        const __m512 p = _mm512_set1_ps(scores[static_cast<size_t>(g) * n + j]);
+#pragma GCC unroll 4
+        for (int d = 0; d < 4; ++d)
+          o[g][d] = _mm512_fmadd_ps(p, _mm512_loadu_ps(v + 64 * g + 16 * d), o[g][d]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int g = 0; g < G; ++g) {
+    const __m512 vi = _mm512_set1_ps(inv[g]);
+#pragma GCC unroll 4
+    for (int d = 0; d < 4; ++d) _mm512_storeu_ps(out + 64 * g + 16 * d, _mm512_mul_ps(o[g][d], vi));
+  }
+}
+}  // namespace
+#endif
+
+void attention_heads(float* out, const float* q, const float* const* key_blocks,
+                     const float* const* value_blocks, int block_tokens, size_t stride, int h0, int heads,
+                     int n, int D, float scale, float* scores) {
+  const size_t off = static_cast<size_t>(h0) * D;
+  out += off, q += off;
+  const int blocks = (n + block_tokens - 1) / block_tokens;
+#ifdef CORTEX_AVX512
+  if (D == 64) {
+    auto run = [&]<int G>() {
+      attention_heads_64<G>(out, q, key_blocks, value_blocks, block_tokens, stride, off, n, scale, scores);
+    };
+    if (heads > kMaxAttentionGroup) {  // in groups that fit the registers
+      for (int h = 0; h < heads; h += kMaxAttentionGroup)
+        attention_heads(out - off, q - off, key_blocks, value_blocks, block_tokens, stride, h0 + h,
+                        std::min(kMaxAttentionGroup, heads - h), n, D, scale, scores);
+      return;
+    }
+    switch (heads) {
+      case 1:
+        return run.template operator()<1>();
+      case 2:
+        return run.template operator()<2>();
+      case 3:
+        return run.template operator()<3>();
+      case 4:
+        return run.template operator()<4>();
+      case 5:
+        return run.template operator()<5>();
+      default:
+        return run.template operator()<6>();
+    }
+  }
+#endif
+  for (int h = 0; h < heads; ++h) {
+    const size_t hd = static_cast<size_t>(h) * D;
+    float max_score = -INFINITY;
+    for (int b = 0, j = 0; b < blocks; ++b)
+      for (int i = 0; i < block_tokens && j < n; ++i, ++j) {
+        scores[j] =
+            dot_product(q + hd, key_blocks[b] + off + hd + static_cast<size_t>(i) * stride, D) * scale;
+        max_score = std::max(max_score, scores[j]);
+      }
+    const float inv = 1.f / exp_and_sum(scores, n, max_score);
+    float* o = out + hd;
+    std::fill(o, o + D, 0.f);
+    for (int b = 0, j = 0; b < blocks; ++b)
+      for (int i = 0; i < block_tokens && j < n; ++i, ++j)
+        axpy(o, value_blocks[b] + off + hd + static_cast<size_t>(i) * stride, scores[j] * inv, D);
+  }
+}
+
+// y[0:out] += x[i0:i1] · W[i0:i1, :] for W stored [in, out]: streams rows i0..i1 of W contiguously,
+// four at a time, into an accumulator that stays in L1.
+void matvec_in_major_rows(float* __restrict y, const float* __restrict x, const float* __restrict w, int out,
+                          int i0, int i1) {
+  int i = i0;
+  for (; i + 4 <= i1; i += 4) {
+    const float x0 = x[i], x1 = x[i + 1], x2 = x[i + 2], x3 = x[i + 3];
+    const float* __restrict w0 = w + static_cast<size_t>(i) * out;
+    const float* __restrict w1 = w0 + out;
+    const float* __restrict w2 = w1 + out;
+    const float* __restrict w3 = w2 + out;
+    for (int o = 0; o < out; ++o) y[o] += x0 * w0[o] + x1 * w1[o] + x2 * w2[o] + x3 * w3[o];
+  }
+  for (; i < i1; ++i) {
+    const float xi = x[i];
+    const float* __restrict wi = w + static_cast<size_t>(i) * out;
+    for (int o = 0; o < out; ++o) y[o] += xi * wi[o];
+  }
+}
+
+// y[o] (+)= dot(x, W[o, :]) for W stored [out, in], o in [o0, o1): four rows at a time, so each load
+// of x serves four weight streams.
+void matvec_out_major(float* y, const float* x, const float* w, int in, int o0, int o1) {
+  int o = o0;
+#ifdef CORTEX_AVX2
+  if (in % 8 == 0) {
+    for (; o + 4 <= o1; o += 4) {
+      const float* w0 = w + static_cast<size_t>(o) * in;
+      const float* w1 = w0 + in;
+      const float* w2 = w1 + in;
+      const float* w3 = w2 + in;
+      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
+             a3 = _mm256_setzero_ps();
+      for (int i = 0; i < in; i += 8) {
+        const __m256 xv = _mm256_loadu_ps(x + i);
+        a0 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w0 + i), a0);
+        a1 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w1 + i), a1);
+        a2 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w2 + i), a2);
+        a3 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w3 + i), a3);
+      }
+      // Horizontal sums of the four accumulators at once.
+      __m256 s01 = _mm256_hadd_ps(a0, a1), s23 = _mm256_hadd_ps(a2, a3);
+      __m256 s = _mm256_hadd_ps(s01, s23);
+      __m128 r = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+      _mm_storeu_ps(y + o, _mm_add_ps(_mm_loadu_ps(y + o), r));
+    }
+  }
+#endif
+  for (; o < o1; ++o) y[o] += dot_product(x, w + static_cast<size_t>(o) * in, in);
+}
+
+CORTEX_ISA_END

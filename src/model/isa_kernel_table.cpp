@@ -1,0 +1,22 @@
+// One instruction set's kernel table (compiled once per instruction set, see kernel_isa.h).
+#include "model/isa_kernels.h"
+
+CORTEX_ISA_BEGIN
+
+const KernelTable& kernel_table() {
+  static constexpr KernelTable table {
+#if CORTEX_KERNEL_ISA == 2
+    Isa::kAvx512,
+#elif CORTEX_KERNEL_ISA == 1
+    Isa::kAvx2,
+#else
+    Isa::kPortable,
+#endif
+        layernorm_forward, gelu_forward, exp_and_sum, dot_product, attention_heads, matvec_in_major_rows,
+        matvec_out_major, small_batch_gemm_in_major, small_batch_gemm_out_major, matvec_typed,
+        small_batch_gemm_out_major_typed, dequantize_rows, widen_to_f32,
+  };
+  return table;
+}
+
+CORTEX_ISA_END

@@ -1,0 +1,37 @@
+// The kernels of one instruction set, declared in its namespace (kernel_isa.h): for the files compiled
+// once per instruction set only. What each does: kernel_table.h.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "model/kernel_isa.h"
+#include "model/kernel_table.h"
+#include "model/tensor.h"
+
+CORTEX_ISA_BEGIN
+
+void layernorm_forward(float* out, const float* in, const float* weight, const float* bias, int rows,
+                       int cols, float eps);
+void gelu_forward(float* x, size_t n);
+float exp_and_sum(float* x, int n, float shift);
+float dot_product(const float* a, const float* b, int n);
+void attention_heads(float* out, const float* q, const float* const* key_blocks,
+                     const float* const* value_blocks, int block_tokens, size_t stride, int h0, int heads,
+                     int n, int D, float scale, float* scores);
+void matvec_in_major_rows(float* y, const float* x, const float* w, int out, int i0, int i1);
+void matvec_out_major(float* y, const float* x, const float* w, int in, int o0, int o1);
+void small_batch_gemm_in_major(float* out, const float* in, int ldx, const float* w, int rows, int K, int N,
+                               int n0, int n1);
+void small_batch_gemm_out_major(float* out, const float* in, const float* w, int rows, int K, int N, int n0,
+                                int n1);
+void matvec_typed(float* y, const float* x, const void* w, DType t, int K, int o0, int o1);
+void small_batch_gemm_out_major_typed(float* out, const float* in, const void* w, DType t, int rows, int K,
+                                      int N, int n0, int n1);
+const float* dequantize_rows(const void* w, DType t, int K, int n0, int n1);
+void widen_to_f32(float* out, DType t, const void* src, int64_t n);
+
+// This instruction set's table.
+const KernelTable& kernel_table();
+
+CORTEX_ISA_END

@@ -1,0 +1,70 @@
+// The CPU kernels of one instruction set as a table, and the table this process runs (cpu_isa.h). The
+// model's code calls kernels through kernels.h, whose functions use the active table; tests and
+// benchmarks may pick a table per instruction set. Every table computes the same results up to
+// floating-point summation order.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "model/cpu_isa.h"
+#include "model/tensor.h"
+
+namespace cortex::model {
+
+// Rows up to which the small-batch products below are the faster choice (and the most they accept).
+inline constexpr int kSmallBatchRows = 32;
+// Heads that attention_heads keeps in registers at once; callers may pass more.
+inline constexpr int kMaxAttentionGroup = 6;
+
+struct KernelTable {
+  Isa isa;
+
+  // See kernels.h.
+  void (*layernorm_forward)(float* out, const float* in, const float* weight, const float* bias, int rows,
+                            int cols, float eps);
+  void (*gelu_forward)(float* x, size_t n);
+  float (*exp_and_sum)(float* x, int n, float shift);
+  float (*dot_product)(const float* a, const float* b, int n);
+  void (*attention_heads)(float* out, const float* q, const float* const* key_blocks,
+                          const float* const* value_blocks, int block_tokens, size_t stride, int h0,
+                          int heads, int n, int D, float scale, float* scores);
+
+  // F32 matrix-vector products. W stored [in, out] (in-major, Hugging Face Conv1D):
+  // y[0:out] += x[i0:i1] · W[i0:i1, :], streaming rows i0..i1 of W.
+  void (*matvec_in_major_rows)(float* y, const float* x, const float* w, int out, int i0, int i1);
+  // W stored [out, in] (GGUF, the LM head): y[o] += dot(x, W[o, :]) for o in [o0, o1).
+  void (*matvec_out_major)(float* y, const float* x, const float* w, int in, int o0, int o1);
+
+  // Products for 2..kSmallBatchRows rows (decode steps of a small batch), W read once per block of
+  // rows, straight from the (mapped) weights. W stored [K, N]: out[r, n0:n1] += in[r, 0:K] · W[:, n0:n1],
+  // input rows ldx floats apart (ldx >= K: a slice of K of a wider input).
+  void (*small_batch_gemm_in_major)(float* out, const float* in, int ldx, const float* w, int rows, int K,
+                                    int N, int n0, int n1);
+  // W stored [N, K]: out[r, n] += dot(in[r, :], W[n, :]) for n in [n0, n1).
+  void (*small_batch_gemm_out_major)(float* out, const float* in, const float* w, int rows, int K, int N,
+                                     int n0, int n1);
+
+  // F16 and Q8_0 weights stored [N, K] (K a multiple of 32 for Q8_0), widened to F32 in registers:
+  // y[o] += dot(x[0:K], W[o, :]) for o in [o0, o1).
+  void (*matvec_typed)(float* y, const float* x, const void* w, DType t, int K, int o0, int o1);
+  // out[r, n] += dot(in[r, :], W[n, :]) for 2..kSmallBatchRows rows and n in [n0, n1).
+  void (*small_batch_gemm_out_major_typed)(float* out, const float* in, const void* w, DType t, int rows,
+                                           int K, int N, int n0, int n1);
+  // Rows [n0, n1) of W (stored [N, K] as F16 or Q8_0) converted to F32 into a per-thread buffer
+  // [n1 - n0, K], valid until the thread's next call.
+  const float* (*dequantize_rows)(const void* w, DType t, int K, int n0, int n1);
+  // out[0:n] = the n values at src stored as F16 (any alignment) or Q8_0 (n a multiple of 32).
+  void (*widen_to_f32)(float* out, DType t, const void* src, int64_t n);
+};
+
+// The table of the process's instruction set: CORTEX_ISA's, else the best this CPU supports. Chosen at
+// the first call; throws invalid_argument when CORTEX_ISA names an unknown or unsupported set.
+const KernelTable& kernels();
+// The table of `isa`; throws invalid_argument when this CPU or build does not support it.
+const KernelTable& kernel_table(Isa isa);
+// Makes `isa` the process's instruction set from now on (tests, benchmarks); throws as kernel_table().
+// Must not run while a kernel runs.
+void select_isa(Isa isa);
+
+}  // namespace cortex::model
