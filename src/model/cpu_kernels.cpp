@@ -1,6 +1,6 @@
 // The CPU kernels of the forward pass other than the matrix products of several rows: LayerNorm, GELU,
-// softmax pieces, attention, and the F32 matrix-vector products. Compiled once per instruction set
-// (kernel_isa.h); what each computes: kernel_table.h.
+// softmax pieces, attention, and the F32 matrix-vector product with in-major weights. Compiled once per
+// instruction set (kernel_isa.h); what each computes: kernel_table.h.
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -330,55 +330,38 @@ void attention_heads(float* out, const float* q, const float* const* key_blocks,
   }
 }
 
-// y[0:out] += x[i0:i1] · W[i0:i1, :] for W stored [in, out]: streams rows i0..i1 of W contiguously,
-// four at a time, into an accumulator that stays in L1.
+// y[0:out] += x[i0:i1] · W[i0:i1, :] for W stored [in, out], into an accumulator that stays in L1. Four
+// rows at a time, one from each quarter of [i0, i1): four sequential streams far apart (which keep more
+// memory requests in flight than one), each also prefetched into L2 kAhead rows ahead, a line per 16
+// floats read.
 void matvec_in_major_rows(float* __restrict y, const float* __restrict x, const float* __restrict w, int out,
                           int i0, int i1) {
-  int i = i0;
-  for (; i + 4 <= i1; i += 4) {
-    const float x0 = x[i], x1 = x[i + 1], x2 = x[i + 2], x3 = x[i + 3];
-    const float* __restrict w0 = w + static_cast<size_t>(i) * out;
-    const float* __restrict w1 = w0 + out;
-    const float* __restrict w2 = w1 + out;
-    const float* __restrict w3 = w2 + out;
-    for (int o = 0; o < out; ++o) y[o] += x0 * w0[o] + x1 * w1[o] + x2 * w2[o] + x3 * w3[o];
+  constexpr int kAhead = 3;
+  const size_t os = static_cast<size_t>(out);
+  const int q = (i1 - i0) / 4;
+  for (int i = i0; i < i0 + q; ++i) {
+    const float x0 = x[i], x1 = x[i + q], x2 = x[i + 2 * q], x3 = x[i + 3 * q];
+    const float* __restrict w0 = w + static_cast<size_t>(i) * os;
+    const float* __restrict w1 = w0 + static_cast<size_t>(q) * os;
+    const float* __restrict w2 = w1 + static_cast<size_t>(q) * os;
+    const float* __restrict w3 = w2 + static_cast<size_t>(q) * os;
+    const size_t ahead = i + kAhead < i0 + q ? kAhead * os : 0;
+    int o = 0;
+    for (; o + 16 <= out; o += 16) {
+      if (ahead != 0) {
+        __builtin_prefetch(w0 + ahead + o, 0, 2), __builtin_prefetch(w1 + ahead + o, 0, 2);
+        __builtin_prefetch(w2 + ahead + o, 0, 2), __builtin_prefetch(w3 + ahead + o, 0, 2);
+      }
+#pragma GCC unroll 16
+      for (int u = o; u < o + 16; ++u) y[u] += x0 * w0[u] + x1 * w1[u] + x2 * w2[u] + x3 * w3[u];
+    }
+    for (; o < out; ++o) y[o] += x0 * w0[o] + x1 * w1[o] + x2 * w2[o] + x3 * w3[o];
   }
-  for (; i < i1; ++i) {
+  for (int i = i0 + 4 * q; i < i1; ++i) {
     const float xi = x[i];
-    const float* __restrict wi = w + static_cast<size_t>(i) * out;
+    const float* __restrict wi = w + static_cast<size_t>(i) * os;
     for (int o = 0; o < out; ++o) y[o] += xi * wi[o];
   }
-}
-
-// y[o] (+)= dot(x, W[o, :]) for W stored [out, in], o in [o0, o1): four rows at a time, so each load
-// of x serves four weight streams.
-void matvec_out_major(float* y, const float* x, const float* w, int in, int o0, int o1) {
-  int o = o0;
-#ifdef CORTEX_AVX2
-  if (in % 8 == 0) {
-    for (; o + 4 <= o1; o += 4) {
-      const float* w0 = w + static_cast<size_t>(o) * in;
-      const float* w1 = w0 + in;
-      const float* w2 = w1 + in;
-      const float* w3 = w2 + in;
-      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
-             a3 = _mm256_setzero_ps();
-      for (int i = 0; i < in; i += 8) {
-        const __m256 xv = _mm256_loadu_ps(x + i);
-        a0 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w0 + i), a0);
-        a1 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w1 + i), a1);
-        a2 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w2 + i), a2);
-        a3 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w3 + i), a3);
-      }
-      // Horizontal sums of the four accumulators at once.
-      __m256 s01 = _mm256_hadd_ps(a0, a1), s23 = _mm256_hadd_ps(a2, a3);
-      __m256 s = _mm256_hadd_ps(s01, s23);
-      __m128 r = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-      _mm_storeu_ps(y + o, _mm_add_ps(_mm_loadu_ps(y + o), r));
-    }
-  }
-#endif
-  for (; o < o1; ++o) y[o] += dot_product(x, w + static_cast<size_t>(o) * in, in);
 }
 
 CORTEX_ISA_END

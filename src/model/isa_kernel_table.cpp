@@ -13,8 +13,8 @@ const KernelTable& kernel_table() {
     Isa::kPortable,
 #endif
         layernorm_forward, gelu_forward, exp_and_sum, dot_product, attention_heads, matvec_in_major_rows,
-        matvec_out_major, small_batch_gemm_in_major, small_batch_gemm_out_major, matvec_typed,
-        small_batch_gemm_out_major_typed, dequantize_rows, widen_to_f32,
+        small_batch_gemm_in_major, small_batch_gemm_out_major, matvec_typed, small_batch_gemm_out_major_typed,
+        dequantize_rows, widen_to_f32,
   };
   return table;
 }

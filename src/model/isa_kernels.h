@@ -20,7 +20,6 @@ void attention_heads(float* out, const float* q, const float* const* key_blocks,
                      const float* const* value_blocks, int block_tokens, size_t stride, int h0, int heads,
                      int n, int D, float scale, float* scores);
 void matvec_in_major_rows(float* y, const float* x, const float* w, int out, int i0, int i1);
-void matvec_out_major(float* y, const float* x, const float* w, int in, int o0, int o1);
 void small_batch_gemm_in_major(float* out, const float* in, int ldx, const float* w, int rows, int K, int N,
                                int n0, int n1);
 void small_batch_gemm_out_major(float* out, const float* in, const float* w, int rows, int K, int N, int n0,

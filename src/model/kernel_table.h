@@ -30,11 +30,10 @@ struct KernelTable {
                           const float* const* value_blocks, int block_tokens, size_t stride, int h0,
                           int heads, int n, int D, float scale, float* scores);
 
-  // F32 matrix-vector products. W stored [in, out] (in-major, Hugging Face Conv1D):
-  // y[0:out] += x[i0:i1] · W[i0:i1, :], streaming rows i0..i1 of W.
+  // F32 matrix-vector product with W stored [in, out] (in-major, Hugging Face Conv1D):
+  // y[0:out] += x[i0:i1] · W[i0:i1, :], streaming rows i0..i1 of W. (W stored [out, in] goes through
+  // small_batch_gemm_out_major with one row.)
   void (*matvec_in_major_rows)(float* y, const float* x, const float* w, int out, int i0, int i1);
-  // W stored [out, in] (GGUF, the LM head): y[o] += dot(x, W[o, :]) for o in [o0, o1).
-  void (*matvec_out_major)(float* y, const float* x, const float* w, int in, int o0, int o1);
 
   // Products for 2..kSmallBatchRows rows (decode steps of a small batch), W read once per block of
   // rows, straight from the (mapped) weights. W stored [K, N]: out[r, n0:n1] += in[r, 0:K] · W[:, n0:n1],

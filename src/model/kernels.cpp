@@ -112,7 +112,7 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
         static_cast<size_t>(O),
         [&](size_t o0, size_t o1) {
           init(o0, o1);
-          k.matvec_out_major(out, in, L.f32(), I, static_cast<int>(o0), static_cast<int>(o1));
+          k.small_batch_gemm_out_major(out, in, L.f32(), 1, I, O, static_cast<int>(o0), static_cast<int>(o1));
         },
         kAlign);
     return;

@@ -158,29 +158,6 @@ inline void tile_out_major_t512(float* out, const float* xt, const float* w, int
   }
 }
 
-// out[MR rows, NR columns at n] += dot(in[m, :], W[n + j, :]); K is a multiple of 16.
-template <int MR, int NR>
-void tile_out_major_512(float* out, const float* in, const float* w, int K, int N, int n) {
-  __m512 acc[MR][NR];
-#pragma GCC unroll 8
-  for (int m = 0; m < MR; ++m)
-#pragma GCC unroll 4
-    for (int j = 0; j < NR; ++j) acc[m][j] = _mm512_setzero_ps();
-  for (int k = 0; k < K; k += 16) {
-    __m512 wv[NR];
-#pragma GCC unroll 4
-    for (int j = 0; j < NR; ++j) wv[j] = _mm512_loadu_ps(w + static_cast<size_t>(n + j) * K + k);
-#pragma GCC unroll 8
-    for (int m = 0; m < MR; ++m) {
-      const __m512 xv = _mm512_loadu_ps(in + static_cast<size_t>(m) * K + k);
-#pragma GCC unroll 4
-      for (int j = 0; j < NR; ++j) acc[m][j] = _mm512_fmadd_ps(xv, wv[j], acc[m][j]);
-    }
-  }
-  for (int m = 0; m < MR; ++m)
-    for (int j = 0; j < NR; ++j) out[static_cast<size_t>(m) * N + n + j] += hsum512(acc[m][j]);
-}
-
 // Rows of W per pass of the in-major kernel. A pass sweeps its rows of W left to right in 48-column
 // strips, as that many sequential streams; every block of 8 input rows reuses a strip from L1, and the
 // accumulators are loaded and stored once per pass. Decode steps of a few rows are bound by memory
@@ -505,17 +482,30 @@ void out_major_dot(float* out, const float* in, const Rows& w, int rows, int K, 
   }
 }
 
+// Input rows up to which products with W stored [N, K] run in dot-product tiles, multiplying straight
+// from the stored weights; more rows use tiles of W as broadcasts against the transposed input (F32) or
+// convert tiles of W to F32 first (F16, Q8_0). Measured with cortex_linear_bench: beyond these counts
+// the other kernels are as fast or faster.
+constexpr int kDotRowsF32 = 8;
+constexpr int kDotRowsTyped = 16;
+
 #if defined(CORTEX_AVX512)
 using BestVec = Vec16;
 #else
 using BestVec = Vec8;
 #endif
 
-// The typed product by dot-product tiles: true when it ran (K fits the vectors and Q8_0 blocks).
-bool typed_dot(float* out, const float* in, const void* w, DType t, int rows, int K, int N, int n0, int n1) {
+// The product by dot-product tiles for W stored [N, K] as t: true when it ran (K fits the vectors and
+// Q8_0 blocks).
+bool out_major_dot(float* out, const float* in, const void* w, DType t, int rows, int K, int N, int n0,
+                   int n1) {
   using V = BestVec;
   if (K % V::kWidth != 0) return false;
   const size_t ks = static_cast<size_t>(K);
+  if (t == DType::kF32) {
+    out_major_dot<V>(out, in, F32Rows<V>{static_cast<const float*>(w), ks}, rows, K, N, n0, n1);
+    return true;
+  }
   if (t == DType::kF16) {
     out_major_dot<V>(out, in, F16Rows<V>{static_cast<const uint16_t*>(w), ks}, rows, K, N, n0, n1);
     return true;
@@ -569,24 +559,18 @@ void small_batch_gemm_in_major(float* out, const float* in, int ldx, const float
 
 void small_batch_gemm_out_major(float* out, const float* in, const float* w, int rows, int K, int N, int n0,
                                 int n1) {
+#if defined(CORTEX_AVX2)
+  if (rows <= kDotRowsF32 && out_major_dot(out, in, w, DType::kF32, rows, K, N, n0, n1)) return;
+#endif
   int n = n0;
 #ifdef CORTEX_AVX512
-  // More than 4 rows: the transposed input against broadcast weights (no horizontal sums). For fewer,
-  // which leave most of a 16-row vector empty, dot products of whole vectors of W and the input.
+  // Past the dot-product tiles: the transposed input against broadcast weights (no horizontal sums).
   if (rows > 16) {
     out_major_t512<2, 8>(out, in, w, rows, K, N, n0, n1);
     return;
   }
-  if (rows > 4 || K % 16 != 0) {
-    out_major_t512<1, 16>(out, in, w, rows, K, N, n0, n1);
-    return;
-  }
-  for (; n + 4 <= n1; n += 4) {
-    for_row_blocks(rows, 4, [&]<int MR>(int r) {
-      tile_out_major_512<MR, 4>(out + static_cast<size_t>(r) * N, in + static_cast<size_t>(r) * K, w, K, N,
-                                n);
-    });
-  }
+  out_major_t512<1, 16>(out, in, w, rows, K, N, n0, n1);
+  return;
 #elif defined(CORTEX_AVX2)
   if (K % 8 == 0) {
     for (; n + 3 <= n1; n += 3) {
@@ -602,10 +586,6 @@ void small_batch_gemm_out_major(float* out, const float* in, const float* w, int
           dot_product(in + static_cast<size_t>(r) * K, w + static_cast<size_t>(n) * K, K);
 }
 
-// Input rows up to which typed products multiply straight from the stored weights (dot-product tiles);
-// more rows convert tiles of W to F32 first and use the F32 kernels.
-constexpr int kTypedDotRows = 32;
-
 const float* dequantize_rows(const void* w, DType t, int K, int n0, int n1) {
   thread_local std::vector<float> buffer;
   const size_t count = static_cast<size_t>(n1 - n0) * static_cast<size_t>(K);
@@ -619,7 +599,7 @@ const float* dequantize_rows(const void* w, DType t, int K, int n0, int n1) {
 void small_batch_gemm_out_major_typed(float* out, const float* in, const void* w, DType t, int rows, int K,
                                       int N, int n0, int n1) {
 #if defined(CORTEX_AVX2)
-  if (rows <= kTypedDotRows && typed_dot(out, in, w, t, rows, K, N, n0, n1)) return;
+  if (rows <= kDotRowsTyped && out_major_dot(out, in, w, t, rows, K, N, n0, n1)) return;
 #endif
 #ifdef CORTEX_AVX512
   if (rows > 16) {
