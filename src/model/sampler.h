@@ -33,6 +33,7 @@ class Sampler {
   SamplingParams params_;
   std::mt19937_64 rng_;  // the engine's sequence is fixed by the standard; distributions are ours
   std::vector<std::pair<float, int32_t>> candidates_;
+  std::vector<float> weights_;  // the whole vocabulary's exp(logit / T), when neither top_k nor top_p cut it
 };
 
 // The index of the largest value (the first one on ties).
