@@ -3,7 +3,8 @@
 //   - CORTEX_ISA_NS: the namespace the file's kernels go into (isa_portable, isa_avx2, isa_avx512), so
 //     the three builds of one file link side by side;
 //   - CORTEX_ISA_BEGIN / CORTEX_ISA_END: open and close that namespace inside a region compiled for the
-//     instruction set (GCC's target pragma), so only the kernels use it. Include every other header
+//     instruction set (GCC's target pragma), so only the kernels use it. isa_supported() (cpu_isa.cpp)
+//     checks every feature the pragma names. Include every other header
 //     (the standard library's, immintrin.h) before CORTEX_ISA_BEGIN: templates they define are then
 //     compiled for the baseline wherever they are instantiated, so the linker may keep any file's copy;
 //   - CORTEX_AVX2 and CORTEX_AVX512 (defined or not) for the kernels' #ifdef blocks. An AVX-512 build

@@ -487,7 +487,8 @@ void out_major_dot(float* out, const float* in, const Rows& w, int rows, int K, 
 // convert tiles of W to F32 first (F16, Q8_0). Measured with cortex_linear_bench: beyond these counts
 // the other kernels are as fast or faster.
 constexpr int kDotRowsF32 = 8;
-constexpr int kDotRowsTyped = 16;
+constexpr int kDotRowsF16 = 16;
+constexpr int kDotRowsQ8_0 = 8;  // widening Q8_0 again for every block of 4 rows costs more beyond
 
 #if defined(CORTEX_AVX512)
 using BestVec = Vec16;
@@ -599,7 +600,9 @@ const float* dequantize_rows(const void* w, DType t, int K, int n0, int n1) {
 void small_batch_gemm_out_major_typed(float* out, const float* in, const void* w, DType t, int rows, int K,
                                       int N, int n0, int n1) {
 #if defined(CORTEX_AVX2)
-  if (rows <= kDotRowsTyped && out_major_dot(out, in, w, t, rows, K, N, n0, n1)) return;
+  if (rows <= (t == DType::kQ8_0 ? kDotRowsQ8_0 : kDotRowsF16) &&
+      out_major_dot(out, in, w, t, rows, K, N, n0, n1))
+    return;
 #endif
 #ifdef CORTEX_AVX512
   if (rows > 16) {
