@@ -63,12 +63,14 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
   model::ModelOptions mo;
   mo.threads = options.threads;
   mo.dtype = options.dtype;
+  mo.kv_cache_dtype = options.kv_cache_dtype;
   auto model = model::Gpt2Model::load(options.model, mo);
   const auto& c = model->config();
   const double C = c.n_embd;
   const double dense = c.n_layer * (12.0 * C * C) + static_cast<double>(c.vocab_size) * C;
   report.flops_per_token = 2.0 * dense;
   report.dtype = model::dtype_flag_name(model->weights().dtype());
+  report.kv_cache_dtype = model::dtype_flag_name(model->kv_cache().dtype());
   report.weight_bytes = static_cast<double>(model->weights().decode_bytes());  // matrices, biases, norms
   report.rounds = options.rounds;
   report.isa = model::isa_name(model::kernels().isa);

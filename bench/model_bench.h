@@ -13,6 +13,7 @@ namespace cortex::bench {
 struct ModelBenchOptions {
   std::string model;                  // folder or .gguf
   std::optional<model::DType> dtype;  // weight type to run in; nullopt = as stored
+  model::DType kv_cache_dtype = model::DType::kF32;
   int threads = 2;
   std::vector<int> prompt_lengths = {128, 512};
   int decode_tokens = 128;
@@ -31,8 +32,9 @@ struct BenchFigure {
 };
 
 struct ModelBenchReport {
-  std::string dtype;  // the weights' type in this run ("f32", "f16", "q8_0")
-  std::string isa;    // the kernels' instruction set ("avx512", "avx2", "portable")
+  std::string dtype;           // the weights' type in this run ("f32", "f16", "q8_0")
+  std::string kv_cache_dtype;  // the KV cache's ("f32", "f16")
+  std::string isa;             // the kernels' instruction set ("avx512", "avx2", "portable")
   int rounds = 0;
   double bandwidth_bytes_per_s = 0;       // streaming a buffer the size of the weights: best of the rounds
   double dram_bandwidth_bytes_per_s = 0;  // streaming 2 GiB (beyond any cache)

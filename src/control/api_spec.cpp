@@ -75,6 +75,7 @@ ApiSpec api_from(const Reader& r) {
   api.model_endpoint = r.optional_string("model_endpoint", "");
   api.model_region = r.optional_string("model_region", "");
   api.dtype = r.optional_string("dtype", "");
+  api.kv_cache_dtype = r.optional_string("kv_cache_dtype", "");
   if (r.has("model_env")) {
     const json& env = r.at("model_env");
     if (!env.is_object()) throw invalid_argument(r.field("model_env") + ": must be an object of strings");
@@ -164,6 +165,7 @@ nlohmann::json to_json(const ApiSpec& api) {
       {"api_key", api.api_key},
       {"threads", api.threads},
       {"kv_cache_tokens", api.kv_cache_tokens},
+      {"kv_cache_dtype", api.kv_cache_dtype},
   };
   if (api.model_env) j["model_env"] = *api.model_env;
   return j;

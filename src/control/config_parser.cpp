@@ -50,12 +50,24 @@ namespace {
 
 const std::vector<std::string> kKinds{"deployment", "api"};
 const std::vector<std::string> kDeploymentFields{"kind", "name"};
-const std::vector<std::string> kApiFields{
-    "kind",           "name",         "model",           "model_format",
-    "model_endpoint", "model_region", "dtype",           "request_handler",
-    "compute",        "autoscaling",  "max_concurrency", "max_queue_length",
-    "generation",     "api_key",      "api_key_env",     "threads",
-    "kv_cache_tokens"};
+const std::vector<std::string> kApiFields{"kind",
+                                          "name",
+                                          "model",
+                                          "model_format",
+                                          "model_endpoint",
+                                          "model_region",
+                                          "dtype",
+                                          "request_handler",
+                                          "compute",
+                                          "autoscaling",
+                                          "max_concurrency",
+                                          "max_queue_length",
+                                          "generation",
+                                          "api_key",
+                                          "api_key_env",
+                                          "threads",
+                                          "kv_cache_tokens",
+                                          "kv_cache_dtype"};
 const std::vector<std::string> kComputeFields{"min_replicas", "max_replicas", "init_replicas",
                                               "cpu",          "mem",          "gpu"};
 const std::vector<std::string> kAutoscalingFields{"target_replica_concurrency",
@@ -749,6 +761,12 @@ std::optional<ApiSpec> Parser::parse_api(const YAML::Node& node, const std::stri
   if (auto v = integer(*b, "max_queue_length", 0, kIntMax)) api.max_queue_length = static_cast<int>(*v);
   if (auto v = integer(*b, "threads", 0, kIntMax)) api.threads = static_cast<int>(*v);
   if (auto v = integer(*b, "kv_cache_tokens", 0, kIntMax)) api.kv_cache_tokens = static_cast<int>(*v);
+  if (auto kv = string(b->get("kv_cache_dtype"))) {
+    if (*kv == "f32" || *kv == "f16")
+      api.kv_cache_dtype = *kv;
+    else
+      add(*b->get("kv_cache_dtype"), "must be f32 or f16, got '" + shorten(*kv) + "'");
+  }
 
   parse_compute(*b, api.compute);
   parse_autoscaling(*b, max_concurrency, api.autoscaling);

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 
 #include "model/isa_kernels.h"
 
@@ -214,14 +215,48 @@ inline float hmax512(__m512 v) {
 }  // namespace
 #endif
 
+namespace {
+// Dot product and axpy of a float vector with a cached row of n values stored as T (float or F16).
+float row_dot(const float* a, const float* row, int n) {
+  return dot_product(a, row, n);
+}
+void row_axpy(float* out, const float* row, float w, int n) {
+  axpy(out, row, w, n);
+}
+// F16 rows: widened 64 values at a time into a buffer on the stack, then as floats.
+template <class F>
+void widen_chunks(const uint16_t* row, int n, F&& f) {
+  float chunk[64];
+  for (int i = 0; i < n; i += 64) {
+    const int m = std::min(64, n - i);
+    widen_to_f32(chunk, DType::kF16, row + i, m);
+    f(i, chunk, m);
+  }
+}
+float row_dot(const float* a, const uint16_t* row, int n) {
+  float sum = 0.f;
+  widen_chunks(row, n, [&](int i, const float* c, int m) { sum += dot_product(a + i, c, m); });
+  return sum;
+}
+void row_axpy(float* out, const uint16_t* row, float w, int n) {
+  widen_chunks(row, n, [&](int i, const float* c, int m) { axpy(out + i, c, w, m); });
+}
+}  // namespace
+
 #ifdef CORTEX_AVX512
 namespace {
-// attention_heads for D = 64 (every GPT-2 size) and G heads: each head's query and output stay in four
-// registers.
-template <int G>
-void attention_heads_64(float* out, const float* q, const float* const* key_blocks,
-                        const float* const* value_blocks, int block_tokens, size_t stride, size_t off, int n,
-                        float scale, float* scores) {
+inline __m512 load16(const float* p) {
+  return _mm512_loadu_ps(p);
+}
+inline __m512 load16(const uint16_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+// attention_heads for D = 64 (every GPT-2 size) and G heads, cached rows stored as T: each head's query
+// and output stay in four registers.
+template <int G, class T>
+void attention_heads_64(float* out, const float* q, const T* const* key_blocks, const T* const* value_blocks,
+                        int block_tokens, size_t stride, size_t off, int n, float scale, float* scores) {
   __m512 qv[G][4];
 #pragma GCC unroll 8
   for (int g = 0; g < G; ++g)
@@ -229,15 +264,15 @@ void attention_heads_64(float* out, const float* q, const float* const* key_bloc
     for (int d = 0; d < 4; ++d) qv[g][d] = _mm512_loadu_ps(q + 64 * g + 16 * d);
   const int blocks = (n + block_tokens - 1) / block_tokens;
   for (int b = 0, j = 0; b < blocks; ++b) {
-    const float* k = key_blocks[b] + off;
+    const T* k = key_blocks[b] + off;
     for (int i = 0; i < block_tokens && j < n; ++i, ++j, k += stride) {
 #pragma GCC unroll 8
       for (int g = 0; g < G; ++g) {
-        const float* kg = k + 64 * g;
-        __m512 s = _mm512_mul_ps(qv[g][0], _mm512_loadu_ps(kg));
-        s = _mm512_fmadd_ps(qv[g][1], _mm512_loadu_ps(kg + 16), s);
-        s = _mm512_fmadd_ps(qv[g][2], _mm512_loadu_ps(kg + 32), s);
-        s = _mm512_fmadd_ps(qv[g][3], _mm512_loadu_ps(kg + 48), s);
+        const T* kg = k + 64 * g;
+        __m512 s = _mm512_mul_ps(qv[g][0], load16(kg));
+        s = _mm512_fmadd_ps(qv[g][1], load16(kg + 16), s);
+        s = _mm512_fmadd_ps(qv[g][2], load16(kg + 32), s);
+        s = _mm512_fmadd_ps(qv[g][3], load16(kg + 48), s);
         scores[static_cast<size_t>(g) * n + j] = hsum512(s) * scale;
       }
     }
@@ -258,14 +293,13 @@ void attention_heads_64(float* out, const float* q, const float* const* key_bloc
 #pragma GCC unroll 4
     for (int d = 0; d < 4; ++d) o[g][d] = _mm512_setzero_ps();
   for (int b = 0, j = 0; b < blocks; ++b) {
-    const float* v = value_blocks[b] + off;
+    const T* v = value_blocks[b] + off;
     for (int i = 0; i < block_tokens && j < n; ++i, ++j, v += stride) {
 #pragma GCC unroll 8
       for (int g = 0; g < G; ++g) {
         const __m512 p = _mm512_set1_ps(scores[static_cast<size_t>(g) * n + j]);
 #pragma GCC unroll 4
-        for (int d = 0; d < 4; ++d)
-          o[g][d] = _mm512_fmadd_ps(p, _mm512_loadu_ps(v + 64 * g + 16 * d), o[g][d]);
+        for (int d = 0; d < 4; ++d) o[g][d] = _mm512_fmadd_ps(p, load16(v + 64 * g + 16 * d), o[g][d]);
       }
     }
   }
@@ -279,21 +313,23 @@ void attention_heads_64(float* out, const float* q, const float* const* key_bloc
 }  // namespace
 #endif
 
-void attention_heads(float* out, const float* q, const float* const* key_blocks,
-                     const float* const* value_blocks, int block_tokens, size_t stride, int h0, int heads,
-                     int n, int D, float scale, float* scores) {
+namespace {
+template <class T>
+void attention_heads_of(float* out, const float* q, const T* const* key_blocks, const T* const* value_blocks,
+                        int block_tokens, size_t stride, int h0, int heads, int n, int D, float scale,
+                        float* scores) {
   const size_t off = static_cast<size_t>(h0) * D;
   out += off, q += off;
   const int blocks = (n + block_tokens - 1) / block_tokens;
 #ifdef CORTEX_AVX512
   if (D == 64) {
     auto run = [&]<int G>() {
-      attention_heads_64<G>(out, q, key_blocks, value_blocks, block_tokens, stride, off, n, scale, scores);
+      attention_heads_64<G, T>(out, q, key_blocks, value_blocks, block_tokens, stride, off, n, scale, scores);
     };
     if (heads > kMaxAttentionGroup) {  // in groups that fit the registers
       for (int h = 0; h < heads; h += kMaxAttentionGroup)
-        attention_heads(out - off, q - off, key_blocks, value_blocks, block_tokens, stride, h0 + h,
-                        std::min(kMaxAttentionGroup, heads - h), n, D, scale, scores);
+        attention_heads_of(out - off, q - off, key_blocks, value_blocks, block_tokens, stride, h0 + h,
+                           std::min(kMaxAttentionGroup, heads - h), n, D, scale, scores);
       return;
     }
     switch (heads) {
@@ -317,8 +353,7 @@ void attention_heads(float* out, const float* q, const float* const* key_blocks,
     float max_score = -INFINITY;
     for (int b = 0, j = 0; b < blocks; ++b)
       for (int i = 0; i < block_tokens && j < n; ++i, ++j) {
-        scores[j] =
-            dot_product(q + hd, key_blocks[b] + off + hd + static_cast<size_t>(i) * stride, D) * scale;
+        scores[j] = row_dot(q + hd, key_blocks[b] + off + hd + static_cast<size_t>(i) * stride, D) * scale;
         max_score = std::max(max_score, scores[j]);
       }
     const float inv = 1.f / exp_and_sum(scores, n, max_score);
@@ -326,8 +361,21 @@ void attention_heads(float* out, const float* q, const float* const* key_blocks,
     std::fill(o, o + D, 0.f);
     for (int b = 0, j = 0; b < blocks; ++b)
       for (int i = 0; i < block_tokens && j < n; ++i, ++j)
-        axpy(o, value_blocks[b] + off + hd + static_cast<size_t>(i) * stride, scores[j] * inv, D);
+        row_axpy(o, value_blocks[b] + off + hd + static_cast<size_t>(i) * stride, scores[j] * inv, D);
   }
+}
+}  // namespace
+
+void attention_heads(float* out, const float* q, const float* const* key_blocks,
+                     const float* const* value_blocks, int block_tokens, size_t stride, int h0, int heads,
+                     int n, int D, float scale, float* scores) {
+  attention_heads_of(out, q, key_blocks, value_blocks, block_tokens, stride, h0, heads, n, D, scale, scores);
+}
+
+void attention_heads_f16(float* out, const float* q, const uint16_t* const* key_blocks,
+                         const uint16_t* const* value_blocks, int block_tokens, size_t stride, int h0,
+                         int heads, int n, int D, float scale, float* scores) {
+  attention_heads_of(out, q, key_blocks, value_blocks, block_tokens, stride, h0, heads, n, D, scale, scores);
 }
 
 // y[0:out] += x[i0:i1] · W[i0:i1, :] for W stored [in, out], into an accumulator that stays in L1. Four

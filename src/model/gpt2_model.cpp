@@ -28,8 +28,9 @@ std::unique_ptr<Gpt2Model> Gpt2Model::create(std::unique_ptr<Gpt2Weights> weight
 Gpt2Model::Gpt2Model(std::unique_ptr<Gpt2Weights> weights, const ModelOptions& options)
     : weights_(std::move(weights)),
       pool_(options.threads),
-      kv_cache_(weights_->config(), options.kv_cache_tokens > 0 ? options.kv_cache_tokens
-                                                                : int64_t{8} * weights_->config().n_ctx) {
+      kv_cache_(weights_->config(),
+                options.kv_cache_tokens > 0 ? options.kv_cache_tokens : int64_t{8} * weights_->config().n_ctx,
+                options.kv_cache_dtype) {
   configure_blas_threads();
   scores_.resize(static_cast<size_t>(pool_.size()),
                  std::vector<float>(static_cast<size_t>(kMaxAttentionGroup) * config().n_ctx));
@@ -105,9 +106,7 @@ void Gpt2Model::forward(std::span<const BatchEntry> batch, std::vector<float>* l
     attention(att_.data(), qkv_.data(), batch, l);                         // [T, C]
     linear_forward(x_.data(), att_.data(), w.attn_proj, T, true, pool_);   // x += proj(att)
     layernorm(xn_.data(), x_.data(), w.ln_2_weight, w.ln_2_bias, T);
-    linear_forward(hidden_.data(), xn_.data(), w.mlp_fc, T, false, pool_);  // [T, 4C]
-    pool_.parallel_for(
-        4 * TC, [&](size_t b, size_t e) { gelu_forward(hidden_.data() + b, e - b); }, 64);
+    linear_forward(hidden_.data(), xn_.data(), w.mlp_fc, T, false, pool_, Activation::kGelu);  // [T, 4C]
     linear_forward(x_.data(), hidden_.data(), w.mlp_proj, T, true, pool_);  // x += proj(gelu(fc))
   }
   // Gather the rows that need logits, normalise them, project on the vocabulary.
@@ -161,42 +160,58 @@ void Gpt2Model::attention(float* out, const float* qkv, std::span<const BatchEnt
     size_t blocks;  // where the entry's key block pointers start in `blocks`; its value blocks follow
   };
   std::vector<Task> tasks;
-  // Per entry, the first position of each cache block it reads, for keys and then for values.
-  std::vector<const float*> blocks;
   int row = 0;
   for (const BatchEntry& e : batch) {
     KvSequence& kv = e.sequence->kv_;
     const int n = static_cast<int>(e.tokens.size());
     for (int t = 0; t < n; ++t) {
       const float* r = qkv + static_cast<size_t>(row + t) * 3 * C;
-      std::memcpy(kv_cache_.key(kv, layer, kv.length + t), r + C, C * sizeof(float));
-      std::memcpy(kv_cache_.value(kv, layer, kv.length + t), r + 2 * C, C * sizeof(float));
+      kv_cache_.store(kv, layer, kv.length + t, r + C, r + 2 * C);
     }
-    const size_t first = blocks.size();
-    for (int p = 0; p < kv.length + n; p += kBlock) blocks.push_back(kv_cache_.key(kv, layer, p));
-    for (int p = 0; p < kv.length + n; p += kBlock) blocks.push_back(kv_cache_.value(kv, layer, p));
     for (int t0 = 0; t0 < n; t0 += kTokensPerTask)
       for (int h0 = 0; h0 < H; h0 += per_group)
-        tasks.push_back(
-            {&e, row, t0, std::min(n, t0 + kTokensPerTask), h0, std::min(per_group, H - h0), first});
+        tasks.push_back({&e, row, t0, std::min(n, t0 + kTokensPerTask), h0, std::min(per_group, H - h0), 0});
     row += n;
   }
-  pool_.run([&](int thread) {
-    float* scores = scores_[static_cast<size_t>(thread)].data();
-    for (size_t i = static_cast<size_t>(thread); i < tasks.size(); i += static_cast<size_t>(pool_.size())) {
-      const Task& task = tasks[i];
-      const KvSequence& kv = task.entry->sequence->kv_;
-      const int n = static_cast<int>(task.entry->tokens.size());
-      const float* const* keys = blocks.data() + task.blocks;
-      const float* const* values = keys + (kv.length + n + kBlock - 1) / kBlock;
-      for (int t = task.t0; t < task.t1; ++t) {
-        const size_t r = static_cast<size_t>(task.first_row + t);
-        // The token at position kv.length + t attends to positions 0..kv.length + t.
-        attention_heads(out + r * C, qkv + r * 3 * C, keys, values, kBlock, static_cast<size_t>(C), task.h0,
-                        task.heads, kv.length + t + 1, D, scale, scores);
+  // The tasks over the cache's rows stored as T (float or uint16_t halves).
+  auto run = [&]<class T>() {
+    // Per entry, the first position of each cache block it reads, for keys and then for values.
+    std::vector<const T*> blocks;
+    for (size_t i = 0; i < tasks.size(); ++i) {
+      Task& task = tasks[i];
+      if (i > 0 && tasks[i - 1].entry == task.entry) {
+        task.blocks = tasks[i - 1].blocks;
+        continue;
       }
+      const KvSequence& kv = task.entry->sequence->kv_;
+      const int end = kv.length + static_cast<int>(task.entry->tokens.size());
+      task.blocks = blocks.size();
+      for (int p = 0; p < end; p += kBlock)
+        blocks.push_back(static_cast<const T*>(kv_cache_.key(kv, layer, p)));
+      for (int p = 0; p < end; p += kBlock)
+        blocks.push_back(static_cast<const T*>(kv_cache_.value(kv, layer, p)));
     }
-  });
+    pool_.run([&](int thread) {
+      float* scores = scores_[static_cast<size_t>(thread)].data();
+      for (size_t i = static_cast<size_t>(thread); i < tasks.size(); i += static_cast<size_t>(pool_.size())) {
+        const Task& task = tasks[i];
+        const KvSequence& kv = task.entry->sequence->kv_;
+        const int n = static_cast<int>(task.entry->tokens.size());
+        const T* const* keys = blocks.data() + task.blocks;
+        const T* const* values = keys + (kv.length + n + kBlock - 1) / kBlock;
+        for (int t = task.t0; t < task.t1; ++t) {
+          const size_t r = static_cast<size_t>(task.first_row + t);
+          // The token at position kv.length + t attends to positions 0..kv.length + t.
+          attention_heads(out + r * C, qkv + r * 3 * C, keys, values, kBlock, static_cast<size_t>(C), task.h0,
+                          task.heads, kv.length + t + 1, D, scale, scores);
+        }
+      }
+    });
+  };
+  if (kv_cache_.dtype() == DType::kF16)
+    run.template operator()<uint16_t>();
+  else
+    run.template operator()<float>();
 }
 
 }  // namespace cortex::model

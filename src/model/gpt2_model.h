@@ -24,6 +24,9 @@ struct ModelOptions {
   // Type of the weight matrices (parse_dtype() reads "f32|f16|q8_0"); nullopt keeps the file's type
   // (BF16 becomes F16).
   std::optional<DType> dtype;
+  // Type of the KV cache's values: F32, or F16 for half the cache's memory and the attention's reads
+  // (keys and values rounded to IEEE half).
+  DType kv_cache_dtype = DType::kF32;
 };
 
 class Gpt2Model;

@@ -19,6 +19,9 @@ float dot_product(const float* a, const float* b, int n);
 void attention_heads(float* out, const float* q, const float* const* key_blocks,
                      const float* const* value_blocks, int block_tokens, size_t stride, int h0, int heads,
                      int n, int D, float scale, float* scores);
+void attention_heads_f16(float* out, const float* q, const uint16_t* const* key_blocks,
+                         const uint16_t* const* value_blocks, int block_tokens, size_t stride, int h0,
+                         int heads, int n, int D, float scale, float* scores);
 void matvec_in_major_rows(float* y, const float* x, const float* w, int out, int i0, int i1);
 void small_batch_gemm_in_major(float* out, const float* in, int ldx, const float* w, int rows, int K, int N,
                                int n0, int n1);
@@ -29,6 +32,7 @@ void small_batch_gemm_out_major_typed(float* out, const float* in, const void* w
                                       int N, int n0, int n1);
 const float* dequantize_rows(const void* w, DType t, int K, int n0, int n1);
 void widen_to_f32(float* out, DType t, const void* src, int64_t n);
+void narrow_to_f16(uint16_t* out, const float* in, int64_t n);
 
 // This instruction set's table.
 const KernelTable& kernel_table();

@@ -29,6 +29,9 @@ struct KernelTable {
   void (*attention_heads)(float* out, const float* q, const float* const* key_blocks,
                           const float* const* value_blocks, int block_tokens, size_t stride, int h0,
                           int heads, int n, int D, float scale, float* scores);
+  void (*attention_heads_f16)(float* out, const float* q, const uint16_t* const* key_blocks,
+                              const uint16_t* const* value_blocks, int block_tokens, size_t stride, int h0,
+                              int heads, int n, int D, float scale, float* scores);
 
   // F32 matrix-vector product with W stored [in, out] (in-major, Hugging Face Conv1D):
   // y[0:out] += x[i0:i1] · W[i0:i1, :], streaming rows i0..i1 of W. (W stored [out, in] goes through
@@ -55,6 +58,9 @@ struct KernelTable {
   const float* (*dequantize_rows)(const void* w, DType t, int K, int n0, int n1);
   // out[0:n] = the n values at src stored as F16 (any alignment) or Q8_0 (n a multiple of 32).
   void (*widen_to_f32)(float* out, DType t, const void* src, int64_t n);
+  // out[0:n] = in[0:n] as IEEE halves, rounded to nearest even; beyond F16's range saturated at ±65504
+  // (NaN stays NaN). The F16 KV cache's writes.
+  void (*narrow_to_f16)(uint16_t* out, const float* in, int64_t n);
 };
 
 // The table of the process's instruction set: CORTEX_ISA's, else the best this CPU supports. Chosen at

@@ -39,14 +39,26 @@ void attention_heads(float* out, const float* q, const float* const* key_blocks,
                             scores);
 }
 
+void attention_heads(float* out, const float* q, const uint16_t* const* key_blocks,
+                     const uint16_t* const* value_blocks, int block_tokens, size_t stride, int h0, int heads,
+                     int n, int D, float scale, float* scores) {
+  kernels().attention_heads_f16(out, q, key_blocks, value_blocks, block_tokens, stride, h0, heads, n, D,
+                                scale, scores);
+}
+
 // Below this many output columns per thread (rows of W shorter than 4 KiB, one page), batched products
 // split W by rows across the threads rather than by columns.
 constexpr int kMinColumnsPerThread = 1024;
 
-void linear_forward(float* out, const float* in, const Linear& L, int rows, bool accumulate,
-                    ThreadPool& pool) {
+void linear_forward(float* out, const float* in, const Linear& L, int rows, bool accumulate, ThreadPool& pool,
+                    Activation activation) {
   const KernelTable& k = kernels();
   const int O = L.out, I = L.in;
+  // The activation of columns [o0, o1) of every row, once a thread has written them.
+  auto activate = [&](size_t o0, size_t o1) {
+    if (activation == Activation::kNone) return;
+    for (int r = 0; r < rows; ++r) k.gelu_forward(out + static_cast<size_t>(r) * O + o0, o1 - o0);
+  };
   // Initialise the output with the bias (added to what is there when accumulating).
   auto init = [&](size_t o0, size_t o1) {
     for (int r = 0; r < rows; ++r) {
@@ -82,6 +94,7 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
                           k.dequantize_rows(L.weight, L.dtype, I, n, n + m), I, 1.f, out + n, O);
             }
           }
+          activate(o0, o1);
         },
         kAlign);
     return;
@@ -107,6 +120,7 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
       const float* p = partial + static_cast<size_t>(t - 1) * O;
       for (int o = 0; o < O; ++o) out[o] += p[o];
     }
+    activate(0, static_cast<size_t>(O));  // one row: a few microseconds, less than another fork-join
     return;
   }
   if (rows == 1) {
@@ -115,6 +129,7 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
         [&](size_t o0, size_t o1) {
           init(o0, o1);
           k.small_batch_gemm_out_major(out, in, L.f32(), 1, I, O, static_cast<int>(o0), static_cast<int>(o1));
+          activate(o0, o1);
         },
         kAlign);
     return;
@@ -145,6 +160,7 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
             const float* p = partial + static_cast<size_t>(t - 1) * out_floats;
             for (size_t i = b; i < e; ++i) out[i] += p[i];
           }
+          if (activation == Activation::kGelu) k.gelu_forward(out + b, e - b);  // elementwise: any range
         },
         kAlign);
     return;
@@ -160,6 +176,7 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
           else
             k.small_batch_gemm_out_major(out, in, L.f32(), rows, I, O, static_cast<int>(o0),
                                          static_cast<int>(o1));
+          activate(o0, o1);
         },
         kAlign);
     return;
@@ -176,6 +193,7 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, I, 1.f, in, I,
                       L.f32() + o0 * static_cast<size_t>(I), I, 1.f, out + o0, O);
         }
+        activate(o0, o1);
       },
       kAlign);
 }

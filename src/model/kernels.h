@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "model/gpt2_weights.h"
 #include "model/kernel_table.h"
@@ -22,10 +23,14 @@ void layernorm_forward(float* out, const float* in, const float* weight, const f
 // x[n] = gelu(x) with GPT-2's tanh approximation, in place.
 void gelu_forward(float* x, size_t n);
 
-// out[rows, L.out] = in[rows, L.in] · W + b, or out += ... when accumulate (fused residual add).
-// Output columns are split across the pool's threads.
+// What linear_forward applies to its outputs before it returns.
+enum class Activation { kNone, kGelu };
+
+// out[rows, L.out] = in[rows, L.in] · W + b, or out += ... when accumulate (fused residual add); then
+// activation(out), each thread on the outputs it has just written (still in its cache), in the same
+// fork-join. Output columns are split across the pool's threads.
 void linear_forward(float* out, const float* in, const Linear& layer, int rows, bool accumulate,
-                    ThreadPool& pool);
+                    ThreadPool& pool, Activation activation = Activation::kNone);
 
 // x[i] = exp(x[i] - shift) for i < n; returns the sum of the results (softmax's denominator).
 float exp_and_sum(float* x, int n, float shift);
@@ -41,6 +46,10 @@ float dot_product(const float* a, const float* b, int n);
 // kMaxAttentionGroup · n floats.
 void attention_heads(float* out, const float* q, const float* const* key_blocks,
                      const float* const* value_blocks, int block_tokens, size_t stride, int h0, int heads,
+                     int n, int D, float scale, float* scores);
+// The same with the cached rows stored as IEEE halves (an F16 KV cache), widened as they are read.
+void attention_heads(float* out, const float* q, const uint16_t* const* key_blocks,
+                     const uint16_t* const* value_blocks, int block_tokens, size_t stride, int h0, int heads,
                      int n, int D, float scale, float* scores);
 
 }  // namespace cortex::model

@@ -1,11 +1,39 @@
 #include "model/kv_cache.h"
 
+#include <string>
+
+#include "model/kernel_table.h"
+#include "util/error.h"
+
 namespace cortex::model {
 
-KvCache::KvCache(const Gpt2Config& config, int64_t max_tokens)
+namespace {
+DType checked(DType t) {
+  if (t != DType::kF32 && t != DType::kF16)
+    throw invalid_argument(std::string("the KV cache holds f32 or f16 values, not ") + dtype_name(t));
+  return t;
+}
+}  // namespace
+
+KvCache::KvCache(const Gpt2Config& config, int64_t max_tokens, DType dtype)
     : n_embd_(config.n_embd),
-      block_floats_(static_cast<size_t>(config.n_layer) * 2 * kBlockTokens * config.n_embd),
+      dtype_(checked(dtype)),
+      value_bytes_(dtype == DType::kF16 ? 2 : 4),
+      block_values_(static_cast<size_t>(config.n_layer) * 2 * kBlockTokens * config.n_embd),
       max_blocks_((max_tokens + kBlockTokens - 1) / kBlockTokens) {}
+
+void KvCache::store(const KvSequence& seq, int layer, int pos, const float* key, const float* value) {
+  std::byte* k = slot(seq, layer, 0, pos);
+  std::byte* v = slot(seq, layer, 1, pos);
+  if (dtype_ == DType::kF16) {
+    const KernelTable& kt = kernels();
+    kt.narrow_to_f16(reinterpret_cast<uint16_t*>(k), key, n_embd_);
+    kt.narrow_to_f16(reinterpret_cast<uint16_t*>(v), value, n_embd_);
+  } else {
+    std::memcpy(k, key, static_cast<size_t>(n_embd_) * sizeof(float));
+    std::memcpy(v, value, static_cast<size_t>(n_embd_) * sizeof(float));
+  }
+}
 
 bool KvCache::reserve(KvSequence& seq, int new_length) {
   const size_t needed = static_cast<size_t>((new_length + kBlockTokens - 1) / kBlockTokens);
@@ -15,7 +43,7 @@ bool KvCache::reserve(KvSequence& seq, int new_length) {
   if (fresh > 0 && blocks_allocated() + fresh > max_blocks_) return false;
   while (seq.blocks.size() < needed) {
     if (free_.empty()) {
-      blocks_.push_back(std::make_unique<float[]>(block_floats_));
+      blocks_.push_back(std::make_unique<std::byte[]>(block_bytes()));
       free_.push_back(static_cast<int32_t>(blocks_.size() - 1));
     }
     seq.blocks.push_back(free_.back());

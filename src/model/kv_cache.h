@@ -1,6 +1,7 @@
 // The key/value cache, allocated in blocks of kBlockTokens tokens on demand (paged): a sequence holds a
 // list of block indices, so memory follows the tokens actually held rather than slots × context.
-// Block layout: [n_layer][2 (key, value)][kBlockTokens][n_embd] floats.
+// Block layout: [n_layer][2 (key, value)][kBlockTokens][n_embd] values, stored as F32 or, to halve the
+// cache's memory and the attention's reads, as F16 (keys and values rounded to IEEE half).
 //
 // Threading: reserve/release are called by the model's owner between forward passes (one thread);
 // key()/value() may be called concurrently from kernel threads during a forward pass.
@@ -8,10 +9,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <vector>
 
 #include "model/gpt2_config.h"
+#include "model/tensor.h"
 
 namespace cortex::model {
 
@@ -27,32 +30,41 @@ class KvCache {
  public:
   static constexpr int kBlockTokens = 16;
 
-  // max_tokens bounds the memory the cache may allocate (rounded up to whole blocks).
-  KvCache(const Gpt2Config& config, int64_t max_tokens);
+  // max_tokens bounds the memory the cache may allocate (rounded up to whole blocks). dtype: F32 or
+  // F16 (throws invalid_argument for any other).
+  KvCache(const Gpt2Config& config, int64_t max_tokens, DType dtype = DType::kF32);
 
   // Makes room for positions up to new_length; false (nothing allocated) when the budget is spent.
   bool reserve(KvSequence& seq, int new_length);
   // Returns every block of seq to the free list and resets it.
   void release(KvSequence& seq);
 
-  float* key(const KvSequence& seq, int layer, int pos) { return slot(seq, layer, 0, pos); }
-  float* value(const KvSequence& seq, int layer, int pos) { return slot(seq, layer, 1, pos); }
+  DType dtype() const { return dtype_; }
+  // Writes one position's key and value rows (n_embd floats each), converted to dtype().
+  void store(const KvSequence& seq, int layer, int pos, const float* key, const float* value);
+  // The key (value) row of one position as stored: n_embd floats (F32) or uint16_t halves (F16).
+  const void* key(const KvSequence& seq, int layer, int pos) const { return slot(seq, layer, 0, pos); }
+  const void* value(const KvSequence& seq, int layer, int pos) const { return slot(seq, layer, 1, pos); }
 
   int64_t blocks_in_use() const { return static_cast<int64_t>(blocks_.size() - free_.size()); }
   int64_t blocks_allocated() const { return static_cast<int64_t>(blocks_.size()); }
   int64_t max_blocks() const { return max_blocks_; }
-  size_t block_bytes() const { return block_floats_ * sizeof(float); }
+  size_t block_bytes() const { return block_values_ * value_bytes_; }
 
  private:
-  float* slot(const KvSequence& seq, int layer, int kv, int pos) {
-    float* block = blocks_[seq.blocks[pos / kBlockTokens]].get();
-    return block + ((static_cast<size_t>(layer) * 2 + kv) * kBlockTokens + pos % kBlockTokens) * n_embd_;
+  std::byte* slot(const KvSequence& seq, int layer, int kv, int pos) const {
+    std::byte* block =
+        blocks_[static_cast<size_t>(seq.blocks[static_cast<size_t>(pos / kBlockTokens)])].get();
+    return block + ((static_cast<size_t>(layer) * 2 + kv) * kBlockTokens + pos % kBlockTokens) * n_embd_ *
+                       value_bytes_;
   }
 
   int n_embd_;
-  size_t block_floats_;
+  DType dtype_;
+  size_t value_bytes_;  // 4 (F32) or 2 (F16)
+  size_t block_values_;
   int64_t max_blocks_;
-  std::vector<std::unique_ptr<float[]>> blocks_;  // allocated lazily, never more than max_blocks_
+  std::vector<std::unique_ptr<std::byte[]>> blocks_;  // allocated lazily, never more than max_blocks_
   std::vector<int32_t> free_;
 };
 

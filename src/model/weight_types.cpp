@@ -22,6 +22,14 @@ DType parse_dtype(std::string_view name) {
   throw invalid_argument("dtype '" + std::string(name) + "' is not supported: use f32, f16 or q8_0");
 }
 
+DType parse_kv_cache_dtype(std::string_view name) {
+  std::string s(name);
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (s == "f32") return DType::kF32;
+  if (s == "f16") return DType::kF16;
+  throw invalid_argument("KV cache dtype '" + std::string(name) + "' is not supported: use f32 or f16");
+}
+
 const char* dtype_flag_name(DType t) {
   switch (t) {
     case DType::kF32:

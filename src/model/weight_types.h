@@ -24,6 +24,9 @@ static_assert(sizeof(BlockQ8_0) == 34);
 // "f32", "f16" or "q8_0" (case-insensitive) as a type; throws invalid_argument naming the value and the
 // allowed ones for anything else.
 DType parse_dtype(std::string_view name);
+// "f32" or "f16" (case-insensitive) as the KV cache's type (`--kv-cache-dtype`); throws
+// invalid_argument naming the value for anything else.
+DType parse_kv_cache_dtype(std::string_view name);
 // The user-facing name: "f32", "f16", "q8_0" ("bf16" for BF16).
 const char* dtype_flag_name(DType t);
 

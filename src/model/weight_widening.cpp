@@ -1,5 +1,6 @@
-// F16 and Q8_0 values widened to F32 (weights converted on load, panels of W for prompt processing).
-// Compiled once per instruction set (kernel_isa.h).
+// F16 and Q8_0 values widened to F32 (weights converted on load, panels of W for prompt processing, an
+// F16 KV cache's rows), and F32 narrowed to F16 (the F16 KV cache's writes). Compiled once per
+// instruction set (kernel_isa.h).
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -70,6 +71,30 @@ void widen_to_f32(float* out, DType t, const void* src, int64_t n) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) f16_to_f32_16(out + i, bytes + 2 * i);
   for (; i < n; ++i) out[i] = fp16_to_fp32(load_u16(src, i));
+}
+
+void narrow_to_f16(uint16_t* out, const float* in, int64_t n) {
+  int64_t i = 0;
+#if defined(CORTEX_AVX512)
+  const __m512 hi = _mm512_set1_ps(65504.f), lo = _mm512_set1_ps(-65504.f);
+  for (; i + 16 <= n; i += 16) {
+    // min/max return their second operand for NaN: the value itself, so NaN stays NaN.
+    const __m512 v = _mm512_max_ps(lo, _mm512_min_ps(hi, _mm512_loadu_ps(in + i)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i),
+                        _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+#elif defined(CORTEX_AVX2)
+  const __m256 hi = _mm256_set1_ps(65504.f), lo = _mm256_set1_ps(-65504.f);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_max_ps(lo, _mm256_min_ps(hi, _mm256_loadu_ps(in + i)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i),
+                     _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+#endif
+  for (; i < n; ++i) {
+    const float v = in[i];
+    out[i] = fp32_to_fp16(v > 65504.f ? 65504.f : v < -65504.f ? -65504.f : v);
+  }
 }
 
 CORTEX_ISA_END

@@ -138,7 +138,8 @@ void ReplicaServer::load() {
                         {"n_embd", c.n_embd},
                         {"n_layer", c.n_layer},
                         {"n_head", c.n_head},
-                        {"dtype", model::dtype_flag_name(loaded.model->weights().dtype())}}}};
+                        {"dtype", model::dtype_flag_name(loaded.model->weights().dtype())},
+                        {"kv_cache_dtype", model::dtype_flag_name(loaded.model->kv_cache().dtype())}}}};
     json metadata = signature;
     std::error_code ec;
     auto path = std::filesystem::absolute(options_.model_path, ec);
@@ -152,8 +153,9 @@ void ReplicaServer::load() {
     metadata_ = std::move(metadata);
     scheduler_ = std::shared_ptr<BatchScheduler>(std::move(scheduler));
     loading_ = false;
-    spdlog::info("model {} loaded ({} weights, {} kernels): ready", options_.model_path,
+    spdlog::info("model {} loaded ({} weights, {} KV cache, {} kernels): ready", options_.model_path,
                  model::dtype_flag_name(model_.model->weights().dtype()),
+                 model::dtype_flag_name(model_.model->kv_cache().dtype()),
                  model::isa_name(model::kernels().isa));
   } catch (const std::exception& e) {
     std::lock_guard<std::mutex> lock(mutex_);

@@ -448,7 +448,8 @@ TEST_F(ConfigParserTest, ModelStoreSettingsAndWeightType) {
   const ApiSpec api =
       parse(
           "- kind: deployment\n  name: text\n- kind: api\n  name: a\n  model: S3://b/m\n"
-          "  model_endpoint: http://127.0.0.1:9000\n  model_region: eu-west-1\n  dtype: q8_0\n")
+          "  model_endpoint: http://127.0.0.1:9000\n  model_region: eu-west-1\n  dtype: q8_0\n"
+          "  kv_cache_dtype: f16\n")
           .apis[0];
   EXPECT_EQ(api.model_endpoint, "http://127.0.0.1:9000");
   EXPECT_EQ(api.model_region, "eu-west-1");
@@ -457,6 +458,8 @@ TEST_F(ConfigParserTest, ModelStoreSettingsAndWeightType) {
   const ApiSpec back = api_spec_from_json(to_json(api));
   EXPECT_EQ(back.model_endpoint, "http://127.0.0.1:9000");
   EXPECT_EQ(back.dtype, "q8_0");
+  EXPECT_EQ(api.kv_cache_dtype, "f16");
+  EXPECT_EQ(back.kv_cache_dtype, "f16");
 
   EXPECT_TRUE(Contains(problems(config("  model_endpoint: http://minio:9000\n")),
                        "cortex.yaml:6: api 'generator' model_endpoint: applies to s3:// models only"));
@@ -464,6 +467,8 @@ TEST_F(ConfigParserTest, ModelStoreSettingsAndWeightType) {
                        "cortex.yaml:6: api 'generator' model_region: applies to s3:// models only"));
   EXPECT_EQ(problems(config("  dtype: int4\n")),
             "cortex.yaml:6: api 'generator' dtype: must be f32, f16 or q8_0, got 'int4'");
+  EXPECT_EQ(problems(config("  kv_cache_dtype: q8_0\n")),
+            "cortex.yaml:6: api 'generator' kv_cache_dtype: must be f32 or f16, got 'q8_0'");
   EXPECT_EQ(problems("- kind: deployment\n  name: text\n- kind: api\n  name: a\n  model: s3://b/m\n"
                      "  model_endpoint: minio:9000\n"),
             "cortex.yaml:6: api 'a' model_endpoint: must be an http:// or https:// URL of an S3-compatible "

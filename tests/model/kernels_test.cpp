@@ -6,6 +6,7 @@
 #include <random>
 #include <vector>
 
+#include "model/half.h"
 #include "model/kernel_table.h"
 #include "util/error.h"
 
@@ -99,61 +100,105 @@ TEST_P(KernelsTest, SmallBatchKernelsMatchNaiveForEveryRowCountAndRaggedShapes) 
   }
 }
 
-// attention_heads against a double-precision softmax(q·k)·v, with positions in blocks that are not
-// contiguous, head dimensions of the fast path (64) and others, groups of heads up to past the
-// registers' limit, and position counts that end mid-block.
-TEST_P(KernelsTest, AttentionHeadsMatchesNaiveSoftmaxOverBlockedPositions) {
-  constexpr int kBlockTokens = 16;
-  for (int D : {64, 8}) {
-    for (int heads : {1, 3, 6, 7, 12}) {
-      const int C = heads * D + 2 * D;  // rows hold other heads too; ours start at h0 = 1
-      const size_t stride = static_cast<size_t>(C);
-      for (int n : {1, 5, 16, 17, 40}) {
-        const int blocks = (n + kBlockTokens - 1) / kBlockTokens;
-        // Blocks stored in reverse order, apart from each other.
-        std::vector<std::vector<float>> key_store, value_store;
-        std::vector<const float*> keys(static_cast<size_t>(blocks)), values(static_cast<size_t>(blocks));
-        for (int b = 0; b < blocks; ++b) {
-          key_store.push_back(random_vector(stride * kBlockTokens, 20 + static_cast<uint32_t>(b)));
-          value_store.push_back(random_vector(stride * kBlockTokens, 40 + static_cast<uint32_t>(b)));
+// The GELU fused into linear_forward equals the product followed by gelu_forward, on every path: one
+// row split by input rows (in-major) or by columns, a few rows split by input rows (few columns) or by
+// columns, and sgemm's rows.
+TEST_P(KernelsTest, FusedGeluEqualsTheProductThenGelu) {
+  configure_blas_threads();
+  for (const auto& [I, O] : {std::pair{48, 400}, std::pair{40, 2100}}) {
+    auto w = random_vector(static_cast<size_t>(I) * O, 21), b = random_vector(O, 22);
+    for (int threads : {1, 2}) {
+      ThreadPool pool(threads);
+      for (int rows : {1, 3, 8, 33}) {
+        auto in = random_vector(static_cast<size_t>(rows) * I, 23);
+        for (bool in_major : {true, false}) {
+          Linear L{w.data(), b.data(), I, O, in_major};
+          std::vector<float> expect(static_cast<size_t>(rows) * O), out(expect.size(), 3.f);
+          linear_forward(expect.data(), in.data(), L, rows, false, pool);
+          gelu_forward(expect.data(), expect.size());
+          linear_forward(out.data(), in.data(), L, rows, false, pool, Activation::kGelu);
+          for (size_t k = 0; k < out.size(); ++k)
+            ASSERT_NEAR(out[k], expect[k], 1e-5 * (1 + std::fabs(expect[k])))
+                << "I " << I << " O " << O << " threads " << threads << " rows " << rows << " in_major "
+                << in_major << " at " << k;
         }
-        for (int b = 0; b < blocks; ++b) {
-          keys[static_cast<size_t>(b)] = key_store[static_cast<size_t>(blocks - 1 - b)].data();
-          values[static_cast<size_t>(b)] = value_store[static_cast<size_t>(blocks - 1 - b)].data();
-        }
-        auto q = random_vector(stride, 7);
-        std::vector<float> out(stride, 9.f), scores(static_cast<size_t>(kMaxAttentionGroup) * n);
-        const float scale = 0.3f;
-        const int h0 = 1;
-        attention_heads(out.data(), q.data(), keys.data(), values.data(), kBlockTokens, stride, h0, heads, n,
-                        D, scale, scores.data());
-        for (int h = h0; h < h0 + heads; ++h) {
-          std::vector<double> p(static_cast<size_t>(n));
-          double max_s = -1e300, sum = 0;
-          for (int j = 0; j < n; ++j) {
-            const float* k =
-                keys[static_cast<size_t>(j / kBlockTokens)] + (j % kBlockTokens) * stride + h * D;
-            double s = 0;
-            for (int d = 0; d < D; ++d) s += double{q[static_cast<size_t>(h * D + d)]} * k[d];
-            p[static_cast<size_t>(j)] = s * scale;
-            max_s = std::max(max_s, p[static_cast<size_t>(j)]);
-          }
-          for (auto& x : p) sum += (x = std::exp(x - max_s));
-          for (int d = 0; d < D; ++d) {
-            double o = 0;
-            for (int j = 0; j < n; ++j)
-              o += p[static_cast<size_t>(j)] / sum *
-                   values[static_cast<size_t>(j / kBlockTokens)][(j % kBlockTokens) * stride + h * D + d];
-            ASSERT_NEAR(out[static_cast<size_t>(h * D + d)], o, 1e-5)
-                << "D " << D << " heads " << heads << " n " << n << " head " << h << " dim " << d;
-          }
-        }
-        // Heads outside [h0, h0 + heads) are left alone.
-        for (int i = 0; i < h0 * D; ++i) ASSERT_EQ(out[static_cast<size_t>(i)], 9.f);
-        for (size_t i = static_cast<size_t>((h0 + heads) * D); i < stride; ++i) ASSERT_EQ(out[i], 9.f);
       }
     }
   }
+}
+
+// attention_heads against a double-precision softmax(q·k)·v, with positions in blocks that are not
+// contiguous, head dimensions of the fast path (64) and others, groups of heads up to past the
+// registers' limit, and position counts that end mid-block; cached rows as floats and as F16 halves
+// (against the reference on the same halves' values).
+TEST_P(KernelsTest, AttentionHeadsMatchesNaiveSoftmaxOverBlockedPositions) {
+  constexpr int kBlockTokens = 16;
+  for (bool f16 : {false, true})
+    for (int D : {64, 8}) {
+      for (int heads : {1, 3, 6, 7, 12}) {
+        const int C = heads * D + 2 * D;  // rows hold other heads too; ours start at h0 = 1
+        const size_t stride = static_cast<size_t>(C);
+        for (int n : {1, 5, 16, 17, 40}) {
+          const int blocks = (n + kBlockTokens - 1) / kBlockTokens;
+          // Blocks stored in reverse order, apart from each other.
+          std::vector<std::vector<float>> key_store, value_store;
+          std::vector<const float*> keys(static_cast<size_t>(blocks)), values(static_cast<size_t>(blocks));
+          std::vector<std::vector<uint16_t>> key_halves, value_halves;
+          std::vector<const uint16_t*> half_keys(keys.size()), half_values(values.size());
+          for (int b = 0; b < blocks; ++b) {
+            key_store.push_back(random_vector(stride * kBlockTokens, 20 + static_cast<uint32_t>(b)));
+            value_store.push_back(random_vector(stride * kBlockTokens, 40 + static_cast<uint32_t>(b)));
+            key_halves.emplace_back(), value_halves.emplace_back();
+            for (auto [store, halves] : {std::pair{&key_store.back(), &key_halves.back()},
+                                         std::pair{&value_store.back(), &value_halves.back()}})
+              for (float& x : *store) {  // the reference reads the halves' values
+                halves->push_back(fp32_to_fp16(x));
+                if (f16) x = fp16_to_fp32(halves->back());
+              }
+          }
+          for (int b = 0; b < blocks; ++b) {
+            const size_t from = static_cast<size_t>(blocks - 1 - b), to = static_cast<size_t>(b);
+            keys[to] = key_store[from].data(), values[to] = value_store[from].data();
+            half_keys[to] = key_halves[from].data(), half_values[to] = value_halves[from].data();
+          }
+          auto q = random_vector(stride, 7);
+          std::vector<float> out(stride, 9.f), scores(static_cast<size_t>(kMaxAttentionGroup) * n);
+          const float scale = 0.3f;
+          const int h0 = 1;
+          if (f16)
+            attention_heads(out.data(), q.data(), half_keys.data(), half_values.data(), kBlockTokens, stride,
+                            h0, heads, n, D, scale, scores.data());
+          else
+            attention_heads(out.data(), q.data(), keys.data(), values.data(), kBlockTokens, stride, h0, heads,
+                            n, D, scale, scores.data());
+          for (int h = h0; h < h0 + heads; ++h) {
+            std::vector<double> p(static_cast<size_t>(n));
+            double max_s = -1e300, sum = 0;
+            for (int j = 0; j < n; ++j) {
+              const float* k =
+                  keys[static_cast<size_t>(j / kBlockTokens)] + (j % kBlockTokens) * stride + h * D;
+              double s = 0;
+              for (int d = 0; d < D; ++d) s += double{q[static_cast<size_t>(h * D + d)]} * k[d];
+              p[static_cast<size_t>(j)] = s * scale;
+              max_s = std::max(max_s, p[static_cast<size_t>(j)]);
+            }
+            for (auto& x : p) sum += (x = std::exp(x - max_s));
+            for (int d = 0; d < D; ++d) {
+              double o = 0;
+              for (int j = 0; j < n; ++j)
+                o += p[static_cast<size_t>(j)] / sum *
+                     values[static_cast<size_t>(j / kBlockTokens)][(j % kBlockTokens) * stride + h * D + d];
+              ASSERT_NEAR(out[static_cast<size_t>(h * D + d)], o, 1e-5)
+                  << (f16 ? "F16 " : "F32 ") << "D " << D << " heads " << heads << " n " << n << " head " << h
+                  << " dim " << d;
+            }
+          }
+          // Heads outside [h0, h0 + heads) are left alone.
+          for (int i = 0; i < h0 * D; ++i) ASSERT_EQ(out[static_cast<size_t>(i)], 9.f);
+          for (size_t i = static_cast<size_t>((h0 + heads) * D); i < stride; ++i) ASSERT_EQ(out[i], 9.f);
+        }
+      }
+    }
 }
 
 TEST_P(KernelsTest, LayerNormHasZeroMeanUnitVarianceThenAffine) {

@@ -2,6 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "model/half.h"
+#include "util/error.h"
+
 namespace cortex::model {
 namespace {
 
@@ -31,26 +39,74 @@ TEST(KvCacheTest, AllocatesBlocksOnDemandAndReusesReleasedOnes) {
   EXPECT_EQ(cache.blocks_allocated(), 4) << "released blocks are reused, not allocated anew";
 }
 
-TEST(KvCacheTest, PositionsOfDifferentSequencesAndLayersDoNotOverlap) {
-  KvCache cache(small_config(), 64);
+// The value a row holds at index i, read back as stored.
+float stored(const KvCache& cache, const void* row, int i) {
+  if (cache.dtype() == DType::kF16) return fp16_to_fp32(static_cast<const uint16_t*>(row)[i]);
+  return static_cast<const float*>(row)[i];
+}
+
+class KvCacheTypeTest : public ::testing::TestWithParam<DType> {};
+
+TEST_P(KvCacheTypeTest, PositionsOfDifferentSequencesAndLayersDoNotOverlap) {
+  KvCache cache(small_config(), 64, GetParam());
+  EXPECT_EQ(cache.dtype(), GetParam());
+  EXPECT_EQ(cache.block_bytes(), size_t{2} * 2 * 16 * 8 * (GetParam() == DType::kF16 ? 2 : 4));
   KvSequence a, b;
   ASSERT_TRUE(cache.reserve(a, 20));
   ASSERT_TRUE(cache.reserve(b, 20));
-  for (KvSequence* s : {&a, &b})
-    for (int layer = 0; layer < 2; ++layer)
-      for (int pos = 0; pos < 20; ++pos)
-        for (int i = 0; i < 8; ++i) {
-          float tag = static_cast<float>((s == &a ? 1000 : 2000) + layer * 100 + pos);
-          cache.key(*s, layer, pos)[i] = tag;
-          cache.value(*s, layer, pos)[i] = -tag;
-        }
+  // Tags up to 1619 and their negatives: integers that F16 holds exactly (up to 2048).
+  auto tag = [&](const KvSequence* s, int layer, int pos) {
+    return static_cast<float>((s == &a ? 1000 : 1500) + layer * 100 + pos);
+  };
   for (KvSequence* s : {&a, &b})
     for (int layer = 0; layer < 2; ++layer)
       for (int pos = 0; pos < 20; ++pos) {
-        float tag = static_cast<float>((s == &a ? 1000 : 2000) + layer * 100 + pos);
-        ASSERT_EQ(cache.key(*s, layer, pos)[7], tag);
-        ASSERT_EQ(cache.value(*s, layer, pos)[0], -tag);
+        std::vector<float> k(8, tag(s, layer, pos)), v(8, -tag(s, layer, pos));
+        cache.store(*s, layer, pos, k.data(), v.data());
       }
+  for (KvSequence* s : {&a, &b})
+    for (int layer = 0; layer < 2; ++layer)
+      for (int pos = 0; pos < 20; ++pos) {
+        ASSERT_EQ(stored(cache, cache.key(*s, layer, pos), 7), tag(s, layer, pos));
+        ASSERT_EQ(stored(cache, cache.value(*s, layer, pos), 0), -tag(s, layer, pos));
+      }
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, KvCacheTypeTest, ::testing::Values(DType::kF32, DType::kF16),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+// F16 rows are rounded to nearest even; values beyond F16's range saturate at ±65504 (not infinity,
+// which would turn every score of the row into NaN); NaN stays NaN.
+TEST(KvCacheTest, F16RowsRoundToNearestAndSaturate) {
+  Gpt2Config c = small_config();
+  c.n_embd = 20;  // past one 16-wide vector: the vector path and the scalar tail
+  KvCache cache(c, 16, DType::kF16);
+  KvSequence s;
+  ASSERT_TRUE(cache.reserve(s, 1));
+  std::vector<float> k(20), v(20);
+  for (int i = 0; i < 20; ++i) k[static_cast<size_t>(i)] = 1.f + static_cast<float>(i) / 3000.f;
+  v = k;
+  for (size_t i : {size_t{3}, size_t{18}}) k[i] = 1e6f, v[i] = -1e9f;
+  k[5] = k[19] = std::numeric_limits<float>::quiet_NaN();
+  cache.store(s, 0, 0, k.data(), v.data());
+  for (int i = 0; i < 20; ++i) {
+    const size_t u = static_cast<size_t>(i);
+    const float kk = stored(cache, cache.key(s, 0, 0), i), vv = stored(cache, cache.value(s, 0, 0), i);
+    if (u == 3 || u == 18) {
+      EXPECT_EQ(kk, 65504.f) << i;
+      EXPECT_EQ(vv, -65504.f) << i;
+    } else if (u == 5 || u == 19) {
+      EXPECT_TRUE(std::isnan(kk)) << i;
+    } else {
+      EXPECT_EQ(kk, fp16_to_fp32(fp32_to_fp16(k[u]))) << i;
+      EXPECT_NEAR(kk, k[u], 1e-3f) << i;
+    }
+  }
+}
+
+TEST(KvCacheTest, RejectsTypesOtherThanF32AndF16) {
+  EXPECT_THROW(KvCache(small_config(), 16, DType::kQ8_0), Error);
+  EXPECT_THROW(KvCache(small_config(), 16, DType::kBF16), Error);
 }
 
 }  // namespace

@@ -97,6 +97,25 @@ TEST_P(TypedKernelsTest, LinearMatchesTheScalarReferenceForEveryRowCount) {
   }
 }
 
+// GELU fused into the typed products (one row, a few, sgemm's panels) equals the product then GELU.
+TEST_P(TypedKernelsTest, FusedGeluEqualsTheProductThenGelu) {
+  const DType t = std::get<1>(GetParam());
+  configure_blas_threads();
+  TypedMatrix m = make_matrix(t, 100, 64, 31);
+  auto bias = random_vector(100, 32, 1.f);
+  Linear L{m.data.data(), bias.data(), 64, 100, false, t};
+  ThreadPool pool(2);
+  for (int rows : {1, 5, 33}) {
+    auto in = random_vector(static_cast<size_t>(rows) * 64, 33, 1.f);
+    std::vector<float> expect(static_cast<size_t>(rows) * 100), out(expect.size(), 3.f);
+    linear_forward(expect.data(), in.data(), L, rows, false, pool);
+    gelu_forward(expect.data(), expect.size());
+    linear_forward(out.data(), in.data(), L, rows, false, pool, Activation::kGelu);
+    for (size_t i = 0; i < out.size(); ++i)
+      ASSERT_NEAR(out[i], expect[i], 1e-5 * (1 + std::fabs(expect[i]))) << "rows " << rows << " at " << i;
+  }
+}
+
 TEST_P(TypedKernelsTest, KernelsWriteOnlyTheirColumnRange) {
   const DType t = std::get<1>(GetParam());
   const int K = 64, N = 45, n0 = 3, n1 = 42;

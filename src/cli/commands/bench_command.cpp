@@ -38,6 +38,7 @@ void add_bench_command(CLI::App& app) {
   struct Options {
     bench::ModelBenchOptions model;
     std::vector<std::string> dtypes;
+    std::string kv_cache_dtype;
     bool json = false;
   };
   auto o = std::make_shared<Options>();
@@ -67,6 +68,7 @@ void add_bench_command(CLI::App& app) {
                   "Weight type(s) to run in, one run each: f32, f16, q8_0 (comma-separated; default: as "
                   "stored)")
       ->delimiter(',');
+  cmd->add_option("--kv-cache-dtype", o->kv_cache_dtype, "KV cache type: f32 or f16 (default: f32)");
   cmd->add_flag("--json", o->json, "Print the report as JSON");
   cmd->callback([o, cmd] {
     if (cmd->got_subcommand("tokenizer") || cmd->got_subcommand("serve")) return;  // they run only their own
@@ -74,12 +76,14 @@ void add_bench_command(CLI::App& app) {
     std::vector<std::optional<model::DType>> dtypes;
     for (const auto& d : o->dtypes) dtypes.push_back(model::parse_dtype(d));  // all checked before any run
     if (dtypes.empty()) dtypes.push_back(std::nullopt);
+    if (!o->kv_cache_dtype.empty()) o->model.kv_cache_dtype = model::parse_kv_cache_dtype(o->kv_cache_dtype);
     nlohmann::json runs = nlohmann::json::array();
     for (const auto& dtype : dtypes) {
       o->model.dtype = dtype;
       auto r = bench::run_model_bench(o->model);
       if (o->json) {
         nlohmann::json j = {{"dtype", r.dtype},
+                            {"kv_cache_dtype", r.kv_cache_dtype},
                             {"rounds", r.rounds},
                             {"isa", r.isa},
                             {"bandwidth_gb_s", r.bandwidth_bytes_per_s / 1e9},
@@ -102,8 +106,11 @@ void add_bench_command(CLI::App& app) {
           o->model.threads, r.bandwidth_bytes_per_s / 1e9, r.dram_bandwidth_bytes_per_s / 1e9,
           r.sgemm_flops / 1e9);
       std::printf("every figure and both limits: the best of %d rounds, measured side by side\n", r.rounds);
-      std::printf("model (%s, %s kernels): %.0f MB of weights read per decode step, %.0f MFLOP per token\n\n",
-                  r.dtype.c_str(), r.isa.c_str(), r.weight_bytes / 1e6, r.flops_per_token / 1e6);
+      std::printf(
+          "model (%s weights, %s KV cache, %s kernels): %.0f MB of weights read per decode step, %.0f MFLOP "
+          "per token\n\n",
+          r.dtype.c_str(), r.kv_cache_dtype.c_str(), r.isa.c_str(), r.weight_bytes / 1e6,
+          r.flops_per_token / 1e6);
       std::printf("%-10s %12s %12s %10s  %s\n", "test", "tok/s", "limit tok/s", "fraction", "bound by");
       for (const auto& f : r.figures)
         std::printf("%-10s %12.1f %12.1f %9.0f%%  %s\n", f.name.c_str(), f.tokens_per_second,

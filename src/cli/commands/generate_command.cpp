@@ -20,6 +20,7 @@ void add_generate_command(CLI::App& app) {
     bool ignore_eos = false;
     int threads = 0;
     std::string dtype;
+    std::string kv_cache_dtype;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("generate", "Continue a prompt with a GPT-2 model");
@@ -39,9 +40,12 @@ void add_generate_command(CLI::App& app) {
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating past <|endoftext|>");
   cmd->add_option("--threads", o->threads, "Compute threads (default: all cores)");
   cmd->add_option("--dtype", o->dtype, "Weight type: f32, f16 or q8_0 (default: as stored)");
+  cmd->add_option("--kv-cache-dtype", o->kv_cache_dtype,
+                  "KV cache type: f32, or f16 for half its memory and the attention's reads (default: f32)");
   cmd->callback([o] {
     model::ModelOptions mo;
     if (!o->dtype.empty()) mo.dtype = model::parse_dtype(o->dtype);
+    if (!o->kv_cache_dtype.empty()) mo.kv_cache_dtype = model::parse_kv_cache_dtype(o->kv_cache_dtype);
     mo.threads =
         o->threads > 0 ? o->threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     auto load_start = SteadyClock::now();

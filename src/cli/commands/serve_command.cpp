@@ -50,6 +50,8 @@ void apply_spec(const control::ApiSpec& spec, const CLI::App& cmd, serving::Repl
   if (unset("--top-p")) r.defaults.sampling.top_p = static_cast<float>(spec.generation.top_p);
   if (unset("--kv-cache-tokens") && spec.kv_cache_tokens > 0) r.model.kv_cache_tokens = spec.kv_cache_tokens;
   if (unset("--dtype") && !spec.dtype.empty()) r.model.dtype = model::parse_dtype(spec.dtype);
+  if (unset("--kv-cache-dtype") && !spec.kv_cache_dtype.empty())
+    r.model.kv_cache_dtype = model::parse_kv_cache_dtype(spec.kv_cache_dtype);
   int threads = spec.threads > 0 ? spec.threads : static_cast<int>((spec.compute.cpu_millis + 999) / 1000);
   if (unset("--threads") && threads > 0) r.model.threads = threads;
 }
@@ -65,6 +67,7 @@ void add_serve_command(CLI::App& app) {
     std::string spec_file;
     std::string handler;
     std::string dtype;
+    std::string kv_cache_dtype;
   };
   auto o = std::make_shared<Options>();
   auto& r = o->replica;
@@ -86,6 +89,8 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--threads", r.model.threads, "Compute threads")->capture_default_str();
   cmd->add_option("--kv-cache-tokens", r.model.kv_cache_tokens, "KV cache budget in tokens (0: 8 × context)");
   cmd->add_option("--dtype", o->dtype, "Weight type: f32, f16 or q8_0 (default: as stored)");
+  cmd->add_option("--kv-cache-dtype", o->kv_cache_dtype,
+                  "KV cache type: f32, or f16 for half its memory and the attention's reads (default: f32)");
   cmd->add_option("--max-concurrency", r.scheduler.max_concurrency, "Sequences generated at once")
       ->capture_default_str();
   cmd->add_option("--max-queue-length", r.scheduler.max_queue_length, "Requests waiting; more get 503")
@@ -115,6 +120,8 @@ void add_serve_command(CLI::App& app) {
     if (!o->spec_file.empty())
       apply_spec(read_spec(o->spec_file), *cmd, o->replica, o->handler, model_endpoint, model_region);
     if (!o->dtype.empty()) o->replica.model.dtype = model::parse_dtype(o->dtype);
+    if (!o->kv_cache_dtype.empty())
+      o->replica.model.kv_cache_dtype = model::parse_kv_cache_dtype(o->kv_cache_dtype);
     if (o->replica.model_path.empty())
       throw invalid_argument("--model (or a --spec naming a model) is required");
     // A remote model is downloaded (or found in the cache) before anything listens.
