@@ -133,17 +133,29 @@ TEST(CliTest, CompletionScriptsAreValidShell) {
 
 TEST(CliTest, BenchReportsEveryFigureBesideItsLimit) {
   auto r = testing::run_command({testing::cortex_binary(), "bench", "--model", testing::test_model("tiny"),
-                                 "--decode-tokens", "8", "--batch-steps", "4", "--json"});
+                                 "--decode-tokens", "8", "--batch-steps", "4", "--kv-cache-dtype", "f16",
+                                 "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto j = nlohmann::json::parse(r.out);
   EXPECT_GT(j["bandwidth_gb_s"].get<double>(), 0.1);
   EXPECT_GT(j["sgemm_gflop_s"].get<double>(), 0.1);
+  EXPECT_EQ(j["dtype"], "f32");
+  EXPECT_EQ(j["kv_cache_dtype"], "f16");
+  // A decode step of n sequences reads the weights once: its limit is the lower of n × bandwidth ÷
+  // weight bytes and the matrix-multiply rate ÷ FLOP per token; prompt processing's is the latter.
+  const double per_pass = j["bandwidth_gb_s"].get<double>() * 1e3 / j["weight_mb"].get<double>();
+  const double compute = j["sgemm_gflop_s"].get<double>() * 1e3 / j["mflop_per_token"].get<double>();
   std::vector<std::string> names;
   for (const auto& f : j["figures"]) {
-    names.push_back(f["name"]);
+    const std::string name = f["name"];
+    names.push_back(name);
     EXPECT_GT(f["tokens_per_second"].get<double>(), 0) << f.dump();
     EXPECT_NEAR(f["fraction_of_limit"].get<double>(),
                 f["tokens_per_second"].get<double>() / f["limit_tokens_per_second"].get<double>(), 1e-9);
+    const int rows = name == "tg8" ? 1 : name.starts_with("batch") ? std::stoi(name.substr(5)) : 0;
+    const double limit = rows > 0 ? std::min(rows * per_pass, compute) : compute;
+    EXPECT_NEAR(f["limit_tokens_per_second"].get<double>(), limit, 1e-6 * limit) << f.dump();
+    EXPECT_EQ(f["bound"], rows > 0 && rows * per_pass < compute ? "bandwidth" : "compute") << f.dump();
   }
   EXPECT_EQ(names, (std::vector<std::string>{"pp128", "tg8", "batch8", "batch32"}))
       << "pp512 is skipped: the tiny model has 256 positions";
