@@ -117,10 +117,12 @@ inline void panel_in_major_512(float* out, const float* in, const float* w, int 
 
 // out[rows, n:n+NC] += in[rows, :] · W[n:n+NC, :]ᵀ for W stored [N, K], with the input transposed and
 // zero-padded: xt[K, RV·16]. Each step of k broadcasts one weight per column against RV vectors of 16
-// rows, so no horizontal sums are needed; W's NC rows are read as NC sequential streams.
+// rows, so no horizontal sums are needed; W's NC rows are read as NC sequential streams. Meanwhile the
+// `next_bytes` at `next` (the next tile's rows of W, as stored) are fetched into L2, a line every few
+// steps of k.
 template <int RV, int NC>
 inline void tile_out_major_t512(float* out, const float* xt, const float* w, int rows, int K, int N, int n,
-                                bool prefetch_next) {
+                                const char* next, size_t next_bytes) {
   __m512 acc[NC][RV];
 #pragma GCC unroll 16
   for (int j = 0; j < NC; ++j)
@@ -128,14 +130,15 @@ inline void tile_out_major_t512(float* out, const float* xt, const float* w, int
     for (int r = 0; r < RV; ++r) acc[j][r] = _mm512_setzero_ps();
   const float* wn = w + static_cast<size_t>(n) * K;
   const size_t ks = static_cast<size_t>(K);
-  // The next tile's rows (contiguous after these): NC·K floats, one line per 16 / NC steps of k.
-  static_assert(NC <= 16 && 16 % NC == 0);
-  const char* next = reinterpret_cast<const char*>(wn + NC * ks);
-  constexpr int per_line = 16 / NC;
-  for (int k = 0; k < K; ++k) {
-    if (prefetch_next && k % per_line == 0) {
-      prefetch_l2(next);
-      next += 64;
+  const char* const next_end = next + next_bytes / 64 * 64;
+  const int every = next_bytes >= 64 ? std::max(1, static_cast<int>(ks * 64 / next_bytes)) : K + 1;
+  for (int k = 0, countdown = 1; k < K; ++k) {
+    if (--countdown == 0) {
+      countdown = every;
+      if (next < next_end) {
+        prefetch_l2(next);
+        next += 64;
+      }
     }
     __m512 x[RV];
 #pragma GCC unroll 2
@@ -230,8 +233,14 @@ template <int RV, int NC>
 void out_major_t512(float* out, const float* in, const float* w, int rows, int K, int N, int n0, int n1) {
   const float* xt = transpose_input(in, rows, K, RV);
   int n = n0;
-  for (; n + NC <= n1; n += NC) tile_out_major_t512<RV, NC>(out, xt, w, rows, K, N, n, n + 2 * NC <= n1);
-  for (; n < n1; ++n) tile_out_major_t512<RV, 1>(out, xt, w, rows, K, N, n, false);
+  const size_t tile_bytes = static_cast<size_t>(NC) * K * sizeof(float);
+  for (; n + NC <= n1; n += NC) {
+    const bool more = n + 2 * NC <= n1;  // the next tile's rows follow these
+    tile_out_major_t512<RV, NC>(out, xt, w, rows, K, N, n,
+                                reinterpret_cast<const char*>(w + static_cast<size_t>(n + NC) * K),
+                                more ? tile_bytes : 0);
+  }
+  for (; n < n1; ++n) tile_out_major_t512<RV, 1>(out, xt, w, rows, K, N, n, nullptr, 0);
 }
 
 // out_major_t512 for W stored as F16 or Q8_0: each tile's NC rows of W are converted to F32 first.
@@ -240,10 +249,16 @@ void out_major_t512_typed(float* out, const float* in, const void* w, DType t, i
                           int n1) {
   const float* xt = transpose_input(in, rows, K, RV);
   int n = n0;
-  for (; n + NC <= n1; n += NC)
-    tile_out_major_t512<RV, NC>(out + n, xt, dequantize_rows(w, t, K, n, n + NC), rows, K, N, 0, false);
+  const size_t row = row_bytes(t, K), tile_bytes = NC * row;
+  const char* stored = static_cast<const char*>(w);
+  for (; n + NC <= n1; n += NC) {
+    // While this tile computes, the next tile's stored rows come into L2 for its conversion.
+    const bool more = n + 2 * NC <= n1;
+    tile_out_major_t512<RV, NC>(out + n, xt, dequantize_rows(w, t, K, n, n + NC), rows, K, N, 0,
+                                stored + static_cast<size_t>(n + NC) * row, more ? tile_bytes : 0);
+  }
   for (; n < n1; ++n)
-    tile_out_major_t512<RV, 1>(out + n, xt, dequantize_rows(w, t, K, n, n + 1), rows, K, N, 0, false);
+    tile_out_major_t512<RV, 1>(out + n, xt, dequantize_rows(w, t, K, n, n + 1), rows, K, N, 0, nullptr, 0);
 }
 #endif  // CORTEX_AVX512
 
