@@ -2,8 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
+#include <set>
 
 #include "util/error.h"
 
@@ -39,6 +41,42 @@ TEST(SamplerTest, TopKRestrictsToTheKBest) {
   for (int i = 0; i < 500; ++i) {
     int32_t t = s.sample(kLogits);
     EXPECT_TRUE(t == 1 || t == 2 || t == 3) << t;
+  }
+}
+
+// On a vocabulary-sized input: the k best tokens, ties going to the lower ids, drawn with their
+// softmax frequencies (the one-pass selection against the plain definition).
+TEST(SamplerTest, TopKOverAWholeVocabularyKeepsTheBestAndBreaksTiesByLowerId) {
+  std::vector<float> logits(50257, 0.f);
+  for (size_t i = 0; i < logits.size(); ++i) logits[i] = static_cast<float>((i * 7919) % 1000) / 1000.f;
+  // 60 tokens tie at the top (2.0), spread over the vocabulary; with k = 40 the 40 lowest ids win.
+  std::vector<int32_t> tied;
+  for (int32_t i = 50000; i >= 0 && tied.size() < 60; i -= 811) tied.push_back(i);
+  for (int32_t i : tied) logits[static_cast<size_t>(i)] = 2.f;
+  std::sort(tied.begin(), tied.end());
+  const std::set<int32_t> expected(tied.begin(), tied.begin() + 40);
+  Sampler s({1.f, 40, 1.f, 5});
+  std::map<int32_t, int> seen;
+  const int n = 8000;
+  for (int i = 0; i < n; ++i) seen[s.sample(logits)]++;
+  for (const auto& [t, count] : seen) EXPECT_TRUE(expected.count(t)) << "token " << t;
+  EXPECT_EQ(seen.size(), 40u);
+  // Distinct logits: the 5 best, at their softmax frequencies among themselves.
+  std::vector<float> ramp(50257);
+  for (size_t i = 0; i < ramp.size(); ++i) ramp[i] = static_cast<float>((i * 104729) % 50257) / 10000.f;
+  std::vector<int32_t> order(ramp.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int32_t>(i);
+  std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return ramp[a] > ramp[b]; });
+  Sampler five({1.f, 5, 1.f, 6});
+  std::map<int32_t, int> drawn;
+  for (int i = 0; i < n; ++i) drawn[five.sample(ramp)]++;
+  double z = 0;
+  for (int j = 0; j < 5; ++j) z += std::exp(ramp[static_cast<size_t>(order[j])]);
+  EXPECT_EQ(drawn.size(), 5u);
+  for (int j = 0; j < 5; ++j) {
+    const int32_t t = order[static_cast<size_t>(j)];
+    const double p = std::exp(ramp[static_cast<size_t>(t)]) / z, sd = std::sqrt(p * (1 - p) / n);
+    EXPECT_NEAR(drawn[t] / double{n}, p, 5 * sd + 1e-3) << "token " << t;
   }
 }
 
