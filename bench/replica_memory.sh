@@ -4,10 +4,11 @@
 # KV cache, scratch activations, code and libraries), and how the model's pages are shared (Pss is RSS
 # with each shared page divided among the processes that map it: two replicas sharing every weight page
 # show Pss ≈ half the file).
-# Usage: bench/replica_memory.sh [MODEL.gguf] [DTYPE]
+# Usage: bench/replica_memory.sh [MODEL.gguf] [DTYPE] [KV_CACHE_DTYPE]
 #   default model: a random GPT-2 124M written as a Q8_0 GGUF file (once, under $CORTEX_HOME/models);
 #   DTYPE (f32|f16|q8_0) is passed as --dtype: a type other than the file's converts on load, into
 #   memory of each process's own (so the file's pages are then not what the weights use).
+#   KV_CACHE_DTYPE (f32|f16) is passed as --kv-cache-dtype.
 #   CORTEX=path/to/cortex picks the binary (default: build/src/cli/cortex).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,6 +16,7 @@ cortex="${CORTEX:-$root/build/src/cli/cortex}"
 home="${CORTEX_HOME:-$HOME/.cortex}"
 model="${1:-$home/models/random-gpt2-124M-q8_0.gguf}"
 dtype="${2:-}"
+kv_dtype="${3:-}"
 if [ ! -e "$model" ]; then
   mkdir -p "$(dirname "$model")"
   "$cortex" model random --shape 124M --format gguf --dtype q8_0 --out "$model" >/dev/null
@@ -29,7 +31,7 @@ cleanup() {
 }
 trap cleanup EXIT
 for i in 1 2; do
-  "$cortex" serve --model "$model" ${dtype:+--dtype "$dtype"} --port 0 --port-file "$work/port$i" --threads 1 \
+  "$cortex" serve --model "$model" ${dtype:+--dtype "$dtype"} ${kv_dtype:+--kv-cache-dtype "$kv_dtype"} --port 0 --port-file "$work/port$i" --threads 1 \
     --max-concurrency 8 2>"$work/log$i" &
   pids+=($!)
 done
@@ -45,13 +47,15 @@ for i in 1 2; do
     --max-tokens 64 >/dev/null
 done
 "$cortex" model info --model "$model" >"$work/info.json"
-INFO="$work/info.json" MODEL="$model" python3 - "${pids[@]}" <<'PY'
+INFO="$work/info.json" MODEL="$model" KV_DTYPE="${kv_dtype:-f32}" python3 - "${pids[@]}" <<'PY'
 import json, math, os, sys
 
 info = json.load(open(os.environ["INFO"]))
 # The KV cache the load needs at most: 8 sequences of 2 prompt + 64 generated positions, in blocks of 16
-# positions × layers × (key, value) × n_embd floats (blocks once allocated stay with the process).
-block_mb = info["n_layer"] * 2 * 16 * info["n_embd"] * 4 / 2**20
+# positions × layers × (key, value) × n_embd values of 4 bytes (2 for an F16 cache); blocks once allocated
+# stay with the process.
+value_bytes = 2 if os.environ["KV_DTYPE"] == "f16" else 4
+block_mb = info["n_layer"] * 2 * 16 * info["n_embd"] * value_bytes / 2**20
 kv_mb = 8 * math.ceil(66 / 16) * block_mb
 
 model = os.environ["MODEL"]
@@ -83,7 +87,7 @@ for pid in sys.argv[1:]:
     shared = m.get("Shared_Clean", 0) + m.get("Shared_Dirty", 0)
     print(f"{pid:>8} {rss:8.1f} {mapped:8.1f} {rss - mapped:8.1f} {shared:10.1f} {m.get('Pss', 0):10.1f} "
           f"{r['Pss']:8.1f}")
-print(f"KV cache for this load: at most {kv_mb:.1f} MiB (8 sequences x {math.ceil(66 / 16)} blocks of "
+print(f"{os.environ['KV_DTYPE']} KV cache for this load: at most {kv_mb:.1f} MiB (8 sequences x {math.ceil(66 / 16)} blocks of "
       f"{block_mb:.3f} MiB); other minus that: the process's own overhead")
 print("weights mapped: the model file's resident pages in the process; other: RSS minus them (KV cache,"
       " activations, code); weights shared: of those pages, the ones another process maps too.")
