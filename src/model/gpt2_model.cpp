@@ -161,6 +161,7 @@ void Gpt2Model::attention(float* out, const float* qkv, std::span<const BatchEnt
   };
   std::vector<Task> tasks;
   int row = 0;
+  size_t block_count = 0;  // key and value block pointers of the entries so far
   for (const BatchEntry& e : batch) {
     KvSequence& kv = e.sequence->kv_;
     const int n = static_cast<int>(e.tokens.size());
@@ -170,22 +171,20 @@ void Gpt2Model::attention(float* out, const float* qkv, std::span<const BatchEnt
     }
     for (int t0 = 0; t0 < n; t0 += kTokensPerTask)
       for (int h0 = 0; h0 < H; h0 += per_group)
-        tasks.push_back({&e, row, t0, std::min(n, t0 + kTokensPerTask), h0, std::min(per_group, H - h0), 0});
+        tasks.push_back(
+            {&e, row, t0, std::min(n, t0 + kTokensPerTask), h0, std::min(per_group, H - h0), block_count});
+    block_count += 2 * static_cast<size_t>((kv.length + n + kBlock - 1) / kBlock);
     row += n;
   }
   // The tasks over the cache's rows stored as T (float or uint16_t halves).
   auto run = [&]<class T>() {
-    // Per entry, the first position of each cache block it reads, for keys and then for values.
+    // Per entry, in batch order, the first position of each cache block it reads, for keys and then for
+    // values (where its tasks' `blocks` point).
     std::vector<const T*> blocks;
-    for (size_t i = 0; i < tasks.size(); ++i) {
-      Task& task = tasks[i];
-      if (i > 0 && tasks[i - 1].entry == task.entry) {
-        task.blocks = tasks[i - 1].blocks;
-        continue;
-      }
-      const KvSequence& kv = task.entry->sequence->kv_;
-      const int end = kv.length + static_cast<int>(task.entry->tokens.size());
-      task.blocks = blocks.size();
+    blocks.reserve(block_count);
+    for (const BatchEntry& e : batch) {
+      const KvSequence& kv = e.sequence->kv_;
+      const int end = kv.length + static_cast<int>(e.tokens.size());
       for (int p = 0; p < end; p += kBlock)
         blocks.push_back(static_cast<const T*>(kv_cache_.key(kv, layer, p)));
       for (int p = 0; p < end; p += kBlock)

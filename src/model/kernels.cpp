@@ -54,10 +54,13 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
                     Activation activation) {
   const KernelTable& k = kernels();
   const int O = L.out, I = L.in;
-  // The activation of columns [o0, o1) of every row, once a thread has written them.
+  // The activation of n outputs at p (elementwise), and of columns [o0, o1) of every row, once a thread
+  // has written them.
+  auto activate_run = [&](float* p, size_t n) {
+    if (activation == Activation::kGelu) k.gelu_forward(p, n);
+  };
   auto activate = [&](size_t o0, size_t o1) {
-    if (activation == Activation::kNone) return;
-    for (int r = 0; r < rows; ++r) k.gelu_forward(out + static_cast<size_t>(r) * O + o0, o1 - o0);
+    for (int r = 0; r < rows; ++r) activate_run(out + static_cast<size_t>(r) * O + o0, o1 - o0);
   };
   // Initialise the output with the bias (added to what is there when accumulating).
   auto init = [&](size_t o0, size_t o1) {
@@ -160,7 +163,7 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
             const float* p = partial + static_cast<size_t>(t - 1) * out_floats;
             for (size_t i = b; i < e; ++i) out[i] += p[i];
           }
-          if (activation == Activation::kGelu) k.gelu_forward(out + b, e - b);  // elementwise: any range
+          activate_run(out + b, e - b);  // elementwise: any range of the flat output
         },
         kAlign);
     return;

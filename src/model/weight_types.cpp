@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstddef>
 #include <cstring>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "model/half.h"
@@ -13,20 +15,25 @@
 
 namespace cortex::model {
 
-DType parse_dtype(std::string_view name) {
+namespace {
+// "f32", "f16" or (with q8_0) "q8_0", case-insensitive; nullopt for anything else.
+std::optional<DType> dtype_named(std::string_view name, bool q8_0) {
   std::string s(name);
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
   if (s == "f32") return DType::kF32;
   if (s == "f16") return DType::kF16;
-  if (s == "q8_0") return DType::kQ8_0;
+  if (q8_0 && s == "q8_0") return DType::kQ8_0;
+  return std::nullopt;
+}
+}  // namespace
+
+DType parse_dtype(std::string_view name) {
+  if (auto t = dtype_named(name, true)) return *t;
   throw invalid_argument("dtype '" + std::string(name) + "' is not supported: use f32, f16 or q8_0");
 }
 
 DType parse_kv_cache_dtype(std::string_view name) {
-  std::string s(name);
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (s == "f32") return DType::kF32;
-  if (s == "f16") return DType::kF16;
+  if (auto t = dtype_named(name, false)) return *t;
   throw invalid_argument("KV cache dtype '" + std::string(name) + "' is not supported: use f32 or f16");
 }
 
