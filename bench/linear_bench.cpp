@@ -15,6 +15,7 @@
 
 #include "model/kernels.h"
 #include "model/weight_types.h"
+#include "util/page_arena.h"
 #include "util/thread_pool.h"
 
 namespace cortex::bench {
@@ -44,10 +45,10 @@ class DenseStack {
       std::vector<float> w(static_cast<size_t>(in) * out);
       for (float& v : w) v = dist(rng);
       const size_t bytes = model::dtype_bytes(layout.dtype, static_cast<int64_t>(w.size()));
-      storage_.emplace_back(new std::byte[bytes]);
-      model::convert_from_f32(storage_.back().get(), layout.dtype, w.data(), static_cast<int64_t>(w.size()));
+      void* stored = storage_.allocate(bytes);  // on 2 MiB pages where the system allows, as the model's
+      model::convert_from_f32(stored, layout.dtype, w.data(), static_cast<int64_t>(w.size()));
       Linear L;
-      L.weight = storage_.back().get();
+      L.weight = stored;
       L.in = in, L.out = out, L.in_major = in_major, L.dtype = layout.dtype;
       if (bias) {
         biases_.emplace_back(static_cast<size_t>(out), 0.01f);
@@ -74,7 +75,7 @@ class DenseStack {
   double flops_per_row() const { return flops_per_row_; }
 
  private:
-  std::vector<std::unique_ptr<std::byte[]>> storage_;
+  PageArena storage_;
   std::vector<std::vector<float>> biases_;
   std::vector<Linear> layers_;
   size_t bytes_ = 0;

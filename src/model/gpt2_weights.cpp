@@ -67,9 +67,7 @@ void release_pages(const void* data, size_t bytes) {
 }  // namespace
 
 void* Gpt2Weights::own(size_t bytes) {
-  // Written before it is read: no zero fill (which would touch every page twice).
-  converted_.push_back(std::make_unique_for_overwrite<std::byte[]>(bytes));
-  return converted_.back().get();
+  return converted_.allocate(bytes);
 }
 
 const float* Gpt2Weights::as_f32(const TensorView& t) {

@@ -17,6 +17,7 @@
 #include "model/gguf.h"
 #include "model/gpt2_config.h"
 #include "model/safetensors.h"
+#include "util/page_arena.h"
 
 namespace cortex::model {
 
@@ -88,7 +89,7 @@ class Gpt2Weights {
   std::string format_;
   std::unique_ptr<SafetensorsFile> safetensors_;
   std::unique_ptr<GgufFile> gguf_;
-  std::vector<std::unique_ptr<std::byte[]>> converted_;  // owned (converted) data
+  PageArena converted_;  // owned (converted) data, on 2 MiB pages where the system allows
 };
 
 }  // namespace cortex::model

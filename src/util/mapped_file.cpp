@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "util/error.h"
+#include "util/page_arena.h"
 
 namespace cortex {
 
@@ -33,6 +34,9 @@ std::unique_ptr<MappedFile> MappedFile::open(const std::string& path) {
       throw Error(ErrorCode::kResourceExhausted, path + ": mmap failed: " + std::strerror(err));
     }
     data = static_cast<const uint8_t*>(p);
+    // Weights are streamed whole at every step: on 2 MiB pages where the page cache reads them in
+    // such pieces (pages already cached stay as they were read).
+    advise_huge_pages(data, size);
   }
   ::close(fd);
   return std::unique_ptr<MappedFile>(new MappedFile(path, data, size));
