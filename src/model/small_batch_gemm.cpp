@@ -347,8 +347,8 @@ struct Vec8 {
 struct Vec16 {
   using T = __m512;
   static constexpr int kWidth = 16;
-  // Input rows per tile as the rows lie (K apart): more go through packed blocks of 8
-  // (out_major_dot_packed).
+  // Input rows per tile as the rows lie (K apart): more go through packed blocks of 8 (out_major_dot's
+  // Packed).
   static constexpr int kMaxRows = 4;
   static T zero() { return _mm512_setzero_ps(); }
   static T load(const float* p) { return _mm512_loadu_ps(p); }
@@ -462,31 +462,6 @@ constexpr int tile_columns(int rows) {
   return rows <= 2 ? 4 : 3;                       // 16 registers
 }
 
-// out[r, n] += dot(in[r, :], W[n, :]) for every row r < rows and n in [n0, n1), K a multiple of the
-// vector width. The thread's rows of W are split into NR regions read side by side: tile i takes row i
-// of each region, and is met by blocks of up to V::kMaxRows input rows while it is in L1 (widened once
-// per block); the blocks share the prefetching of each region's row kPrefetchRows further on.
-template <class V, int NR, class Rows>
-void out_major_dot(float* out, const float* in, const Rows& w, int rows, int K, int N, int n0, int n1) {
-  constexpr int kPrefetchRows = 3;
-  const int q = (n1 - n0) / NR;  // rows per region
-  const int blocks = std::min(NR, (rows + V::kMaxRows - 1) / V::kMaxRows);
-  for (int i = 0; i < q; ++i) {
-    const int n = n0 + i;
-    const int ahead = i + kPrefetchRows < q ? kPrefetchRows : 0;
-    for_row_blocks(rows, V::kMaxRows, [&]<int MR>(int r) {
-      const int b = r / V::kMaxRows;
-      tile_dot<V, MR, NR>(out + static_cast<size_t>(r) * N, in + static_cast<size_t>(r) * K, w, n, q, K, N, n,
-                          q, b < blocks ? ahead : 0, b, blocks);
-    });
-  }
-  for (int n = n0 + NR * q; n < n1; ++n)
-    for_row_blocks(rows, V::kMaxRows, [&]<int MR>(int r) {
-      tile_dot<V, MR, 1>(out + static_cast<size_t>(r) * N, in + static_cast<size_t>(r) * K, w, n, 0, K, N, n,
-                         0);
-    });
-}
-
 // in[rows, K] rearranged for tiles of up to kPackedRows input rows into a per-thread buffer: the block
 // of rows [r, r + MR) starts at r·K and holds, for each vector-wide slice of K in turn, its MR rows'
 // slices one after the other. A tile then reads a step's MR vectors through one pointer at constant
@@ -509,37 +484,42 @@ const float* pack_rows(const float* in, int rows, int K) {
   return buffer.data();
 }
 
-// out_major_dot for the packed input in blocks of up to kPackedRows rows against tiles of NR rows of W
-// (MR·NR sums, NR vectors of W and one of x in registers: 8 × 3 takes 28 of AVX-512's 32). Each vector
-// of W is widened once per 8 input rows instead of once per 4.
-template <class V, int NR, class Rows>
-void out_major_dot_packed(float* out, const float* in, const Rows& w, int rows, int K, int N, int n0,
-                          int n1) {
+// out[r, n] += dot(in[r, :], W[n, :]) for every row r < rows and n in [n0, n1), K a multiple of the
+// vector width. The thread's rows of W are split into NR regions read side by side: tile i takes row i
+// of each region, and is met by blocks of input rows while it is in L1 (widened once per block); the
+// blocks share the prefetching of each region's row kPrefetchRows further on. The blocks are of up to
+// V::kMaxRows rows as they lie or, with Packed, of up to kPackedRows rows of the input packed by
+// pack_rows (8 × 3 tiles take 28 of AVX-512's 32 registers: MR·NR sums, NR vectors of W, one of x).
+template <class V, int NR, bool Packed = false, class Rows>
+void out_major_dot(float* out, const float* in, const Rows& w, int rows, int K, int N, int n0, int n1) {
   constexpr int kPrefetchRows = 3;
-  const float* xp = pack_rows<V::kWidth>(in, rows, K);
-  const int q = (n1 - n0) / NR;
-  const int blocks = std::min(NR, (rows + kPackedRows - 1) / kPackedRows);
+  constexpr int kBlockRows = Packed ? kPackedRows : V::kMaxRows;
+  const float* x = Packed ? pack_rows<V::kWidth>(in, rows, K) : in;
+  const int q = (n1 - n0) / NR;  // rows per region
+  const int blocks = std::min(NR, (rows + kBlockRows - 1) / kBlockRows);
   for (int i = 0; i < q; ++i) {
     const int n = n0 + i;
     const int ahead = i + kPrefetchRows < q ? kPrefetchRows : 0;
-    for_row_blocks(rows, kPackedRows, [&]<int MR>(int r) {
-      const int b = r / kPackedRows;
-      tile_dot<V, MR, NR, true>(out + static_cast<size_t>(r) * N, xp + static_cast<size_t>(r) * K, w, n, q, K,
-                                N, n, q, b < blocks ? ahead : 0, b, blocks);
+    for_row_blocks(rows, kBlockRows, [&]<int MR>(int r) {
+      const int b = r / kBlockRows;
+      tile_dot<V, MR, NR, Packed>(out + static_cast<size_t>(r) * N, x + static_cast<size_t>(r) * K, w, n, q,
+                                  K, N, n, q, b < blocks ? ahead : 0, b, blocks);
     });
   }
   for (int n = n0 + NR * q; n < n1; ++n)
-    for_row_blocks(rows, kPackedRows, [&]<int MR>(int r) {
-      tile_dot<V, MR, 1, true>(out + static_cast<size_t>(r) * N, xp + static_cast<size_t>(r) * K, w, n, 0, K,
-                               N, n, 0);
+    for_row_blocks(rows, kBlockRows, [&]<int MR>(int r) {
+      tile_dot<V, MR, 1, Packed>(out + static_cast<size_t>(r) * N, x + static_cast<size_t>(r) * K, w, n, 0, K,
+                                 N, n, 0);
     });
 }
 
 // out_major_dot with the tile width chosen for `rows`.
 template <class V, class Rows>
 void out_major_dot(float* out, const float* in, const Rows& w, int rows, int K, int N, int n0, int n1) {
+  // AVX-512: more rows than a tile takes as they lie go in packed blocks of 8 (each vector of W widened
+  // once per 8 rows instead of once per 4).
   if constexpr (V::kWidth == 16)
-    if (rows > V::kMaxRows) return out_major_dot_packed<V, 3>(out, in, w, rows, K, N, n0, n1);
+    if (rows > V::kMaxRows) return out_major_dot<V, 3, true>(out, in, w, rows, K, N, n0, n1);
   const int nr = rows <= 2   ? tile_columns<V>(2)
                  : rows == 3 ? tile_columns<V>(3)
                  : rows == 4 ? tile_columns<V>(4)
