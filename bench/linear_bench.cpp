@@ -15,6 +15,7 @@
 
 #include "model/kernels.h"
 #include "model/weight_types.h"
+#include "util/aligned_vector.h"
 #include "util/page_arena.h"
 #include "util/thread_pool.h"
 
@@ -94,7 +95,7 @@ void BM_DecodeStep(benchmark::State& state, const Layout& layout) {
   const int threads = static_cast<int>(state.range(1));
   model::configure_blas_threads();
   ThreadPool pool(threads);
-  std::vector<float> in(static_cast<size_t>(rows) * 4 * 768, 0.5f), out(static_cast<size_t>(rows) * 50257);
+  AlignedVector<float> in(static_cast<size_t>(rows) * 4 * 768, 0.5f), out(static_cast<size_t>(rows) * 50257);
   for (auto _ : state) {
     stack->step(out.data(), in.data(), rows, pool);
     benchmark::DoNotOptimize(out.data());
@@ -124,7 +125,7 @@ void BM_CachedMatrix(benchmark::State& state, const Layout& layout) {
   L.in = in, L.out = out, L.in_major = layout.in_major, L.dtype = layout.dtype;
   model::configure_blas_threads();
   ThreadPool pool(1);
-  std::vector<float> x(static_cast<size_t>(rows) * in, 0.5f), y(static_cast<size_t>(rows) * out);
+  AlignedVector<float> x(static_cast<size_t>(rows) * in, 0.5f), y(static_cast<size_t>(rows) * out);
   for (auto _ : state) {
     model::linear_forward(y.data(), x.data(), L, rows, false, pool);
     benchmark::DoNotOptimize(y.data());

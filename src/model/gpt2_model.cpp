@@ -33,7 +33,7 @@ Gpt2Model::Gpt2Model(std::unique_ptr<Gpt2Weights> weights, const ModelOptions& o
                 options.kv_cache_dtype) {
   configure_blas_threads();
   scores_.resize(static_cast<size_t>(pool_.size()),
-                 std::vector<float>(static_cast<size_t>(kMaxAttentionGroup) * config().n_ctx));
+                 AlignedVector<float>(static_cast<size_t>(kMaxAttentionGroup) * config().n_ctx));
 }
 
 std::unique_ptr<Sequence> Gpt2Model::new_sequence() {

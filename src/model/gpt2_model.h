@@ -14,6 +14,7 @@
 
 #include "model/gpt2_weights.h"
 #include "model/kv_cache.h"
+#include "util/aligned_vector.h"
 #include "util/thread_pool.h"
 
 namespace cortex::model {
@@ -82,8 +83,9 @@ class Gpt2Model {
   ThreadPool pool_;
   KvCache kv_cache_;
   // Scratch activations, resized per forward: x, xn [T, C]; qkv [T, 3C]; att [T, C]; hidden [T, 4C].
-  std::vector<float> x_, xn_, qkv_, att_, hidden_;
-  std::vector<std::vector<float>> scores_;  // per thread, [kMaxAttentionGroup, n_ctx]
+  // Activations, cache-line aligned for the kernels' vector loads.
+  AlignedVector<float> x_, xn_, qkv_, att_, hidden_;
+  std::vector<AlignedVector<float>> scores_;  // per thread, [kMaxAttentionGroup, n_ctx]
 };
 
 }  // namespace cortex::model

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <vector>
 
+#include "util/aligned_vector.h"
 #include "util/error.h"
 
 namespace cortex::model {
@@ -109,7 +110,7 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
     // The caller's buffer, reused across calls (this runs dozens of times per decoded token). Workers
     // must reach it through this pointer: naming a thread_local inside the task would give each worker
     // its own, empty one.
-    thread_local std::vector<float> partial_buffer;
+    thread_local AlignedVector<float> partial_buffer;
     partial_buffer.assign(static_cast<size_t>(threads - 1) * O, 0.f);
     float* const partial = partial_buffer.data();
     pool.run([&](int t) {
@@ -140,7 +141,7 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
   if (rows <= kSmallBatchRows && L.in_major && threads > 1 && O / threads < kMinColumnsPerThread) {
     // Few output columns (W's rows short): split W by its rows instead, so that each thread streams one
     // contiguous block of W; the threads' partial products are added afterwards.
-    thread_local std::vector<float> partial_buffer;  // reached through `partial` (see above)
+    thread_local AlignedVector<float> partial_buffer;  // reached through `partial` (see above)
     const size_t out_floats = static_cast<size_t>(rows) * O;
     partial_buffer.resize(static_cast<size_t>(threads - 1) * out_floats);
     float* const partial = partial_buffer.data();

@@ -43,7 +43,7 @@ bool KvCache::reserve(KvSequence& seq, int new_length) {
   if (fresh > 0 && blocks_allocated() + fresh > max_blocks_) return false;
   while (seq.blocks.size() < needed) {
     if (free_.empty()) {
-      blocks_.push_back(std::make_unique<std::byte[]>(block_bytes()));
+      blocks_.push_back(static_cast<std::byte*>(arena_.allocate(block_bytes())));
       free_.push_back(static_cast<int32_t>(blocks_.size() - 1));
     }
     seq.blocks.push_back(free_.back());

@@ -10,11 +10,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <memory>
 #include <vector>
 
 #include "model/gpt2_config.h"
 #include "model/tensor.h"
+#include "util/page_arena.h"
 
 namespace cortex::model {
 
@@ -53,8 +53,7 @@ class KvCache {
 
  private:
   std::byte* slot(const KvSequence& seq, int layer, int kv, int pos) const {
-    std::byte* block =
-        blocks_[static_cast<size_t>(seq.blocks[static_cast<size_t>(pos / kBlockTokens)])].get();
+    std::byte* block = blocks_[static_cast<size_t>(seq.blocks[static_cast<size_t>(pos / kBlockTokens)])];
     return block + ((static_cast<size_t>(layer) * 2 + kv) * kBlockTokens + pos % kBlockTokens) * n_embd_ *
                        value_bytes_;
   }
@@ -64,7 +63,11 @@ class KvCache {
   size_t value_bytes_;  // 4 (F32) or 2 (F16)
   size_t block_values_;
   int64_t max_blocks_;
-  std::vector<std::unique_ptr<std::byte[]>> blocks_;  // allocated lazily, never more than max_blocks_
+  // Blocks come from an arena (2 MiB pages where the system allows, cache-line aligned rows: attention
+  // reads every cached row of a sequence each step), allocated lazily, never more than max_blocks_; a
+  // released block goes to free_ for the next sequence and is never returned to the system.
+  PageArena arena_;
+  std::vector<std::byte*> blocks_;
   std::vector<int32_t> free_;
 };
 

@@ -8,6 +8,7 @@
 
 #include "model/isa_kernels.h"
 #include "model/weight_types.h"
+#include "util/aligned_vector.h"
 
 CORTEX_ISA_BEGIN
 
@@ -227,7 +228,7 @@ void in_major_512(float* out, const float* in, int ldx, const float* w, int rows
 
 // The input transposed into a per-thread buffer: xt[K, RV·16], rows past `rows` zero.
 const float* transpose_input(const float* in, int rows, int K, int RV) {
-  thread_local std::vector<float> buffer;
+  thread_local AlignedVector<float> buffer;
   const int width = RV * 16;
   buffer.assign(static_cast<size_t>(K) * width, 0.f);
   for (int r = 0; r < rows; ++r) {
@@ -471,7 +472,7 @@ constexpr int kPackedRows = 8;
 
 template <int Width>
 const float* pack_rows(const float* in, int rows, int K) {
-  thread_local std::vector<float> buffer;
+  thread_local AlignedVector<float> buffer;
   buffer.resize(static_cast<size_t>(rows) * K);
   for (int r0 = 0; r0 < rows; r0 += kPackedRows) {
     const int mr = std::min(kPackedRows, rows - r0);
@@ -644,7 +645,7 @@ void small_batch_gemm_out_major(float* out, const float* in, const float* w, int
 }
 
 const float* dequantize_rows(const void* w, DType t, int K, int n0, int n1) {
-  thread_local std::vector<float> buffer;
+  thread_local AlignedVector<float> buffer;
   const size_t count = static_cast<size_t>(n1 - n0) * static_cast<size_t>(K);
   if (buffer.size() < count) buffer.resize(count);
   // Rows are contiguous (a Q8_0 row is whole blocks), so the rows convert as one run of values.

@@ -72,6 +72,24 @@ TEST_P(KvCacheTypeTest, PositionsOfDifferentSequencesAndLayersDoNotOverlap) {
       }
 }
 
+// Rows whose size is a whole number of cache lines start on one (GPT-2: 768 values), so that attention's
+// vector loads of keys and values never straddle two lines; blocks are handed out from an arena, not
+// one allocation each.
+TEST_P(KvCacheTypeTest, RowsOfWholeCacheLinesStartOnACacheLine) {
+  Gpt2Config c = small_config();
+  c.n_embd = 32;  // 64 bytes in F16, 128 in F32
+  KvCache cache(c, 16 * 40, GetParam());
+  std::vector<KvSequence> seqs(40);
+  for (auto& s : seqs) ASSERT_TRUE(cache.reserve(s, 16));
+  for (const auto& s : seqs)
+    for (int layer = 0; layer < 2; ++layer)
+      for (int pos = 0; pos < 16; ++pos) {
+        ASSERT_EQ(reinterpret_cast<uintptr_t>(cache.key(s, layer, pos)) % 64, 0u) << layer << " " << pos;
+        ASSERT_EQ(reinterpret_cast<uintptr_t>(cache.value(s, layer, pos)) % 64, 0u) << layer << " " << pos;
+      }
+  EXPECT_EQ(cache.blocks_allocated(), 40);
+}
+
 INSTANTIATE_TEST_SUITE_P(Types, KvCacheTypeTest, ::testing::Values(DType::kF32, DType::kF16),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
