@@ -255,5 +255,26 @@ TEST(WeightFilesTest, MalformedF16AndQ8_0Gguf) {
   }
 }
 
+// The F32 kernels read a safetensors file's weights in place: the files we write start their tensor
+// data on a cache line, whatever the header's length.
+TEST(WeightFilesTest, WrittenSafetensorsStartTensorDataOnACacheLine) {
+  const std::string dir = testing::make_temp_dir("aligned");
+  for (int layers : {1, 2, 3}) {  // headers of different lengths
+    RandomModelOptions o;
+    o.config = Gpt2Config::from_shape_name("tiny");
+    o.config.n_layer = layers;
+    o.vocab_dir = test_model("tiny");
+    o.out = dir + "/m" + std::to_string(layers);
+    write_random_model(o);
+    auto f = SafetensorsFile::open(o.out + "/model.safetensors");
+    const std::byte* first = nullptr;
+    for (const auto& [name, t] : f->tensors())
+      if (first == nullptr || static_cast<const std::byte*>(t.data) < first)
+        first = static_cast<const std::byte*>(t.data);
+    ASSERT_NE(first, nullptr);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(first) % 64, 0u) << layers << " layers";
+  }
+}
+
 }  // namespace
 }  // namespace cortex::model
