@@ -82,8 +82,8 @@ class Gpt2Model {
   std::unique_ptr<Gpt2Weights> weights_;
   ThreadPool pool_;
   KvCache kv_cache_;
-  // Scratch activations, resized per forward: x, xn [T, C]; qkv [T, 3C]; att [T, C]; hidden [T, 4C].
-  // Activations, cache-line aligned for the kernels' vector loads.
+  // Scratch activations, resized per forward: x, xn [T, C]; qkv [T, 3C]; att [T, C]; hidden [T, 4C]; on
+  // cache lines for the kernels' vector loads.
   AlignedVector<float> x_, xn_, qkv_, att_, hidden_;
   std::vector<AlignedVector<float>> scores_;  // per thread, [kMaxAttentionGroup, n_ctx]
 };
