@@ -276,5 +276,27 @@ TEST(WeightFilesTest, WrittenSafetensorsStartTensorDataOnACacheLine) {
   }
 }
 
+// GGUF files we write say general.alignment = 64 (the format's default is 32) and keep every tensor's data
+// on a cache line.
+TEST(WeightFilesTest, WrittenGgufKeepsEveryTensorOnACacheLine) {
+  const std::string dir = testing::make_temp_dir("aligned-gguf");
+  for (DType t : {DType::kF32, DType::kF16, DType::kQ8_0}) {
+    RandomModelOptions o;
+    o.config = Gpt2Config::from_shape_name("tiny");
+    o.format = WeightFormat::kGguf;
+    o.gguf_dtype = t;
+    o.vocab_dir = test_model("tiny");
+    o.out = dir + "/tiny-" + dtype_name(t) + ".gguf";
+    write_random_model(o);
+    auto f = GgufFile::open(o.out);
+    EXPECT_EQ(f->get_int("general.alignment"), 64) << dtype_name(t);
+    ASSERT_FALSE(f->tensors().empty());
+    for (const auto& [name, tensor] : f->tensors())
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(tensor.data) % 64, 0u) << dtype_name(t) << " " << name;
+  }
+  GgufWriter w(dir + "/unused.gguf");
+  EXPECT_THROW(w.add_metadata("general.alignment", int64_t{32}), Error);
+}
+
 }  // namespace
 }  // namespace cortex::model
