@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "model/weight_types.h"
+#include "util/aligned_vector.h"
 #include "util/error.h"
 
 namespace cortex::model {
@@ -28,6 +29,8 @@ enum GgmlType : uint32_t { kGgmlF32 = 0, kGgmlF16 = 1, kGgmlQ8_0 = 8 };
 
 constexpr uint32_t kMagic = 0x46554747;     // "GGUF" little-endian
 constexpr uint64_t kDefaultAlignment = 32;  // when a file does not give general.alignment
+// Where the tensor data of the files we write starts (general.alignment, written with the metadata).
+constexpr uint64_t kWriteAlignment = kCacheLineBytes;
 
 // Bounds-checked little-endian reader over the mapped file.
 class Reader {
@@ -268,6 +271,12 @@ void put_string(std::FILE* f, const std::string& s, const std::string& path) {
   put_pod<uint64_t>(f, s.size(), path);
   put(f, s.data(), s.size(), path);
 }
+// Zeros up to the next multiple of kWriteAlignment after `written` bytes.
+void put_padding(std::FILE* f, uint64_t written, const std::string& path) {
+  static const char zeros[kWriteAlignment] = {};
+  put(f, zeros, (kWriteAlignment - written % kWriteAlignment) % kWriteAlignment, path);
+}
+
 void put_value(std::FILE* f, const GgufValue& v, const std::string& path) {
   if (auto* i = std::get_if<int64_t>(&v)) {
     // GGUF readers expect u32 for most counts; small non-negative integers are written that way.
@@ -347,9 +356,7 @@ void GgufWriter::begin(const std::vector<Entry>& entries) {
     put_pod<uint64_t>(out_, offset, path_);
     offset += (dtype_bytes(e.dtype, n) + kWriteAlignment - 1) / kWriteAlignment * kWriteAlignment;
   }
-  const auto pos = static_cast<uint64_t>(std::ftell(out_));
-  static const char zeros[kWriteAlignment] = {};
-  put(out_, zeros, (kWriteAlignment - pos % kWriteAlignment) % kWriteAlignment, path_);
+  put_padding(out_, static_cast<uint64_t>(std::ftell(out_)), path_);
 }
 
 void GgufWriter::write_next(const float* values, size_t count) {
@@ -363,8 +370,7 @@ void GgufWriter::write_next(const float* values, size_t count) {
     convert_from_f32(converted.data(), t, values, static_cast<int64_t>(count));
     put(out_, converted.data(), bytes, path_);
   }
-  static const char zeros[kWriteAlignment] = {};
-  put(out_, zeros, (kWriteAlignment - bytes % kWriteAlignment) % kWriteAlignment, path_);
+  put_padding(out_, bytes, path_);
   ++next_;
 }
 

@@ -66,8 +66,6 @@ class GgufWriter {
   std::vector<Entry> entries_;
   size_t next_ = 0;
   std::FILE* out_ = nullptr;
-  // Where tensor data starts (general.alignment, written with the metadata): a cache line.
-  static constexpr uint64_t kWriteAlignment = 64;
 };
 
 }  // namespace cortex::model

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "util/aligned_vector.h"
 #include "util/error.h"
 
 namespace cortex::model {
@@ -112,7 +113,7 @@ SafetensorsWriter::SafetensorsWriter(const std::string& path, const std::vector<
   std::string text = header.dump();
   // Tensor data starts on a cache line: F32 weights are read in place, and vector loads straddling two
   // lines cost F32 batches ~15 % (docs/performance.md). The format allows trailing spaces in the header.
-  while ((8 + text.size()) % 64 != 0) text.push_back(' ');
+  while ((8 + text.size()) % kCacheLineBytes != 0) text.push_back(' ');
   out_ = std::fopen(path.c_str(), "wb");
   if (out_ == nullptr) throw invalid_argument(path + ": cannot create file");
   uint64_t len = text.size();

@@ -8,13 +8,12 @@
 #include <cstring>
 #include <string>
 
+#include "util/aligned_vector.h"
 #include "util/error.h"
 
 namespace cortex {
 
 namespace {
-constexpr size_t kAlign = 64;
-
 size_t round_up(size_t n, size_t to) {
   return (n + to - 1) / to * to;
 }
@@ -34,7 +33,7 @@ PageArena::~PageArena() {
 }
 
 void* PageArena::allocate(size_t bytes) {
-  bytes = round_up(bytes == 0 ? 1 : bytes, kAlign);
+  bytes = round_up(bytes == 0 ? 1 : bytes, kCacheLineBytes);
   if (chunks_.empty() || chunks_.back().size - used_ < bytes) {
     const size_t size = std::max(chunk_bytes_, round_up(bytes, kHugePage));
     // Map a huge page more than needed, then unmap the ends so that the chunk starts on a 2 MiB boundary.
