@@ -252,11 +252,29 @@ inline __m512 load16(const uint16_t* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 
+// Positions whose cached rows are prefetched ahead of the one being read. A position's rows for G heads
+// (G × 64 values, at most 1.5 KiB) lie a whole cache row apart from the next position's, so the hardware
+// prefetchers, which follow sequential lines, stall at every position (docs/performance.md).
+constexpr int kAttentionPrefetchPositions = 4;
+
+// Prefetches into L1 the G × 64 values at position j of a cache layer (its blocks of block_tokens rows).
+template <int G, class T>
+inline void prefetch_position(const T* const* blocks, int block_tokens, size_t stride, size_t off, int j) {
+  const char* p = reinterpret_cast<const char*>(blocks[j / block_tokens] + off +
+                                                static_cast<size_t>(j % block_tokens) * stride);
+  constexpr int kBytes = G * 64 * static_cast<int>(sizeof(T));
+#pragma GCC unroll 24
+  for (int b = 0; b < kBytes; b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
+}
+
 // attention_heads for D = 64 (every GPT-2 size) and G heads, cached rows stored as T: each head's query
 // and output stay in four registers.
 template <int G, class T>
 void attention_heads_64(float* out, const float* q, const T* const* key_blocks, const T* const* value_blocks,
                         int block_tokens, size_t stride, size_t off, int n, float scale, float* scores) {
+  constexpr int kAhead = kAttentionPrefetchPositions;
+  for (int j = 0; j < std::min(n, kAhead); ++j)
+    prefetch_position<G>(key_blocks, block_tokens, stride, off, j);
   __m512 qv[G][4];
 #pragma GCC unroll 8
   for (int g = 0; g < G; ++g)
@@ -266,6 +284,7 @@ void attention_heads_64(float* out, const float* q, const T* const* key_blocks, 
   for (int b = 0, j = 0; b < blocks; ++b) {
     const T* k = key_blocks[b] + off;
     for (int i = 0; i < block_tokens && j < n; ++i, ++j, k += stride) {
+      if (j + kAhead < n) prefetch_position<G>(key_blocks, block_tokens, stride, off, j + kAhead);
 #pragma GCC unroll 8
       for (int g = 0; g < G; ++g) {
         const T* kg = k + 64 * g;
@@ -277,6 +296,8 @@ void attention_heads_64(float* out, const float* q, const T* const* key_blocks, 
       }
     }
   }
+  for (int j = 0; j < std::min(n, kAhead); ++j)
+    prefetch_position<G>(value_blocks, block_tokens, stride, off, j);
   float inv[G];
   for (int g = 0; g < G; ++g) {
     float* s = scores + static_cast<size_t>(g) * n;
@@ -295,6 +316,7 @@ void attention_heads_64(float* out, const float* q, const T* const* key_blocks, 
   for (int b = 0, j = 0; b < blocks; ++b) {
     const T* v = value_blocks[b] + off;
     for (int i = 0; i < block_tokens && j < n; ++i, ++j, v += stride) {
+      if (j + kAhead < n) prefetch_position<G>(value_blocks, block_tokens, stride, off, j + kAhead);
 #pragma GCC unroll 8
       for (int g = 0; g < G; ++g) {
         const __m512 p = _mm512_set1_ps(scores[static_cast<size_t>(g) * n + j]);

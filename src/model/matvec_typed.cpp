@@ -47,10 +47,17 @@ inline __m256 load_q8(const int8_t* p) {
 }
 #endif
 
-// Prefetches the cache line at p into L2.
+// Prefetches the cache line at p into L2, or into L1 (and L2).
 inline void prefetch_l2(const void* p) {
 #if defined(CORTEX_AVX512) || defined(CORTEX_AVX2)
   _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1);
+#else
+  (void)p;
+#endif
+}
+inline void prefetch_l1(const void* p) {
+#if defined(CORTEX_AVX512) || defined(CORTEX_AVX2)
+  _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0);
 #else
   (void)p;
 #endif
@@ -63,7 +70,8 @@ void matvec_f16(float* y, const float* x, const uint16_t* w, int K, int o0, int 
 #ifdef CORTEX_AVX512
   if (K % 16 == 0 && o1 - o0 >= 4) {
     // Four rows at a time, one from each quarter of the range: four sequential streams far apart (which
-    // the hardware prefetchers follow), each also prefetched into L2 three rows ahead.
+    // the hardware prefetchers follow), each also prefetched three rows ahead: into L1, which read the
+    // products of a decode step 5–10 % faster than into L2 in alternating runs (Q8_0: no difference).
     const int q = (o1 - o0) / 4;
     for (int i = 0; i < q; ++i) {
       const uint16_t* r0 = w + static_cast<size_t>(o0 + i) * ks;
@@ -75,8 +83,8 @@ void matvec_f16(float* y, const float* x, const uint16_t* w, int K, int o0, int 
       const bool pf = i + 3 < q;
       for (int k = 0; k < K; k += 16) {
         if (pf && k % 32 == 0) {  // each stream's row three ahead, a line per two steps
-          prefetch_l2(r0 + 3 * ks + k), prefetch_l2(r1 + 3 * ks + k);
-          prefetch_l2(r2 + 3 * ks + k), prefetch_l2(r3 + 3 * ks + k);
+          prefetch_l1(r0 + 3 * ks + k), prefetch_l1(r1 + 3 * ks + k);
+          prefetch_l1(r2 + 3 * ks + k), prefetch_l1(r3 + 3 * ks + k);
         }
         const __m512 xv = _mm512_loadu_ps(x + k);
         a0 = _mm512_fmadd_ps(xv, load_f16(r0 + k), a0);
@@ -103,8 +111,8 @@ void matvec_f16(float* y, const float* x, const uint16_t* w, int K, int o0, int 
       const bool pf = i + 3 < q;
       for (int k = 0; k < K; k += 8) {
         if (pf && k % 32 == 0) {
-          prefetch_l2(r0 + 3 * ks + k), prefetch_l2(r1 + 3 * ks + k);
-          prefetch_l2(r2 + 3 * ks + k), prefetch_l2(r3 + 3 * ks + k);
+          prefetch_l1(r0 + 3 * ks + k), prefetch_l1(r1 + 3 * ks + k);
+          prefetch_l1(r2 + 3 * ks + k), prefetch_l1(r3 + 3 * ks + k);
         }
         const __m256 xv = _mm256_loadu_ps(x + k);
         a0 = _mm256_fmadd_ps(xv, load_f16(r0 + k), a0);
