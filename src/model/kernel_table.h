@@ -50,6 +50,11 @@ struct KernelTable {
   // F16 and Q8_0 weights stored [N, K] (K a multiple of 32 for Q8_0), widened to F32 in registers:
   // y[o] += dot(x[0:K], W[o, :]) for o in [o0, o1).
   void (*matvec_typed)(float* y, const float* x, const void* w, DType t, int K, int o0, int o1);
+  // The same for a piece of a range read as four streams q rows apart (matvec_typed reads [o0, o0 + 4q)
+  // so): rows o0 + j·q + i for j in 0..3 and i in [i0, i1), i1 <= q. Pieces of one range may run on
+  // different threads and keep each stream's prefetching running ahead across them.
+  void (*matvec_typed_quarters)(float* y, const float* x, const void* w, DType t, int K, int o0, int q,
+                                int i0, int i1);
   // out[r, n] += dot(in[r, :], W[n, :]) for 2..kSmallBatchRows rows and n in [n0, n1).
   void (*small_batch_gemm_out_major_typed)(float* out, const float* in, const void* w, DType t, int rows,
                                            int K, int N, int n0, int n1);

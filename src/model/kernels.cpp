@@ -51,6 +51,56 @@ void attention_heads(float* out, const float* q, const uint16_t* const* key_bloc
 // split W by rows across the threads rather than by columns.
 constexpr int kMinColumnsPerThread = 1024;
 
+namespace {
+// Bytes of W per stream in one piece of a share: a piece (four streams) is ~128 KiB, ~10 us of reading
+// on one core. 64–256 KiB pieces read alike in alternating runs (F16 slightly better with the smaller,
+// Q8_0 with the larger).
+constexpr size_t kPieceStreamBytes = 32 << 10;
+
+// One row of F16 or Q8_0 weights (single-stream decode): each thread's share of W's rows (as parallel_for
+// would split them) is read as four streams a quarter apart, in pieces of a few rows per stream; a thread
+// done with its share takes pieces from the back of the other's (ThreadPool::run_shares). With static
+// halves one thread waited 5–10 % of each product for the other on this shared machine.
+// init(o0, o1) and activate(p, n) prepare and finish output columns.
+template <class Init, class Activate>
+void matvec_typed_shared(float* out, const float* in, const Linear& L, ThreadPool& pool, Init&& init,
+                         Activate&& activate) {
+  const KernelTable& k = kernels();
+  const int O = L.out, I = L.in;
+  const int threads = pool.size();
+  const int per = ((O + threads - 1) / threads + 15) / 16 * 16;
+  const int grain =
+      std::max(1, static_cast<int>(kPieceStreamBytes / std::max<size_t>(1, dtype_bytes(L.dtype, I))));
+  struct Share {
+    int o0, o1, q, pieces;
+  };
+  std::vector<Share> shares(static_cast<size_t>(threads));
+  for (int t = 0; t < threads; ++t) {
+    Share& s = shares[static_cast<size_t>(t)];
+    s.o0 = std::min(O, per * t), s.o1 = std::min(O, s.o0 + per);
+    s.q = (s.o1 - s.o0) / 4;
+    s.pieces = s.o1 > s.o0 ? std::max(1, (s.q + grain - 1) / grain) : 0;
+  }
+  // Output columns [a, b): initialised, then activated once computed.
+  auto begin_columns = [&](int a, int b) { init(static_cast<size_t>(a), static_cast<size_t>(b)); };
+  auto end_columns = [&](int a, int b) { activate(out + a, static_cast<size_t>(b - a)); };
+  pool.run_shares([&](int t) { return shares[static_cast<size_t>(t)].pieces; },
+                  [&](int t, uint32_t piece) {
+                    const Share& s = shares[static_cast<size_t>(t)];
+                    const int i0 = static_cast<int>(piece) * grain, i1 = std::min(s.q, i0 + grain);
+                    for (int j = 0; j < 4; ++j) begin_columns(s.o0 + j * s.q + i0, s.o0 + j * s.q + i1);
+                    if (i1 > i0) k.matvec_typed_quarters(out, in, L.weight, L.dtype, I, s.o0, s.q, i0, i1);
+                    for (int j = 0; j < 4; ++j) end_columns(s.o0 + j * s.q + i0, s.o0 + j * s.q + i1);
+                    const int rest = s.o0 + 4 * s.q;  // piece 0 also does the rows after the quarters
+                    if (piece == 0 && rest < s.o1) {
+                      begin_columns(rest, s.o1);
+                      k.matvec_typed(out, in, L.weight, L.dtype, I, rest, s.o1);
+                      end_columns(rest, s.o1);
+                    }
+                  });
+}
+}  // namespace
+
 void linear_forward(float* out, const float* in, const Linear& L, int rows, bool accumulate, ThreadPool& pool,
                     Activation activation) {
   const KernelTable& k = kernels();
@@ -78,14 +128,16 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
     // F16 and Q8_0 weights, stored [out, in]: output columns split across the threads (contiguous rows
     // of W each).
     if (L.in_major) throw invalid_argument("F16 and Q8_0 weights must be stored [out, in]");
+    if (rows == 1) {
+      matvec_typed_shared(out, in, L, pool, init, activate_run);
+      return;
+    }
     pool.parallel_for(
         static_cast<size_t>(O),
         [&](size_t o0, size_t o1) {
           init(o0, o1);
           const int a = static_cast<int>(o0), b = static_cast<int>(o1);
-          if (rows == 1) {
-            k.matvec_typed(out, in, L.weight, L.dtype, I, a, b);
-          } else if (rows <= kSmallBatchRows) {
+          if (rows <= kSmallBatchRows) {
             k.small_batch_gemm_out_major_typed(out, in, L.weight, L.dtype, rows, I, O, a, b);
           } else {
             // Prefill: panels of W's rows converted to F32, each multiplied by sgemm for all the rows.

@@ -47,6 +47,39 @@ inline __m256 load_q8(const int8_t* p) {
 }
 #endif
 
+// The widest vector of floats this build has, and what the F16 loop does with it.
+#ifdef CORTEX_AVX512
+using VecF = __m512;
+constexpr int kVecFloats = 16;
+inline VecF vec_zero() {
+  return _mm512_setzero_ps();
+}
+inline VecF vec_load(const float* p) {
+  return _mm512_loadu_ps(p);
+}
+inline VecF vec_fmadd(VecF a, VecF b, VecF c) {
+  return _mm512_fmadd_ps(a, b, c);
+}
+inline float vec_sum(VecF v) {
+  return hsum512(v);
+}
+#elif defined(CORTEX_AVX2)
+using VecF = __m256;
+constexpr int kVecFloats = 8;
+inline VecF vec_zero() {
+  return _mm256_setzero_ps();
+}
+inline VecF vec_load(const float* p) {
+  return _mm256_loadu_ps(p);
+}
+inline VecF vec_fmadd(VecF a, VecF b, VecF c) {
+  return _mm256_fmadd_ps(a, b, c);
+}
+inline float vec_sum(VecF v) {
+  return hsum256(v);
+}
+#endif
+
 // Prefetches the cache line at p into L2, or into L1 (and L2).
 inline void prefetch_l2(const void* p) {
 #if defined(CORTEX_AVX512) || defined(CORTEX_AVX2)
@@ -63,165 +96,165 @@ inline void prefetch_l1(const void* p) {
 #endif
 }
 
-// Four rows of F16 W at a time: each load of x serves four weight streams.
-void matvec_f16(float* y, const float* x, const uint16_t* w, int K, int o0, int o1) {
-  const size_t ks = static_cast<size_t>(K);
-  int o = o0;
-#ifdef CORTEX_AVX512
-  if (K % 16 == 0 && o1 - o0 >= 4) {
-    // Four rows at a time, one from each quarter of the range: four sequential streams far apart (which
-    // the hardware prefetchers follow), each also prefetched three rows ahead: into L1, which read the
-    // products of a decode step 5–10 % faster than into L2 in alternating runs (Q8_0: no difference).
-    const int q = (o1 - o0) / 4;
-    for (int i = 0; i < q; ++i) {
-      const uint16_t* r0 = w + static_cast<size_t>(o0 + i) * ks;
-      const uint16_t* r1 = r0 + q * ks;
-      const uint16_t* r2 = r1 + q * ks;
-      const uint16_t* r3 = r2 + q * ks;
-      __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(),
-             a3 = _mm512_setzero_ps();
-      const bool pf = i + 3 < q;
-      for (int k = 0; k < K; k += 16) {
-        if (pf && k % 32 == 0) {  // each stream's row three ahead, a line per two steps
-          prefetch_l1(r0 + 3 * ks + k), prefetch_l1(r1 + 3 * ks + k);
-          prefetch_l1(r2 + 3 * ks + k), prefetch_l1(r3 + 3 * ks + k);
-        }
-        const __m512 xv = _mm512_loadu_ps(x + k);
-        a0 = _mm512_fmadd_ps(xv, load_f16(r0 + k), a0);
-        a1 = _mm512_fmadd_ps(xv, load_f16(r1 + k), a1);
-        a2 = _mm512_fmadd_ps(xv, load_f16(r2 + k), a2);
-        a3 = _mm512_fmadd_ps(xv, load_f16(r3 + k), a3);
-      }
-      y[o0 + i] += hsum512(a0), y[o0 + q + i] += hsum512(a1), y[o0 + 2 * q + i] += hsum512(a2),
-          y[o0 + 3 * q + i] += hsum512(a3);
-    }
-    o = o0 + 4 * q;
+// The rows of a share of W split in quarters: rows o0 + j·q + i for the four quarters j and i in
+// [i0, i1), one row from each quarter at a time, so that each load of x serves four weight streams far
+// apart (which the hardware prefetchers follow). Each stream's row three ahead (while below q) is also
+// prefetched, a line per 64 bytes read: rows are short (1.5 KiB in F16, 816 bytes in Q8_0 for 768
+// values), too short for the hardware prefetchers to get far ahead within one.
+struct Quarters {
+  int o0, q, i0, i1;
+};
+
+// One row's dot product with x, value by value (rows whose K the vector loops do not take, and the last
+// rows of a range that does not split in four).
+float f16_row(const float* x, const uint16_t* row, int K) {
+  float s = 0.f;
+  for (int k = 0; k < K; ++k) s += x[k] * fp16_to_fp32(row[k]);
+  return s;
+}
+float q8_0_row(const float* x, const BlockQ8_0* row, int K, const float* scale) {
+  float s = 0.f;
+  for (int b = 0; b < K / kQ8Block; ++b) {
+    float block = 0.f;
+    for (int e = 0; e < kQ8Block; ++e) block += x[b * kQ8Block + e] * static_cast<float>(row[b].q[e]);
+    s += scale[row[b].d] * block;
   }
-#elif defined(CORTEX_AVX2)
-  if (K % 8 == 0 && o1 - o0 >= 4) {
-    // As above, with 8-wide vectors.
-    const int q = (o1 - o0) / 4;
-    for (int i = 0; i < q; ++i) {
-      const uint16_t* r0 = w + static_cast<size_t>(o0 + i) * ks;
-      const uint16_t* r1 = r0 + q * ks;
-      const uint16_t* r2 = r1 + q * ks;
-      const uint16_t* r3 = r2 + q * ks;
-      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
-             a3 = _mm256_setzero_ps();
-      const bool pf = i + 3 < q;
-      for (int k = 0; k < K; k += 8) {
-        if (pf && k % 32 == 0) {
-          prefetch_l1(r0 + 3 * ks + k), prefetch_l1(r1 + 3 * ks + k);
-          prefetch_l1(r2 + 3 * ks + k), prefetch_l1(r3 + 3 * ks + k);
-        }
-        const __m256 xv = _mm256_loadu_ps(x + k);
-        a0 = _mm256_fmadd_ps(xv, load_f16(r0 + k), a0);
-        a1 = _mm256_fmadd_ps(xv, load_f16(r1 + k), a1);
-        a2 = _mm256_fmadd_ps(xv, load_f16(r2 + k), a2);
-        a3 = _mm256_fmadd_ps(xv, load_f16(r3 + k), a3);
-      }
-      y[o0 + i] += hsum256(a0), y[o0 + q + i] += hsum256(a1), y[o0 + 2 * q + i] += hsum256(a2),
-          y[o0 + 3 * q + i] += hsum256(a3);
-    }
-    o = o0 + 4 * q;
-  }
-#endif
-  for (; o < o1; ++o) {
-    const uint16_t* wr = w + static_cast<size_t>(o) * ks;
-    float s = 0.f;
-    for (int k = 0; k < K; ++k) s += x[k] * fp16_to_fp32(wr[k]);
-    y[o] += s;
-  }
+  return s;
 }
 
-// Four rows of Q8_0 W at a time: per block, the int8 values widen to floats in registers, their dot
-// product with x is scaled by the block's d into one accumulator per row.
-void matvec_q8_0(float* y, const float* x, const BlockQ8_0* w, int K, int o0, int o1) {
+// F16 rows, prefetched into L1: that read the products of a decode step 5–10 % faster than into L2 in
+// alternating runs.
+void f16_quarters(float* y, const float* x, const uint16_t* w, int K, Quarters r) {
+  const size_t ks = static_cast<size_t>(K);
+#if defined(CORTEX_AVX512) || defined(CORTEX_AVX2)
+  if (K % kVecFloats == 0) {
+    const size_t qs = static_cast<size_t>(r.q) * ks;
+    for (int i = r.i0; i < r.i1; ++i) {
+      const uint16_t* r0 = w + static_cast<size_t>(r.o0 + i) * ks;
+      const uint16_t* r1 = r0 + qs;
+      const uint16_t* r2 = r1 + qs;
+      const uint16_t* r3 = r2 + qs;
+      VecF a0 = vec_zero(), a1 = vec_zero(), a2 = vec_zero(), a3 = vec_zero();
+      const bool pf = i + 3 < r.q;
+      for (int k = 0; k < K; k += kVecFloats) {
+        if (pf && k % 32 == 0) {  // each stream's row three ahead, a line per 32 values
+          prefetch_l1(r0 + 3 * ks + k), prefetch_l1(r1 + 3 * ks + k);
+          prefetch_l1(r2 + 3 * ks + k), prefetch_l1(r3 + 3 * ks + k);
+        }
+        const VecF xv = vec_load(x + k);
+        a0 = vec_fmadd(xv, load_f16(r0 + k), a0);
+        a1 = vec_fmadd(xv, load_f16(r1 + k), a1);
+        a2 = vec_fmadd(xv, load_f16(r2 + k), a2);
+        a3 = vec_fmadd(xv, load_f16(r3 + k), a3);
+      }
+      float* yi = y + r.o0 + i;
+      yi[0] += vec_sum(a0), yi[r.q] += vec_sum(a1), yi[2 * r.q] += vec_sum(a2), yi[3 * r.q] += vec_sum(a3);
+    }
+    return;
+  }
+#endif
+  for (int j = 0; j < 4; ++j)
+    for (int i = r.i0; i < r.i1; ++i) {
+      const int o = r.o0 + j * r.q + i;
+      y[o] += f16_row(x, w + static_cast<size_t>(o) * ks, K);
+    }
+}
+
+// Q8_0 rows, prefetched into L2 (into L1 was no faster): per block, the int8 values widen to floats in
+// registers, their dot product with x is scaled by the block's d into one accumulator per row.
+void q8_0_quarters(float* y, const float* x, const BlockQ8_0* w, int K, Quarters r) {
   const int nb = K / kQ8Block;
   const size_t bs = static_cast<size_t>(nb);
   const float* scale = fp16_table();
-  int o = o0;
+#if defined(CORTEX_AVX512) || defined(CORTEX_AVX2)
+  const size_t qs = static_cast<size_t>(r.q) * bs;
+#endif
 #ifdef CORTEX_AVX512
-  if (o1 - o0 >= 4) {
-    // Four rows at a time, one from each quarter of the range (four sequential streams far apart), each
-    // stream's row three rows ahead prefetched into L2 as it goes: a row is short (816 bytes for 768
-    // values), too short for the hardware prefetchers to get far ahead within it.
-    const int q = (o1 - o0) / 4;
-    for (int i = 0; i < q; ++i) {
-      const BlockQ8_0* r0 = w + static_cast<size_t>(o0 + i) * bs;
-      const BlockQ8_0* rows[4] = {r0, r0 + q * bs, r0 + 2 * q * bs, r0 + 3 * q * bs};
-      __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-      const bool pf = i + 3 < q;
-      for (int b = 0; b < nb; ++b) {
-        const __m512 x0 = _mm512_loadu_ps(x + b * kQ8Block), x1 = _mm512_loadu_ps(x + b * kQ8Block + 16);
+  for (int i = r.i0; i < r.i1; ++i) {
+    const BlockQ8_0* r0 = w + static_cast<size_t>(r.o0 + i) * bs;
+    const BlockQ8_0* rows[4] = {r0, r0 + qs, r0 + 2 * qs, r0 + 3 * qs};
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    const bool pf = i + 3 < r.q;
+    for (int b = 0; b < nb; ++b) {
+      const __m512 x0 = _mm512_loadu_ps(x + b * kQ8Block), x1 = _mm512_loadu_ps(x + b * kQ8Block + 16);
 #pragma GCC unroll 4
-        for (int j = 0; j < 4; ++j) {
-          const BlockQ8_0& blk = rows[j][b];
-          if (pf && b % 2 == 0) prefetch_l2(&blk + 3 * bs);  // a line per two blocks (68 bytes)
-          const __m512 s = _mm512_fmadd_ps(x1, load_q8(blk.q + 16), _mm512_mul_ps(x0, load_q8(blk.q)));
-          acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(scale[blk.d]), s, acc[j]);
-        }
+      for (int j = 0; j < 4; ++j) {
+        const BlockQ8_0& blk = rows[j][b];
+        if (pf && b % 2 == 0) prefetch_l2(&blk + 3 * bs);  // a line per two blocks (68 bytes)
+        const __m512 s = _mm512_fmadd_ps(x1, load_q8(blk.q + 16), _mm512_mul_ps(x0, load_q8(blk.q)));
+        acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(scale[blk.d]), s, acc[j]);
       }
-      for (int j = 0; j < 4; ++j) y[o0 + j * q + i] += hsum512(acc[j]);
     }
-    o = o0 + 4 * q;
+    for (int j = 0; j < 4; ++j) y[r.o0 + j * r.q + i] += hsum512(acc[j]);
   }
 #elif defined(CORTEX_AVX2)
-  if (o1 - o0 >= 4) {
-    // As above, with 8-wide vectors.
-    const int q = (o1 - o0) / 4;
-    for (int i = 0; i < q; ++i) {
-      const BlockQ8_0* r0 = w + static_cast<size_t>(o0 + i) * bs;
-      const BlockQ8_0* rows[4] = {r0, r0 + q * bs, r0 + 2 * q * bs, r0 + 3 * q * bs};
-      __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-      const bool pf = i + 3 < q;
-      for (int b = 0; b < nb; ++b) {
-        const float* xb = x + b * kQ8Block;
-        const __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8), x2 = _mm256_loadu_ps(xb + 16),
-                     x3 = _mm256_loadu_ps(xb + 24);
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; ++j) {
-          const BlockQ8_0& blk = rows[j][b];
-          if (pf && b % 2 == 0) prefetch_l2(&blk + 3 * bs);
-          __m256 s = _mm256_mul_ps(x0, load_q8(blk.q));
-          s = _mm256_fmadd_ps(x1, load_q8(blk.q + 8), s);
-          s = _mm256_fmadd_ps(x2, load_q8(blk.q + 16), s);
-          s = _mm256_fmadd_ps(x3, load_q8(blk.q + 24), s);
-          acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(scale[blk.d]), s, acc[j]);
-        }
-      }
-      for (int j = 0; j < 4; ++j) y[o0 + j * q + i] += hsum256(acc[j]);
-    }
-    o = o0 + 4 * q;
-  }
-#endif
-  for (; o < o1; ++o) {
-    const BlockQ8_0* row = w + static_cast<size_t>(o) * bs;
-    float s = 0.f;
+  for (int i = r.i0; i < r.i1; ++i) {
+    const BlockQ8_0* r0 = w + static_cast<size_t>(r.o0 + i) * bs;
+    const BlockQ8_0* rows[4] = {r0, r0 + qs, r0 + 2 * qs, r0 + 3 * qs};
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    const bool pf = i + 3 < r.q;
     for (int b = 0; b < nb; ++b) {
-      float block = 0.f;
-      for (int j = 0; j < kQ8Block; ++j) block += x[b * kQ8Block + j] * static_cast<float>(row[b].q[j]);
-      s += scale[row[b].d] * block;
+      const float* xb = x + b * kQ8Block;
+      const __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8), x2 = _mm256_loadu_ps(xb + 16),
+                   x3 = _mm256_loadu_ps(xb + 24);
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) {
+        const BlockQ8_0& blk = rows[j][b];
+        if (pf && b % 2 == 0) prefetch_l2(&blk + 3 * bs);
+        __m256 s = _mm256_mul_ps(x0, load_q8(blk.q));
+        s = _mm256_fmadd_ps(x1, load_q8(blk.q + 8), s);
+        s = _mm256_fmadd_ps(x2, load_q8(blk.q + 16), s);
+        s = _mm256_fmadd_ps(x3, load_q8(blk.q + 24), s);
+        acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(scale[blk.d]), s, acc[j]);
+      }
     }
-    y[o] += s;
+    for (int j = 0; j < 4; ++j) y[r.o0 + j * r.q + i] += hsum256(acc[j]);
+  }
+#else
+  for (int j = 0; j < 4; ++j)
+    for (int i = r.i0; i < r.i1; ++i) {
+      const int o = r.o0 + j * r.q + i;
+      y[o] += q8_0_row(x, w + static_cast<size_t>(o) * bs, K, scale);
+    }
+#endif
+}
+
+void check_type(DType t, int K) {
+  if (t == DType::kQ8_0 && K % kQ8Block != 0)
+    throw invalid_argument("Q8_0 rows must hold whole blocks of 32 values");
+  if (t != DType::kF16 && t != DType::kQ8_0)
+    throw invalid_argument(std::string("matvec_typed: weights of type ") + dtype_name(t) +
+                           " are not supported (F16, Q8_0)");
+}
+
+void quarters_of(float* y, const float* x, const void* w, DType t, int K, Quarters r) {
+  check_type(t, K);
+  switch (t) {
+    case DType::kF16:
+      return f16_quarters(y, x, static_cast<const uint16_t*>(w), K, r);
+    default:
+      return q8_0_quarters(y, x, static_cast<const BlockQ8_0*>(w), K, r);
   }
 }
 
 }  // namespace
 
 void matvec_typed(float* y, const float* x, const void* w, DType t, int K, int o0, int o1) {
-  switch (t) {
-    case DType::kF16:
-      matvec_f16(y, x, static_cast<const uint16_t*>(w), K, o0, o1);
-      return;
-    case DType::kQ8_0:
-      if (K % kQ8Block != 0) throw invalid_argument("Q8_0 rows must hold whole blocks of 32 values");
-      matvec_q8_0(y, x, static_cast<const BlockQ8_0*>(w), K, o0, o1);
-      return;
-    default:
-      throw invalid_argument(std::string("matvec_typed: weights of type ") + dtype_name(t) +
-                             " are not supported (F16, Q8_0)");
+  // Whole quarters of the range, then its last (o1 - o0) % 4 rows one at a time.
+  check_type(t, K);
+  const int q = (o1 - o0) / 4;
+  if (q > 0) quarters_of(y, x, w, t, K, {o0, q, 0, q});
+  const size_t row_bytes = dtype_bytes(t, K);
+  for (int o = o0 + 4 * q; o < o1; ++o) {
+    const void* row = static_cast<const std::byte*>(w) + static_cast<size_t>(o) * row_bytes;
+    y[o] += t == DType::kF16 ? f16_row(x, static_cast<const uint16_t*>(row), K)
+                             : q8_0_row(x, static_cast<const BlockQ8_0*>(row), K, fp16_table());
   }
+}
+
+void matvec_typed_quarters(float* y, const float* x, const void* w, DType t, int K, int o0, int q, int i0,
+                           int i1) {
+  quarters_of(y, x, w, t, K, {o0, q, i0, i1});
 }
 
 CORTEX_ISA_END

@@ -15,7 +15,8 @@ namespace {
 constexpr int kSpinIterations = 1 << 14;
 }  // namespace
 
-ThreadPool::ThreadPool(int threads) {
+ThreadPool::ThreadPool(int threads)
+    : share_pieces_(std::make_unique<SharePieces[]>(static_cast<size_t>(std::max(1, threads)))) {
   for (int i = 1; i < std::max(1, threads); ++i) workers_.emplace_back([this, i] { worker_loop(i); });
 }
 
@@ -52,6 +53,31 @@ void ThreadPool::run(const std::function<void(int)>& fn) {
     }
   }
   task_ = nullptr;
+}
+
+// The memory order is relaxed: run() publishes the ranges to the workers and their results to the caller.
+bool ThreadPool::take_front(SharePieces& s, uint32_t* piece) {
+  uint64_t v = s.range.load(std::memory_order_relaxed);
+  for (;;) {
+    const auto begin = static_cast<uint32_t>(v >> 32), end = static_cast<uint32_t>(v);
+    if (begin >= end) return false;
+    if (s.range.compare_exchange_weak(v, uint64_t{begin + 1} << 32 | end, std::memory_order_relaxed)) {
+      *piece = begin;
+      return true;
+    }
+  }
+}
+
+bool ThreadPool::take_back(SharePieces& s, uint32_t* piece) {
+  uint64_t v = s.range.load(std::memory_order_relaxed);
+  for (;;) {
+    const auto begin = static_cast<uint32_t>(v >> 32), end = static_cast<uint32_t>(v);
+    if (begin >= end) return false;
+    if (s.range.compare_exchange_weak(v, uint64_t{begin} << 32 | (end - 1), std::memory_order_relaxed)) {
+      *piece = end - 1;
+      return true;
+    }
+  }
 }
 
 void ThreadPool::worker_loop(int index) {

@@ -9,7 +9,9 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -27,6 +29,30 @@ class ThreadPool {
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 
   void run(const std::function<void(int)>& fn);
+
+  // Work in size() shares, share t made of pieces(t) pieces: calls fn(share, piece) once for every piece
+  // of every share (piece counts below 2^32). Each thread does the pieces of its own share front to back,
+  // then takes pieces from the back of the other shares until none are left, so that a thread slowed
+  // down for a while (a shared machine) does not keep the others waiting at the join.
+  template <class Pieces, class F>
+  void run_shares(Pieces&& pieces, F&& fn) {
+    const int parts = size();
+    if (parts == 1) {
+      for (uint32_t p = 0, n = static_cast<uint32_t>(pieces(0)); p < n; ++p) fn(0, p);
+      return;
+    }
+    for (int t = 0; t < parts; ++t)
+      share_pieces_[static_cast<size_t>(t)].range.store(static_cast<uint32_t>(pieces(t)),
+                                                        std::memory_order_relaxed);
+    run([&](int t) {
+      uint32_t p;
+      while (take_front(share_pieces_[static_cast<size_t>(t)], &p)) fn(t, p);
+      for (int i = 1; i < parts; ++i) {
+        const int s = (t + i) % parts;
+        while (take_back(share_pieces_[static_cast<size_t>(s)], &p)) fn(s, p);
+      }
+    });
+  }
 
   // Splits [0, n) into size() contiguous ranges and calls fn(begin, end) for each non-empty one.
   // `align` rounds range boundaries to a multiple (for SIMD-friendly column splits).
@@ -47,7 +73,18 @@ class ThreadPool {
   }
 
  private:
+  // A share's pieces not yet taken, [begin, end) in one word (begin in the high half): its own thread
+  // takes them from the front, the others from the back, each piece by one compare-and-swap. On a cache
+  // line of its own, so that a thread's takes from its share stay in its cache until another steals.
+  struct alignas(64) SharePieces {
+    std::atomic<uint64_t> range{0};
+  };
+  static bool take_front(SharePieces& s, uint32_t* piece);
+  static bool take_back(SharePieces& s, uint32_t* piece);
+
   void worker_loop(int index);
+
+  std::unique_ptr<SharePieces[]> share_pieces_;  // one per thread, for run_shares
 
   std::vector<std::thread> workers_;
   const std::function<void(int)>* task_ = nullptr;  // valid while a run() is in progress

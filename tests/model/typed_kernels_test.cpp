@@ -97,6 +97,56 @@ TEST_P(TypedKernelsTest, LinearMatchesTheScalarReferenceForEveryRowCount) {
   }
 }
 
+// One row against a matrix of thousands of short rows: each thread's share is read in many pieces, and
+// a thread done with its own takes pieces of the other's; the rows after a share's quarters (N odd) too.
+TEST_P(TypedKernelsTest, OneRowProductsReadInPiecesMatchTheScalarReference) {
+  const DType t = std::get<1>(GetParam());
+  const int K = 64, N = 4099;
+  TypedMatrix m = make_matrix(t, N, K, 41);
+  auto bias = random_vector(static_cast<size_t>(N), 42, 1.f);
+  Linear L{m.data.data(), bias.data(), K, N, false, t};
+  auto in = random_vector(K, 43, 1.f);
+  auto expect = reference(in, m.f32, bias, 1, K, N);
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    for (int rep = 0; rep < 20; ++rep) {
+      std::vector<float> out(static_cast<size_t>(N), -7.f), acc(static_cast<size_t>(N), 1.5f),
+          gelu(static_cast<size_t>(N), -7.f);
+      linear_forward(out.data(), in.data(), L, 1, false, pool);
+      linear_forward(acc.data(), in.data(), L, 1, true, pool);
+      linear_forward(gelu.data(), in.data(), L, 1, false, pool, Activation::kGelu);
+      std::vector<float> expect_gelu = out;
+      gelu_forward(expect_gelu.data(), expect_gelu.size());
+      for (size_t i = 0; i < out.size(); ++i) {
+        ASSERT_NEAR(out[i], expect[i], kTolerance * (1 + std::fabs(expect[i])))
+            << threads << " threads, column " << i;
+        ASSERT_NEAR(acc[i], out[i] + 1.5f, 1e-5f * (1 + std::fabs(out[i])))
+            << threads << " threads, accumulating, column " << i;
+        // GELU's vector and scalar paths (a run's tail) differ in the last bits.
+        ASSERT_NEAR(gelu[i], expect_gelu[i], 1e-5f * (1 + std::fabs(expect_gelu[i])))
+            << threads << " threads, GELU, column " << i;
+      }
+    }
+  }
+}
+
+// The kernel for pieces of a range in quarters computes, piece after piece in any order, what the whole
+// range's product does (the same sums in the same order).
+TEST_P(TypedKernelsTest, QuartersInPiecesEqualTheWholeRange) {
+  const DType t = std::get<1>(GetParam());
+  const int K = 96, N = 203, o0 = 5, o1 = 202;  // 197 rows: quarters of 49, one row after them
+  TypedMatrix m = make_matrix(t, N, K, 51);
+  auto in = random_vector(K, 52, 1.f);
+  std::vector<float> whole(static_cast<size_t>(N), 0.f), pieces(whole.size(), 0.f);
+  table().matvec_typed(whole.data(), in.data(), m.data.data(), t, K, o0, o1);
+  const int q = (o1 - o0) / 4;
+  for (int i1 = q; i1 > 0; i1 -= 10)  // from the back, as a thread taking another's pieces does
+    table().matvec_typed_quarters(pieces.data(), in.data(), m.data.data(), t, K, o0, q, std::max(0, i1 - 10),
+                                  i1);
+  table().matvec_typed(pieces.data(), in.data(), m.data.data(), t, K, o0 + 4 * q, o1);
+  for (int n = 0; n < N; ++n) ASSERT_EQ(pieces[static_cast<size_t>(n)], whole[static_cast<size_t>(n)]) << n;
+}
+
 // GELU fused into the typed products (one row, a few, sgemm's panels) equals the product then GELU.
 TEST_P(TypedKernelsTest, FusedGeluEqualsTheProductThenGelu) {
   const DType t = std::get<1>(GetParam());

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <thread>
 #include <vector>
 
@@ -39,6 +41,53 @@ TEST(ThreadPoolTest, WorkersWakeAfterSleeping) {
   std::this_thread::sleep_for(std::chrono::milliseconds(50));  // past the spin phase: workers sleep
   pool.run([&](int) { sum++; });
   EXPECT_EQ(sum.load(), 4);
+}
+
+TEST(ThreadPoolTest, RunSharesCallsEveryPieceOfEveryShareOnce) {
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    for (int per_share : {0, 1, 2, 7, 100}) {
+      // Share t has per_share + t pieces.
+      std::vector<std::vector<std::atomic<int>>> hits;
+      for (int t = 0; t < threads; ++t) hits.emplace_back(static_cast<size_t>(per_share + t));
+      for (int rep = 0; rep < 20; ++rep)
+        pool.run_shares([&](int t) { return per_share + t; },
+                        [&](int t, uint32_t p) { hits[static_cast<size_t>(t)][p]++; });
+      for (int t = 0; t < threads; ++t)
+        for (int p = 0; p < per_share + t; ++p)
+          ASSERT_EQ(hits[static_cast<size_t>(t)][static_cast<size_t>(p)].load(), 20)
+              << threads << " threads, share " << t << " piece " << p;
+    }
+  }
+}
+
+TEST(ThreadPoolTest, AThreadDoneWithItsShareTakesPiecesFromTheBackOfAnother) {
+  ThreadPool pool(2);
+  constexpr uint32_t kPieces = 50;
+  const auto caller = std::this_thread::get_id();
+  std::atomic<uint32_t> taken_by_caller{0};  // pieces of share 1 done on the caller's thread
+  std::vector<std::atomic<int>> hits(2 * kPieces);
+  bool waited_in_vain = false;
+  pool.run_shares([](int) { return kPieces; },
+                  [&](int t, uint32_t p) {
+                    hits[static_cast<size_t>(t) * kPieces + p]++;
+                    if (t != 1) return;
+                    if (std::this_thread::get_id() == caller) {
+                      taken_by_caller++;
+                      return;
+                    }
+                    // The worker, stuck in the first piece of its share until the caller has done all
+                    // the others: they can only reach the caller by its taking them from the back.
+                    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+                    while (taken_by_caller.load() < kPieces - 1 - p)
+                      if (std::chrono::steady_clock::now() > deadline) {
+                        waited_in_vain = true;
+                        return;
+                      }
+                  });
+  EXPECT_FALSE(waited_in_vain);
+  EXPECT_GE(taken_by_caller.load(), kPieces - 1);
+  for (size_t i = 0; i < hits.size(); ++i) ASSERT_EQ(hits[i].load(), 1) << "piece " << i;
 }
 
 }  // namespace
