@@ -37,6 +37,10 @@ struct KernelTable {
   // y[0:out] += x[i0:i1] · W[i0:i1, :], streaming rows i0..i1 of W. (W stored [out, in] goes through
   // small_batch_gemm_out_major with one row.)
   void (*matvec_in_major_rows)(float* y, const float* x, const float* w, int out, int i0, int i1);
+  // The same for a piece of a range read as four streams q rows apart (matvec_in_major_rows reads
+  // [i0, i0 + 4q) so): rows i0 + j·q + i of W for j in 0..3 and i in [a, b), b <= q.
+  void (*matvec_in_major_quarters)(float* y, const float* x, const float* w, int out, int i0, int q, int a,
+                                   int b);
 
   // Products for 2..kSmallBatchRows rows (decode steps of a small batch), W read once per block of
   // rows, straight from the (mapped) weights. W stored [K, N]: out[r, n0:n1] += in[r, 0:K] · W[:, n0:n1],

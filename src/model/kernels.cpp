@@ -57,47 +57,32 @@ namespace {
 // Q8_0 with the larger).
 constexpr size_t kPieceStreamBytes = 32 << 10;
 
-// One row of F16 or Q8_0 weights (single-stream decode): each thread's share of W's rows (as parallel_for
-// would split them) is read as four streams a quarter apart, in pieces of a few rows per stream; a thread
-// done with its share takes pieces from the back of the other's (ThreadPool::run_shares). With static
-// halves one thread waited 5–10 % of each product for the other on this shared machine.
-// init(o0, o1) and activate(p, n) prepare and finish output columns.
-template <class Init, class Activate>
-void matvec_typed_shared(float* out, const float* in, const Linear& L, ThreadPool& pool, Init&& init,
-                         Activate&& activate) {
-  const KernelTable& k = kernels();
-  const int O = L.out, I = L.in;
-  const int threads = pool.size();
-  const int per = ((O + threads - 1) / threads + 15) / 16 * 16;
-  const int grain =
-      std::max(1, static_cast<int>(kPieceStreamBytes / std::max<size_t>(1, dtype_bytes(L.dtype, I))));
-  struct Share {
-    int o0, o1, q, pieces;
-  };
-  std::vector<Share> shares(static_cast<size_t>(threads));
+// Single-row products read W in shares, one per thread (contiguous runs of W's rows, as parallel_for
+// would split n rows with boundaries on multiples of `align`), each read as four streams a quarter apart
+// (the kernels' *_quarters), in pieces of `grain` rows per stream; a thread done with its share takes
+// pieces from the back of another's (ThreadPool::run_shares). With static halves one thread waited 5–10 %
+// of each product for the other on this shared machine. Piece 0 of a share also does the rows after its
+// quarters.
+struct Share {
+  int begin, end;  // W's rows
+  int q;           // rows per quarter
+  int pieces;
+};
+struct Shares {
+  std::vector<Share> shares;
+  int grain;  // rows per stream in a piece
+};
+Shares split_in_shares(int n, int threads, int align, size_t row_bytes) {
+  Shares s;
+  s.grain = std::max(1, static_cast<int>(kPieceStreamBytes / std::max<size_t>(1, row_bytes)));
+  const int per = ((n + threads - 1) / threads + align - 1) / align * align;
   for (int t = 0; t < threads; ++t) {
-    Share& s = shares[static_cast<size_t>(t)];
-    s.o0 = std::min(O, per * t), s.o1 = std::min(O, s.o0 + per);
-    s.q = (s.o1 - s.o0) / 4;
-    s.pieces = s.o1 > s.o0 ? std::max(1, (s.q + grain - 1) / grain) : 0;
+    Share& h = s.shares.emplace_back();
+    h.begin = std::min(n, per * t), h.end = std::min(n, h.begin + per);
+    h.q = (h.end - h.begin) / 4;
+    h.pieces = h.end > h.begin ? std::max(1, (h.q + s.grain - 1) / s.grain) : 0;
   }
-  // Output columns [a, b): initialised, then activated once computed.
-  auto begin_columns = [&](int a, int b) { init(static_cast<size_t>(a), static_cast<size_t>(b)); };
-  auto end_columns = [&](int a, int b) { activate(out + a, static_cast<size_t>(b - a)); };
-  pool.run_shares([&](int t) { return shares[static_cast<size_t>(t)].pieces; },
-                  [&](int t, uint32_t piece) {
-                    const Share& s = shares[static_cast<size_t>(t)];
-                    const int i0 = static_cast<int>(piece) * grain, i1 = std::min(s.q, i0 + grain);
-                    for (int j = 0; j < 4; ++j) begin_columns(s.o0 + j * s.q + i0, s.o0 + j * s.q + i1);
-                    if (i1 > i0) k.matvec_typed_quarters(out, in, L.weight, L.dtype, I, s.o0, s.q, i0, i1);
-                    for (int j = 0; j < 4; ++j) end_columns(s.o0 + j * s.q + i0, s.o0 + j * s.q + i1);
-                    const int rest = s.o0 + 4 * s.q;  // piece 0 also does the rows after the quarters
-                    if (piece == 0 && rest < s.o1) {
-                      begin_columns(rest, s.o1);
-                      k.matvec_typed(out, in, L.weight, L.dtype, I, rest, s.o1);
-                      end_columns(rest, s.o1);
-                    }
-                  });
+  return s;
 }
 }  // namespace
 
@@ -129,7 +114,25 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
     // of W each).
     if (L.in_major) throw invalid_argument("F16 and Q8_0 weights must be stored [out, in]");
     if (rows == 1) {
-      matvec_typed_shared(out, in, L, pool, init, activate_run);
+      // Output columns [a, b): initialised, then activated once computed.
+      auto begin_columns = [&](int a, int b) { init(static_cast<size_t>(a), static_cast<size_t>(b)); };
+      auto end_columns = [&](int a, int b) { activate_run(out + a, static_cast<size_t>(b - a)); };
+      const Shares s = split_in_shares(O, threads, kAlign, dtype_bytes(L.dtype, I));
+      pool.run_shares([&](int t) { return s.shares[static_cast<size_t>(t)].pieces; },
+                      [&](int, int t, uint32_t piece) {
+                        const Share& h = s.shares[static_cast<size_t>(t)];
+                        const int a = static_cast<int>(piece) * s.grain, b = std::min(h.q, a + s.grain);
+                        for (int j = 0; j < 4; ++j)
+                          begin_columns(h.begin + j * h.q + a, h.begin + j * h.q + b);
+                        if (b > a) k.matvec_typed_quarters(out, in, L.weight, L.dtype, I, h.begin, h.q, a, b);
+                        for (int j = 0; j < 4; ++j) end_columns(h.begin + j * h.q + a, h.begin + j * h.q + b);
+                        const int rest = h.begin + 4 * h.q;
+                        if (piece == 0 && rest < h.end) {
+                          begin_columns(rest, h.end);
+                          k.matvec_typed(out, in, L.weight, L.dtype, I, rest, h.end);
+                          end_columns(rest, h.end);
+                        }
+                      });
       return;
     }
     pool.parallel_for(
@@ -156,22 +159,27 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
     return;
   }
   if (rows == 1 && L.in_major) {
-    // Split the input rows: each thread streams one contiguous part of W into its own accumulator
-    // (thread 0 into out), then the partial sums are added. Column splits would interleave the threads'
-    // reads within every row and defeat the hardware prefetchers.
+    // Split the input rows: each thread streams its share of W's rows into its own accumulator (thread
+    // 0's is out), then the partial sums are added. Column splits would interleave the threads' reads
+    // within every row and defeat the hardware prefetchers.
     // The caller's buffer, reused across calls (this runs dozens of times per decoded token). Workers
     // must reach it through this pointer: naming a thread_local inside the task would give each worker
     // its own, empty one.
     thread_local AlignedVector<float> partial_buffer;
     partial_buffer.assign(static_cast<size_t>(threads - 1) * O, 0.f);
     float* const partial = partial_buffer.data();
-    pool.run([&](int t) {
-      const int per = (I / threads + 3) / 4 * 4;
-      const int i0 = std::min(I, per * t), i1 = t + 1 == threads ? I : std::min(I, i0 + per);
-      float* acc = t == 0 ? out : partial + static_cast<size_t>(t - 1) * O;
-      if (t == 0) init(0, static_cast<size_t>(O));
-      k.matvec_in_major_rows(acc, in, L.f32(), O, i0, i1);
-    });
+    init(0, static_cast<size_t>(O));
+    const Shares s = split_in_shares(I, threads, 4, static_cast<size_t>(O) * sizeof(float));
+    pool.run_shares([&](int t) { return s.shares[static_cast<size_t>(t)].pieces; },
+                    [&](int thread, int t, uint32_t piece) {
+                      const Share& h = s.shares[static_cast<size_t>(t)];
+                      float* acc = thread == 0 ? out : partial + static_cast<size_t>(thread - 1) * O;
+                      const int a = static_cast<int>(piece) * s.grain, b = std::min(h.q, a + s.grain);
+                      if (b > a) k.matvec_in_major_quarters(acc, in, L.f32(), O, h.begin, h.q, a, b);
+                      const int rest = h.begin + 4 * h.q;
+                      if (piece == 0 && rest < h.end)
+                        k.matvec_in_major_rows(acc, in, L.f32(), O, rest, h.end);
+                    });
     for (int t = 1; t < threads; ++t) {
       const float* p = partial + static_cast<size_t>(t - 1) * O;
       for (int o = 0; o < O; ++o) out[o] += p[o];

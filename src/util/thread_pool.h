@@ -30,15 +30,16 @@ class ThreadPool {
 
   void run(const std::function<void(int)>& fn);
 
-  // Work in size() shares, share t made of pieces(t) pieces: calls fn(share, piece) once for every piece
-  // of every share (piece counts below 2^32). Each thread does the pieces of its own share front to back,
-  // then takes pieces from the back of the other shares until none are left, so that a thread slowed
-  // down for a while (a shared machine) does not keep the others waiting at the join.
+  // Work in size() shares, share t made of pieces(t) pieces: calls fn(thread, share, piece) once for
+  // every piece of every share (piece counts below 2^32), on the thread of index `thread`. Each thread does
+  // the pieces of its own share front to back, then takes pieces from the back of the other shares until none
+  // are left, so that a thread slowed down for a while (a shared machine) does not keep the others waiting at
+  // the join.
   template <class Pieces, class F>
   void run_shares(Pieces&& pieces, F&& fn) {
     const int parts = size();
     if (parts == 1) {
-      for (uint32_t p = 0, n = static_cast<uint32_t>(pieces(0)); p < n; ++p) fn(0, p);
+      for (uint32_t p = 0, n = static_cast<uint32_t>(pieces(0)); p < n; ++p) fn(0, 0, p);
       return;
     }
     for (int t = 0; t < parts; ++t)
@@ -46,10 +47,10 @@ class ThreadPool {
                                                         std::memory_order_relaxed);
     run([&](int t) {
       uint32_t p;
-      while (take_front(share_pieces_[static_cast<size_t>(t)], &p)) fn(t, p);
+      while (take_front(share_pieces_[static_cast<size_t>(t)], &p)) fn(t, t, p);
       for (int i = 1; i < parts; ++i) {
         const int s = (t + i) % parts;
-        while (take_back(share_pieces_[static_cast<size_t>(s)], &p)) fn(s, p);
+        while (take_back(share_pieces_[static_cast<size_t>(s)], &p)) fn(t, s, p);
       }
     });
   }

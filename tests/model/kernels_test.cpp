@@ -69,6 +69,26 @@ TEST_P(KernelsTest, LinearMatchesNaiveInBothLayoutsRowCountsAndThreadCounts) {
   }
 }
 
+// One row against W stored [in, out] with thousands of short rows: each thread's share of W's rows is read
+// in many pieces into the accumulator of whichever thread takes the piece; the rows after a share's
+// quarters (an input size not a multiple of 4) too.
+TEST_P(KernelsTest, OneRowInMajorProductsReadInPiecesMatchNaive) {
+  const int I = 4099, O = 33;
+  auto w = random_vector(static_cast<size_t>(I) * O, 4), b = random_vector(O, 5), in = random_vector(I, 6);
+  Linear L{w.data(), b.data(), I, O, true};
+  auto expect = naive_linear(in, w, b, 1, I, O, true);
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    for (int rep = 0; rep < 20; ++rep) {
+      std::vector<float> out(static_cast<size_t>(O), -7.f);
+      linear_forward(out.data(), in.data(), L, 1, false, pool);
+      for (int o = 0; o < O; ++o)
+        ASSERT_NEAR(out[static_cast<size_t>(o)], expect[static_cast<size_t>(o)], 1e-3)
+            << threads << " threads, column " << o;
+    }
+  }
+}
+
 // Every row count the small-batch kernels take (1..32, then past them), on shapes whose column counts
 // leave partial 48-, 32- and 16-column strips and partial 8- and 16-column tiles, whose input sizes
 // span several k-blocks with a partial last one, and with enough columns per thread for the

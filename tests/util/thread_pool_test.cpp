@@ -52,7 +52,11 @@ TEST(ThreadPoolTest, RunSharesCallsEveryPieceOfEveryShareOnce) {
       for (int t = 0; t < threads; ++t) hits.emplace_back(static_cast<size_t>(per_share + t));
       for (int rep = 0; rep < 20; ++rep)
         pool.run_shares([&](int t) { return per_share + t; },
-                        [&](int t, uint32_t p) { hits[static_cast<size_t>(t)][p]++; });
+                        [&](int thread, int t, uint32_t p) {
+                          ASSERT_GE(thread, 0);
+                          ASSERT_LT(thread, threads);
+                          hits[static_cast<size_t>(t)][p]++;
+                        });
       for (int t = 0; t < threads; ++t)
         for (int p = 0; p < per_share + t; ++p)
           ASSERT_EQ(hits[static_cast<size_t>(t)][static_cast<size_t>(p)].load(), 20)
@@ -66,11 +70,13 @@ TEST(ThreadPoolTest, AThreadDoneWithItsShareTakesPiecesFromTheBackOfAnother) {
   constexpr uint32_t kPieces = 50;
   const auto caller = std::this_thread::get_id();
   std::atomic<uint32_t> taken_by_caller{0};  // pieces of share 1 done on the caller's thread
+  std::atomic<bool> caller_is_thread_0{true};
   std::vector<std::atomic<int>> hits(2 * kPieces);
   bool waited_in_vain = false;
   pool.run_shares([](int) { return kPieces; },
-                  [&](int t, uint32_t p) {
+                  [&](int thread, int t, uint32_t p) {
                     hits[static_cast<size_t>(t) * kPieces + p]++;
+                    if ((std::this_thread::get_id() == caller) != (thread == 0)) caller_is_thread_0 = false;
                     if (t != 1) return;
                     if (std::this_thread::get_id() == caller) {
                       taken_by_caller++;
@@ -86,6 +92,7 @@ TEST(ThreadPoolTest, AThreadDoneWithItsShareTakesPiecesFromTheBackOfAnother) {
                       }
                   });
   EXPECT_FALSE(waited_in_vain);
+  EXPECT_TRUE(caller_is_thread_0.load());
   EXPECT_GE(taken_by_caller.load(), kPieces - 1);
   for (size_t i = 0; i < hits.size(); ++i) ASSERT_EQ(hits[i].load(), 1) << "piece " << i;
 }
