@@ -35,7 +35,7 @@ struct KernelTable {
 
   // F32 matrix-vector product with W stored [in, out] (in-major, Hugging Face Conv1D):
   // y[0:out] += x[i0:i1] · W[i0:i1, :], streaming rows i0..i1 of W. (W stored [out, in] goes through
-  // small_batch_gemm_out_major with one row.)
+  // matvec_typed.)
   void (*matvec_in_major_rows)(float* y, const float* x, const float* w, int out, int i0, int i1);
   // The same for a piece of a range read as four streams q rows apart (matvec_in_major_rows reads
   // [i0, i0 + 4q) so): rows i0 + j·q + i of W for j in 0..3 and i in [a, b), b <= q.
@@ -51,8 +51,8 @@ struct KernelTable {
   void (*small_batch_gemm_out_major)(float* out, const float* in, const float* w, int rows, int K, int N,
                                      int n0, int n1);
 
-  // F16 and Q8_0 weights stored [N, K] (K a multiple of 32 for Q8_0), widened to F32 in registers:
-  // y[o] += dot(x[0:K], W[o, :]) for o in [o0, o1).
+  // One row: weights stored [N, K] as F32, F16 or Q8_0 (K a multiple of 32 for Q8_0), widened to F32 in
+  // registers: y[o] += dot(x[0:K], W[o, :]) for o in [o0, o1).
   void (*matvec_typed)(float* y, const float* x, const void* w, DType t, int K, int o0, int o1);
   // The same for a piece of a range read as four streams q rows apart (matvec_typed reads [o0, o0 + 4q)
   // so): rows o0 + j·q + i for j in 0..3 and i in [i0, i1), i1 <= q. Pieces of one range may run on

@@ -109,32 +109,32 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
   };
   constexpr size_t kAlign = 16;
   const int threads = pool.size();
+  if (rows == 1 && !L.in_major) {
+    // One row, W stored [out, in] (any type): output columns in shares of W's rows, read in pieces.
+    // Output columns [a, b): initialised, then activated once computed.
+    auto begin_columns = [&](int a, int b) { init(static_cast<size_t>(a), static_cast<size_t>(b)); };
+    auto end_columns = [&](int a, int b) { activate_run(out + a, static_cast<size_t>(b - a)); };
+    const Shares s = split_in_shares(O, threads, kAlign, dtype_bytes(L.dtype, I));
+    pool.run_shares([&](int t) { return s.shares[static_cast<size_t>(t)].pieces; },
+                    [&](int, int t, uint32_t piece) {
+                      const Share& h = s.shares[static_cast<size_t>(t)];
+                      const int a = static_cast<int>(piece) * s.grain, b = std::min(h.q, a + s.grain);
+                      for (int j = 0; j < 4; ++j) begin_columns(h.begin + j * h.q + a, h.begin + j * h.q + b);
+                      if (b > a) k.matvec_typed_quarters(out, in, L.weight, L.dtype, I, h.begin, h.q, a, b);
+                      for (int j = 0; j < 4; ++j) end_columns(h.begin + j * h.q + a, h.begin + j * h.q + b);
+                      const int rest = h.begin + 4 * h.q;
+                      if (piece == 0 && rest < h.end) {
+                        begin_columns(rest, h.end);
+                        k.matvec_typed(out, in, L.weight, L.dtype, I, rest, h.end);
+                        end_columns(rest, h.end);
+                      }
+                    });
+    return;
+  }
   if (L.dtype != DType::kF32) {
     // F16 and Q8_0 weights, stored [out, in]: output columns split across the threads (contiguous rows
     // of W each).
     if (L.in_major) throw invalid_argument("F16 and Q8_0 weights must be stored [out, in]");
-    if (rows == 1) {
-      // Output columns [a, b): initialised, then activated once computed.
-      auto begin_columns = [&](int a, int b) { init(static_cast<size_t>(a), static_cast<size_t>(b)); };
-      auto end_columns = [&](int a, int b) { activate_run(out + a, static_cast<size_t>(b - a)); };
-      const Shares s = split_in_shares(O, threads, kAlign, dtype_bytes(L.dtype, I));
-      pool.run_shares([&](int t) { return s.shares[static_cast<size_t>(t)].pieces; },
-                      [&](int, int t, uint32_t piece) {
-                        const Share& h = s.shares[static_cast<size_t>(t)];
-                        const int a = static_cast<int>(piece) * s.grain, b = std::min(h.q, a + s.grain);
-                        for (int j = 0; j < 4; ++j)
-                          begin_columns(h.begin + j * h.q + a, h.begin + j * h.q + b);
-                        if (b > a) k.matvec_typed_quarters(out, in, L.weight, L.dtype, I, h.begin, h.q, a, b);
-                        for (int j = 0; j < 4; ++j) end_columns(h.begin + j * h.q + a, h.begin + j * h.q + b);
-                        const int rest = h.begin + 4 * h.q;
-                        if (piece == 0 && rest < h.end) {
-                          begin_columns(rest, h.end);
-                          k.matvec_typed(out, in, L.weight, L.dtype, I, rest, h.end);
-                          end_columns(rest, h.end);
-                        }
-                      });
-      return;
-    }
     pool.parallel_for(
         static_cast<size_t>(O),
         [&](size_t o0, size_t o1) {
@@ -185,17 +185,6 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
       for (int o = 0; o < O; ++o) out[o] += p[o];
     }
     activate(0, static_cast<size_t>(O));  // one row: a few microseconds, less than another fork-join
-    return;
-  }
-  if (rows == 1) {
-    pool.parallel_for(
-        static_cast<size_t>(O),
-        [&](size_t o0, size_t o1) {
-          init(o0, o1);
-          k.small_batch_gemm_out_major(out, in, L.f32(), 1, I, O, static_cast<int>(o0), static_cast<int>(o1));
-          activate(o0, o1);
-        },
-        kAlign);
     return;
   }
   if (rows <= kSmallBatchRows && L.in_major && threads > 1 && O / threads < kMinColumnsPerThread) {

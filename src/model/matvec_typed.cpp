@@ -1,6 +1,6 @@
-// Matrix-vector products with F16 and Q8_0 weights (single-stream decode, bound by the bytes of W read):
-// the weights are converted to F32 in registers as they stream in, never written back. Compiled once per
-// instruction set (kernel_isa.h).
+// Matrix-vector products with W stored [out, in] as F32, F16 or Q8_0 (single-stream decode, bound by the
+// bytes of W read): F16 and Q8_0 weights are converted to F32 in registers as they stream in, never
+// written back. Compiled once per instruction set (kernel_isa.h).
 #include <cstddef>
 #include <cstring>
 #include <string>
@@ -99,15 +99,20 @@ inline void prefetch_l1(const void* p) {
 // The rows of a share of W split in quarters: rows o0 + j·q + i for the four quarters j and i in
 // [i0, i1), one row from each quarter at a time, so that each load of x serves four weight streams far
 // apart (which the hardware prefetchers follow). Each stream's row three ahead (while below q) is also
-// prefetched, a line per 64 bytes read: rows are short (1.5 KiB in F16, 816 bytes in Q8_0 for 768
-// values), too short for the hardware prefetchers to get far ahead within one.
+// prefetched, a line per 64 bytes read: rows are short (3 KiB in F32, 1.5 KiB in F16, 816 bytes in Q8_0
+// for 768 values), too short for the hardware prefetchers to get far ahead within one.
 struct Quarters {
   int o0, q, i0, i1;
 };
 
 // One row's dot product with x, value by value (rows whose K the vector loops do not take, and the last
 // rows of a range that does not split in four).
-float f16_row(const float* x, const uint16_t* row, int K) {
+float row_dot(const float* x, const float* row, int K) {
+  float s = 0.f;
+  for (int k = 0; k < K; ++k) s += x[k] * row[k];
+  return s;
+}
+float row_dot(const float* x, const uint16_t* row, int K) {
   float s = 0.f;
   for (int k = 0; k < K; ++k) s += x[k] * fp16_to_fp32(row[k]);
   return s;
@@ -122,30 +127,43 @@ float q8_0_row(const float* x, const BlockQ8_0* row, int K, const float* scale) 
   return s;
 }
 
-// F16 rows, prefetched into L1: that read the products of a decode step 5–10 % faster than into L2 in
-// alternating runs.
-void f16_quarters(float* y, const float* x, const uint16_t* w, int K, Quarters r) {
+#if defined(CORTEX_AVX512) || defined(CORTEX_AVX2)
+inline VecF load_w(const float* p) {
+  return vec_load(p);
+}
+inline VecF load_w(const uint16_t* p) {
+  return load_f16(p);
+}
+#endif
+
+// F32 and F16 rows (T), widened in registers. F16 rows are prefetched into L1, which read the products of
+// a decode step 5–10 % faster than into L2 in alternating runs; F32 rows into L2 (three rows ahead of four
+// streams, 36 KiB, would crowd L1).
+template <class T>
+void widening_quarters(float* y, const float* x, const T* w, int K, Quarters r) {
   const size_t ks = static_cast<size_t>(K);
 #if defined(CORTEX_AVX512) || defined(CORTEX_AVX2)
+  constexpr bool kIntoL1 = sizeof(T) == 2;
+  constexpr int kLineValues = 64 / static_cast<int>(sizeof(T));
   if (K % kVecFloats == 0) {
     const size_t qs = static_cast<size_t>(r.q) * ks;
     for (int i = r.i0; i < r.i1; ++i) {
-      const uint16_t* r0 = w + static_cast<size_t>(r.o0 + i) * ks;
-      const uint16_t* r1 = r0 + qs;
-      const uint16_t* r2 = r1 + qs;
-      const uint16_t* r3 = r2 + qs;
+      const T* r0 = w + static_cast<size_t>(r.o0 + i) * ks;
+      const T* r1 = r0 + qs;
+      const T* r2 = r1 + qs;
+      const T* r3 = r2 + qs;
       VecF a0 = vec_zero(), a1 = vec_zero(), a2 = vec_zero(), a3 = vec_zero();
       const bool pf = i + 3 < r.q;
       for (int k = 0; k < K; k += kVecFloats) {
-        if (pf && k % 32 == 0) {  // each stream's row three ahead, a line per 32 values
-          prefetch_l1(r0 + 3 * ks + k), prefetch_l1(r1 + 3 * ks + k);
-          prefetch_l1(r2 + 3 * ks + k), prefetch_l1(r3 + 3 * ks + k);
+        if (pf && k % kLineValues == 0) {  // each stream's row three ahead, a line at a time
+          const T* p[4] = {r0 + 3 * ks + k, r1 + 3 * ks + k, r2 + 3 * ks + k, r3 + 3 * ks + k};
+          for (const T* line : p) kIntoL1 ? prefetch_l1(line) : prefetch_l2(line);
         }
         const VecF xv = vec_load(x + k);
-        a0 = vec_fmadd(xv, load_f16(r0 + k), a0);
-        a1 = vec_fmadd(xv, load_f16(r1 + k), a1);
-        a2 = vec_fmadd(xv, load_f16(r2 + k), a2);
-        a3 = vec_fmadd(xv, load_f16(r3 + k), a3);
+        a0 = vec_fmadd(xv, load_w(r0 + k), a0);
+        a1 = vec_fmadd(xv, load_w(r1 + k), a1);
+        a2 = vec_fmadd(xv, load_w(r2 + k), a2);
+        a3 = vec_fmadd(xv, load_w(r3 + k), a3);
       }
       float* yi = y + r.o0 + i;
       yi[0] += vec_sum(a0), yi[r.q] += vec_sum(a1), yi[2 * r.q] += vec_sum(a2), yi[3 * r.q] += vec_sum(a3);
@@ -156,7 +174,7 @@ void f16_quarters(float* y, const float* x, const uint16_t* w, int K, Quarters r
   for (int j = 0; j < 4; ++j)
     for (int i = r.i0; i < r.i1; ++i) {
       const int o = r.o0 + j * r.q + i;
-      y[o] += f16_row(x, w + static_cast<size_t>(o) * ks, K);
+      y[o] += row_dot(x, w + static_cast<size_t>(o) * ks, K);
     }
 }
 
@@ -222,16 +240,18 @@ void q8_0_quarters(float* y, const float* x, const BlockQ8_0* w, int K, Quarters
 void check_type(DType t, int K) {
   if (t == DType::kQ8_0 && K % kQ8Block != 0)
     throw invalid_argument("Q8_0 rows must hold whole blocks of 32 values");
-  if (t != DType::kF16 && t != DType::kQ8_0)
+  if (t != DType::kF32 && t != DType::kF16 && t != DType::kQ8_0)
     throw invalid_argument(std::string("matvec_typed: weights of type ") + dtype_name(t) +
-                           " are not supported (F16, Q8_0)");
+                           " are not supported (F32, F16, Q8_0)");
 }
 
 void quarters_of(float* y, const float* x, const void* w, DType t, int K, Quarters r) {
   check_type(t, K);
   switch (t) {
+    case DType::kF32:
+      return widening_quarters(y, x, static_cast<const float*>(w), K, r);
     case DType::kF16:
-      return f16_quarters(y, x, static_cast<const uint16_t*>(w), K, r);
+      return widening_quarters(y, x, static_cast<const uint16_t*>(w), K, r);
     default:
       return q8_0_quarters(y, x, static_cast<const BlockQ8_0*>(w), K, r);
   }
@@ -247,8 +267,12 @@ void matvec_typed(float* y, const float* x, const void* w, DType t, int K, int o
   const size_t row_bytes = dtype_bytes(t, K);
   for (int o = o0 + 4 * q; o < o1; ++o) {
     const void* row = static_cast<const std::byte*>(w) + static_cast<size_t>(o) * row_bytes;
-    y[o] += t == DType::kF16 ? f16_row(x, static_cast<const uint16_t*>(row), K)
-                             : q8_0_row(x, static_cast<const BlockQ8_0*>(row), K, fp16_table());
+    if (t == DType::kF32)
+      y[o] += row_dot(x, static_cast<const float*>(row), K);
+    else if (t == DType::kF16)
+      y[o] += row_dot(x, static_cast<const uint16_t*>(row), K);
+    else
+      y[o] += q8_0_row(x, static_cast<const BlockQ8_0*>(row), K, fp16_table());
   }
 }
 

@@ -69,22 +69,25 @@ TEST_P(KernelsTest, LinearMatchesNaiveInBothLayoutsRowCountsAndThreadCounts) {
   }
 }
 
-// One row against W stored [in, out] with thousands of short rows: each thread's share of W's rows is read
-// in many pieces into the accumulator of whichever thread takes the piece; the rows after a share's
-// quarters (an input size not a multiple of 4) too.
-TEST_P(KernelsTest, OneRowInMajorProductsReadInPiecesMatchNaive) {
-  const int I = 4099, O = 33;
-  auto w = random_vector(static_cast<size_t>(I) * O, 4), b = random_vector(O, 5), in = random_vector(I, 6);
-  Linear L{w.data(), b.data(), I, O, true};
-  auto expect = naive_linear(in, w, b, 1, I, O, true);
-  for (int threads : {1, 2, 3}) {
-    ThreadPool pool(threads);
-    for (int rep = 0; rep < 20; ++rep) {
-      std::vector<float> out(static_cast<size_t>(O), -7.f);
-      linear_forward(out.data(), in.data(), L, 1, false, pool);
-      for (int o = 0; o < O; ++o)
-        ASSERT_NEAR(out[static_cast<size_t>(o)], expect[static_cast<size_t>(o)], 1e-3)
-            << threads << " threads, column " << o;
+// One row against thousands of short rows of W: each thread's share of W's rows is read in many pieces,
+// a thread done with its own taking pieces of the other's; W stored [in, out] (a stolen piece goes to
+// the accumulator of the thread that takes it) and [out, in]; the rows after a share's quarters too
+// (sizes not a multiple of 4).
+TEST_P(KernelsTest, OneRowProductsReadInPiecesMatchNaive) {
+  for (bool in_major : {true, false}) {
+    const int I = in_major ? 4099 : 64, O = in_major ? 33 : 4099;
+    auto w = random_vector(static_cast<size_t>(I) * O, 4), b = random_vector(O, 5), in = random_vector(I, 6);
+    Linear L{w.data(), b.data(), I, O, in_major};
+    auto expect = naive_linear(in, w, b, 1, I, O, in_major);
+    for (int threads : {1, 2, 3}) {
+      ThreadPool pool(threads);
+      for (int rep = 0; rep < 20; ++rep) {
+        std::vector<float> out(static_cast<size_t>(O), -7.f);
+        linear_forward(out.data(), in.data(), L, 1, false, pool);
+        for (int o = 0; o < O; ++o)
+          ASSERT_NEAR(out[static_cast<size_t>(o)], expect[static_cast<size_t>(o)], 1e-3)
+              << "in_major " << in_major << ", " << threads << " threads, column " << o;
+      }
     }
   }
 }

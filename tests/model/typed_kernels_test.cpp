@@ -203,7 +203,7 @@ TEST(TypedKernelsErrors, UnsupportedCasesThrow) {
   std::vector<std::byte> w(200);
   for (Isa isa : supported_isas()) {
     const KernelTable& k = kernel_table(isa);
-    EXPECT_THROW(k.matvec_typed(y.data(), x.data(), w.data(), DType::kF32, 40, 0, 1), Error);
+    EXPECT_THROW(k.matvec_typed(y.data(), x.data(), w.data(), DType::kBF16, 40, 0, 1), Error);
     EXPECT_THROW(k.matvec_typed(y.data(), x.data(), w.data(), DType::kQ8_0, 40, 0, 1), Error);  // K % 32
   }
   ThreadPool pool(1);
