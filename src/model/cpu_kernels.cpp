@@ -400,15 +400,16 @@ void attention_heads_f16(float* out, const float* q, const uint16_t* const* key_
   attention_heads_of(out, q, key_blocks, value_blocks, block_tokens, stride, h0, heads, n, D, scale, scores);
 }
 
-// y[0:out] += x[r] · W[r, :] for W stored [in, out] and the rows r = i0 + j·q + i of W (j in 0..3, i in
-// [a, b)), into an accumulator that stays in L1. Four rows at a time, one from each quarter: four
-// sequential streams far apart (which keep more memory requests in flight than one), each also
-// prefetched into L2 kAhead rows ahead (while below q), a line per 16 floats read.
-void matvec_in_major_quarters(float* __restrict y, const float* __restrict x, const float* __restrict w,
-                              int out, int i0, int q, int a, int b) {
+// y[0:out] += x[i0:i1] · W[i0:i1, :] for W stored [in, out], into an accumulator that stays in L1. Four
+// rows at a time, one from each quarter of [i0, i1): four sequential streams far apart (which keep more
+// memory requests in flight than one), each also prefetched into L2 kAhead rows ahead, a line per 16
+// floats read.
+void matvec_in_major_rows(float* __restrict y, const float* __restrict x, const float* __restrict w, int out,
+                          int i0, int i1) {
   constexpr int kAhead = 3;
   const size_t os = static_cast<size_t>(out);
-  for (int i = i0 + a; i < i0 + b; ++i) {
+  const int q = (i1 - i0) / 4;
+  for (int i = i0; i < i0 + q; ++i) {
     const float x0 = x[i], x1 = x[i + q], x2 = x[i + 2 * q], x3 = x[i + 3 * q];
     const float* __restrict w0 = w + static_cast<size_t>(i) * os;
     const float* __restrict w1 = w0 + static_cast<size_t>(q) * os;
@@ -426,14 +427,6 @@ void matvec_in_major_quarters(float* __restrict y, const float* __restrict x, co
     }
     for (; o < out; ++o) y[o] += x0 * w0[o] + x1 * w1[o] + x2 * w2[o] + x3 * w3[o];
   }
-}
-
-// y[0:out] += x[i0:i1] · W[i0:i1, :]: the whole quarters of [i0, i1), then its last rows one at a time.
-void matvec_in_major_rows(float* __restrict y, const float* __restrict x, const float* __restrict w, int out,
-                          int i0, int i1) {
-  const int q = (i1 - i0) / 4;
-  matvec_in_major_quarters(y, x, w, out, i0, q, 0, q);
-  const size_t os = static_cast<size_t>(out);
   for (int i = i0 + 4 * q; i < i1; ++i) {
     const float xi = x[i];
     const float* __restrict wi = w + static_cast<size_t>(i) * os;

@@ -23,7 +23,6 @@ void attention_heads_f16(float* out, const float* q, const uint16_t* const* key_
                          const uint16_t* const* value_blocks, int block_tokens, size_t stride, int h0,
                          int heads, int n, int D, float scale, float* scores);
 void matvec_in_major_rows(float* y, const float* x, const float* w, int out, int i0, int i1);
-void matvec_in_major_quarters(float* y, const float* x, const float* w, int out, int i0, int q, int a, int b);
 void small_batch_gemm_in_major(float* out, const float* in, int ldx, const float* w, int rows, int K, int N,
                                int n0, int n1);
 void small_batch_gemm_out_major(float* out, const float* in, const float* w, int rows, int K, int N, int n0,

@@ -37,10 +37,6 @@ struct KernelTable {
   // y[0:out] += x[i0:i1] · W[i0:i1, :], streaming rows i0..i1 of W. (W stored [out, in] goes through
   // matvec_typed.)
   void (*matvec_in_major_rows)(float* y, const float* x, const float* w, int out, int i0, int i1);
-  // The same for a piece of a range read as four streams q rows apart (matvec_in_major_rows reads
-  // [i0, i0 + 4q) so): rows i0 + j·q + i of W for j in 0..3 and i in [a, b), b <= q.
-  void (*matvec_in_major_quarters)(float* y, const float* x, const float* w, int out, int i0, int q, int a,
-                                   int b);
 
   // Products for 2..kSmallBatchRows rows (decode steps of a small batch), W read once per block of
   // rows, straight from the (mapped) weights. W stored [K, N]: out[r, n0:n1] += in[r, 0:K] · W[:, n0:n1],
@@ -55,8 +51,8 @@ struct KernelTable {
   // registers: y[o] += dot(x[0:K], W[o, :]) for o in [o0, o1).
   void (*matvec_typed)(float* y, const float* x, const void* w, DType t, int K, int o0, int o1);
   // The same for a piece of a range read as four streams q rows apart (matvec_typed reads [o0, o0 + 4q)
-  // so): rows o0 + j·q + i for j in 0..3 and i in [i0, i1), i1 <= q. Pieces of one range may run on
-  // different threads and keep each stream's prefetching running ahead across them.
+  // so): rows o0 + j·q + i for j in 0..3 and i in [i0, i1), i1 <= q; each stream prefetched three rows
+  // ahead (below q), so pieces taken front to back keep the prefetching running ahead across them.
   void (*matvec_typed_quarters)(float* y, const float* x, const void* w, DType t, int K, int o0, int q,
                                 int i0, int i1);
   // out[r, n] += dot(in[r, :], W[n, :]) for 2..kSmallBatchRows rows and n in [n0, n1).

@@ -51,40 +51,10 @@ void attention_heads(float* out, const float* q, const uint16_t* const* key_bloc
 // split W by rows across the threads rather than by columns.
 constexpr int kMinColumnsPerThread = 1024;
 
-namespace {
-// Bytes of W per stream in one piece of a share: a piece (four streams) is ~128 KiB, ~10 us of reading
-// on one core. 64–256 KiB pieces read alike in alternating runs (F16 slightly better with the smaller,
-// Q8_0 with the larger).
+// Bytes of W per stream in one piece of a single-row product (below): a piece (four streams) is
+// ~128 KiB, ~10 us of reading on one core. 64–256 KiB pieces read alike in alternating runs (F16 slightly
+// better with the smaller, Q8_0 with the larger).
 constexpr size_t kPieceStreamBytes = 32 << 10;
-
-// Single-row products read W in shares, one per thread (contiguous runs of W's rows, as parallel_for
-// would split n rows with boundaries on multiples of `align`), each read as four streams a quarter apart
-// (the kernels' *_quarters), in pieces of `grain` rows per stream; a thread done with its share takes
-// pieces from the back of another's (ThreadPool::run_shares). With static halves one thread waited 5–10 %
-// of each product for the other on this shared machine. Piece 0 of a share also does the rows after its
-// quarters.
-struct Share {
-  int begin, end;  // W's rows
-  int q;           // rows per quarter
-  int pieces;
-};
-struct Shares {
-  std::vector<Share> shares;
-  int grain;  // rows per stream in a piece
-};
-Shares split_in_shares(int n, int threads, int align, size_t row_bytes) {
-  Shares s;
-  s.grain = std::max(1, static_cast<int>(kPieceStreamBytes / std::max<size_t>(1, row_bytes)));
-  const int per = ((n + threads - 1) / threads + align - 1) / align * align;
-  for (int t = 0; t < threads; ++t) {
-    Share& h = s.shares.emplace_back();
-    h.begin = std::min(n, per * t), h.end = std::min(n, h.begin + per);
-    h.q = (h.end - h.begin) / 4;
-    h.pieces = h.end > h.begin ? std::max(1, (h.q + s.grain - 1) / s.grain) : 0;
-  }
-  return s;
-}
-}  // namespace
 
 void linear_forward(float* out, const float* in, const Linear& L, int rows, bool accumulate, ThreadPool& pool,
                     Activation activation) {
@@ -110,18 +80,41 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
   constexpr size_t kAlign = 16;
   const int threads = pool.size();
   if (rows == 1 && !L.in_major) {
-    // One row, W stored [out, in] (any type): output columns in shares of W's rows, read in pieces.
-    // Output columns [a, b): initialised, then activated once computed.
+    // One row, W stored [out, in] (any type): a share of W's rows per thread (as parallel_for splits
+    // them), each read as four streams a quarter apart (matvec_typed_quarters) in pieces of `grain` rows
+    // per stream; a thread done with its share takes pieces from the back of another's
+    // (ThreadPool::run_shares). With fixed shares, one thread waited 5–10 % of each product for the other
+    // on this shared machine. Each output column is one row's dot product, whichever thread computes it:
+    // the results do not depend on who took what.
+    struct Share {
+      int begin, end;  // W's rows
+      int q;           // rows per quarter; piece 0 also does the rows after the quarters
+      int pieces;
+    };
+    const int grain =
+        std::max(1, static_cast<int>(kPieceStreamBytes / std::max<size_t>(1, dtype_bytes(L.dtype, I))));
+    const int per = ((O + threads - 1) / threads + static_cast<int>(kAlign) - 1) / static_cast<int>(kAlign) *
+                    static_cast<int>(kAlign);
+    std::vector<Share> shares;
+    for (int t = 0; t < threads; ++t) {
+      Share& h = shares.emplace_back();
+      h.begin = std::min(O, per * t), h.end = std::min(O, h.begin + per);
+      h.q = (h.end - h.begin) / 4;
+      h.pieces = h.end > h.begin ? std::max(1, (h.q + grain - 1) / grain) : 0;
+    }
+    // Output columns [a, b) of the row: initialised before a kernel writes them, activated after.
     auto begin_columns = [&](int a, int b) { init(static_cast<size_t>(a), static_cast<size_t>(b)); };
     auto end_columns = [&](int a, int b) { activate_run(out + a, static_cast<size_t>(b - a)); };
-    const Shares s = split_in_shares(O, threads, kAlign, dtype_bytes(L.dtype, I));
-    pool.run_shares([&](int t) { return s.shares[static_cast<size_t>(t)].pieces; },
+    pool.run_shares([&](int t) { return shares[static_cast<size_t>(t)].pieces; },
                     [&](int, int t, uint32_t piece) {
-                      const Share& h = s.shares[static_cast<size_t>(t)];
-                      const int a = static_cast<int>(piece) * s.grain, b = std::min(h.q, a + s.grain);
-                      for (int j = 0; j < 4; ++j) begin_columns(h.begin + j * h.q + a, h.begin + j * h.q + b);
-                      if (b > a) k.matvec_typed_quarters(out, in, L.weight, L.dtype, I, h.begin, h.q, a, b);
-                      for (int j = 0; j < 4; ++j) end_columns(h.begin + j * h.q + a, h.begin + j * h.q + b);
+                      const Share& h = shares[static_cast<size_t>(t)];
+                      const int a = static_cast<int>(piece) * grain, b = std::min(h.q, a + grain);
+                      if (b > a) {
+                        for (int j = 0; j < 4; ++j)
+                          begin_columns(h.begin + j * h.q + a, h.begin + j * h.q + b);
+                        k.matvec_typed_quarters(out, in, L.weight, L.dtype, I, h.begin, h.q, a, b);
+                        for (int j = 0; j < 4; ++j) end_columns(h.begin + j * h.q + a, h.begin + j * h.q + b);
+                      }
                       const int rest = h.begin + 4 * h.q;
                       if (piece == 0 && rest < h.end) {
                         begin_columns(rest, h.end);
@@ -159,27 +152,24 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
     return;
   }
   if (rows == 1 && L.in_major) {
-    // Split the input rows: each thread streams its share of W's rows into its own accumulator (thread
-    // 0's is out), then the partial sums are added. Column splits would interleave the threads' reads
-    // within every row and defeat the hardware prefetchers.
+    // Split the input rows: each thread streams one contiguous part of W into its own accumulator
+    // (thread 0 into out), then the partial sums are added. Column splits would interleave the threads'
+    // reads within every row and defeat the hardware prefetchers. The parts are fixed: taken in pieces
+    // (as above), which rows end in which accumulator would vary between runs, and with it the last
+    // bits of the sums, and the same seed would no longer always give the same text.
     // The caller's buffer, reused across calls (this runs dozens of times per decoded token). Workers
     // must reach it through this pointer: naming a thread_local inside the task would give each worker
     // its own, empty one.
     thread_local AlignedVector<float> partial_buffer;
     partial_buffer.assign(static_cast<size_t>(threads - 1) * O, 0.f);
     float* const partial = partial_buffer.data();
-    init(0, static_cast<size_t>(O));
-    const Shares s = split_in_shares(I, threads, 4, static_cast<size_t>(O) * sizeof(float));
-    pool.run_shares([&](int t) { return s.shares[static_cast<size_t>(t)].pieces; },
-                    [&](int thread, int t, uint32_t piece) {
-                      const Share& h = s.shares[static_cast<size_t>(t)];
-                      float* acc = thread == 0 ? out : partial + static_cast<size_t>(thread - 1) * O;
-                      const int a = static_cast<int>(piece) * s.grain, b = std::min(h.q, a + s.grain);
-                      if (b > a) k.matvec_in_major_quarters(acc, in, L.f32(), O, h.begin, h.q, a, b);
-                      const int rest = h.begin + 4 * h.q;
-                      if (piece == 0 && rest < h.end)
-                        k.matvec_in_major_rows(acc, in, L.f32(), O, rest, h.end);
-                    });
+    pool.run([&](int t) {
+      const int per = (I / threads + 3) / 4 * 4;
+      const int i0 = std::min(I, per * t), i1 = t + 1 == threads ? I : std::min(I, i0 + per);
+      float* acc = t == 0 ? out : partial + static_cast<size_t>(t - 1) * O;
+      if (t == 0) init(0, static_cast<size_t>(O));
+      k.matvec_in_major_rows(acc, in, L.f32(), O, i0, i1);
+    });
     for (int t = 1; t < threads; ++t) {
       const float* p = partial + static_cast<size_t>(t - 1) * O;
       for (int o = 0; o < O; ++o) out[o] += p[o];

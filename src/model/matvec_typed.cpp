@@ -245,8 +245,8 @@ void check_type(DType t, int K) {
                            " are not supported (F32, F16, Q8_0)");
 }
 
+// The rows in r of W stored as t (checked by the caller).
 void quarters_of(float* y, const float* x, const void* w, DType t, int K, Quarters r) {
-  check_type(t, K);
   switch (t) {
     case DType::kF32:
       return widening_quarters(y, x, static_cast<const float*>(w), K, r);
@@ -267,17 +267,22 @@ void matvec_typed(float* y, const float* x, const void* w, DType t, int K, int o
   const size_t row_bytes = dtype_bytes(t, K);
   for (int o = o0 + 4 * q; o < o1; ++o) {
     const void* row = static_cast<const std::byte*>(w) + static_cast<size_t>(o) * row_bytes;
-    if (t == DType::kF32)
-      y[o] += row_dot(x, static_cast<const float*>(row), K);
-    else if (t == DType::kF16)
-      y[o] += row_dot(x, static_cast<const uint16_t*>(row), K);
-    else
-      y[o] += q8_0_row(x, static_cast<const BlockQ8_0*>(row), K, fp16_table());
+    switch (t) {
+      case DType::kF32:
+        y[o] += row_dot(x, static_cast<const float*>(row), K);
+        break;
+      case DType::kF16:
+        y[o] += row_dot(x, static_cast<const uint16_t*>(row), K);
+        break;
+      default:
+        y[o] += q8_0_row(x, static_cast<const BlockQ8_0*>(row), K, fp16_table());
+    }
   }
 }
 
 void matvec_typed_quarters(float* y, const float* x, const void* w, DType t, int K, int o0, int q, int i0,
                            int i1) {
+  check_type(t, K);
   quarters_of(y, x, w, t, K, {o0, q, i0, i1});
 }
 

@@ -56,25 +56,14 @@ void ThreadPool::run(const std::function<void(int)>& fn) {
 }
 
 // The memory order is relaxed: run() publishes the ranges to the workers and their results to the caller.
-bool ThreadPool::take_front(SharePieces& s, uint32_t* piece) {
+bool ThreadPool::take(SharePieces& s, bool last, uint32_t* piece) {
   uint64_t v = s.range.load(std::memory_order_relaxed);
   for (;;) {
     const auto begin = static_cast<uint32_t>(v >> 32), end = static_cast<uint32_t>(v);
     if (begin >= end) return false;
-    if (s.range.compare_exchange_weak(v, uint64_t{begin + 1} << 32 | end, std::memory_order_relaxed)) {
-      *piece = begin;
-      return true;
-    }
-  }
-}
-
-bool ThreadPool::take_back(SharePieces& s, uint32_t* piece) {
-  uint64_t v = s.range.load(std::memory_order_relaxed);
-  for (;;) {
-    const auto begin = static_cast<uint32_t>(v >> 32), end = static_cast<uint32_t>(v);
-    if (begin >= end) return false;
-    if (s.range.compare_exchange_weak(v, uint64_t{begin} << 32 | (end - 1), std::memory_order_relaxed)) {
-      *piece = end - 1;
+    const uint64_t left = last ? uint64_t{begin} << 32 | (end - 1) : uint64_t{begin + 1} << 32 | end;
+    if (s.range.compare_exchange_weak(v, left, std::memory_order_relaxed)) {
+      *piece = last ? end - 1 : begin;
       return true;
     }
   }

@@ -47,10 +47,10 @@ class ThreadPool {
                                                         std::memory_order_relaxed);
     run([&](int t) {
       uint32_t p;
-      while (take_front(share_pieces_[static_cast<size_t>(t)], &p)) fn(t, t, p);
+      while (take(share_pieces_[static_cast<size_t>(t)], false, &p)) fn(t, t, p);
       for (int i = 1; i < parts; ++i) {
         const int s = (t + i) % parts;
-        while (take_back(share_pieces_[static_cast<size_t>(s)], &p)) fn(t, s, p);
+        while (take(share_pieces_[static_cast<size_t>(s)], true, &p)) fn(t, s, p);
       }
     });
   }
@@ -80,8 +80,8 @@ class ThreadPool {
   struct alignas(64) SharePieces {
     std::atomic<uint64_t> range{0};
   };
-  static bool take_front(SharePieces& s, uint32_t* piece);
-  static bool take_back(SharePieces& s, uint32_t* piece);
+  // Takes the first (or last) piece left in s into *piece; false when none is left.
+  static bool take(SharePieces& s, bool last, uint32_t* piece);
 
   void worker_loop(int index);
 

@@ -69,13 +69,13 @@ TEST_P(KernelsTest, LinearMatchesNaiveInBothLayoutsRowCountsAndThreadCounts) {
   }
 }
 
-// One row against thousands of short rows of W: each thread's share of W's rows is read in many pieces,
-// a thread done with its own taking pieces of the other's; W stored [in, out] (a stolen piece goes to
-// the accumulator of the thread that takes it) and [out, in]; the rows after a share's quarters too
-// (sizes not a multiple of 4).
-TEST_P(KernelsTest, OneRowProductsReadInPiecesMatchNaive) {
+// One row: W stored [out, in] with long rows, each thread's share read in many pieces (4 rows per stream
+// each; 33 per share on two threads), a thread done with its own taking pieces of the other's; W stored
+// [in, out] split in fixed parts of its thousands of rows, each into its thread's accumulator; the rows
+// after a share's quarters (sizes not a multiple of 4) too.
+TEST_P(KernelsTest, OneRowProductsMatchNaive) {
   for (bool in_major : {true, false}) {
-    const int I = in_major ? 4099 : 64, O = in_major ? 33 : 4099;
+    const int I = in_major ? 4099 : 2048, O = in_major ? 33 : 1027;
     auto w = random_vector(static_cast<size_t>(I) * O, 4), b = random_vector(O, 5), in = random_vector(I, 6);
     Linear L{w.data(), b.data(), I, O, in_major};
     auto expect = naive_linear(in, w, b, 1, I, O, in_major);

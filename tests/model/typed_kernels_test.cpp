@@ -97,11 +97,12 @@ TEST_P(TypedKernelsTest, LinearMatchesTheScalarReferenceForEveryRowCount) {
   }
 }
 
-// One row against a matrix of thousands of short rows: each thread's share is read in many pieces, and
-// a thread done with its own takes pieces of the other's; the rows after a share's quarters (N odd) too.
+// One row against a matrix of long rows: each thread's share is read in many pieces (a few rows per
+// stream each; 17 per share in F16 on two threads), and a thread done with its own takes pieces of the
+// other's; the rows after a share's quarters (N odd) too.
 TEST_P(TypedKernelsTest, OneRowProductsReadInPiecesMatchTheScalarReference) {
   const DType t = std::get<1>(GetParam());
-  const int K = 64, N = 4099;
+  const int K = 2048, N = 1027;
   TypedMatrix m = make_matrix(t, N, K, 41);
   auto bias = random_vector(static_cast<size_t>(N), 42, 1.f);
   Linear L{m.data.data(), bias.data(), K, N, false, t};

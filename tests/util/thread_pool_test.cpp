@@ -70,6 +70,7 @@ TEST(ThreadPoolTest, AThreadDoneWithItsShareTakesPiecesFromTheBackOfAnother) {
   constexpr uint32_t kPieces = 50;
   const auto caller = std::this_thread::get_id();
   std::atomic<uint32_t> taken_by_caller{0};  // pieces of share 1 done on the caller's thread
+  std::vector<uint32_t> caller_order;        // which, in order (written by the caller only)
   std::atomic<bool> caller_is_thread_0{true};
   std::vector<std::atomic<int>> hits(2 * kPieces);
   bool waited_in_vain = false;
@@ -79,11 +80,12 @@ TEST(ThreadPoolTest, AThreadDoneWithItsShareTakesPiecesFromTheBackOfAnother) {
                     if ((std::this_thread::get_id() == caller) != (thread == 0)) caller_is_thread_0 = false;
                     if (t != 1) return;
                     if (std::this_thread::get_id() == caller) {
+                      caller_order.push_back(p);
                       taken_by_caller++;
                       return;
                     }
                     // The worker, stuck in the first piece of its share until the caller has done all
-                    // the others: they can only reach the caller by its taking them from the back.
+                    // the others, which the caller takes once done with its own share.
                     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
                     while (taken_by_caller.load() < kPieces - 1 - p)
                       if (std::chrono::steady_clock::now() > deadline) {
@@ -94,6 +96,8 @@ TEST(ThreadPoolTest, AThreadDoneWithItsShareTakesPiecesFromTheBackOfAnother) {
   EXPECT_FALSE(waited_in_vain);
   EXPECT_TRUE(caller_is_thread_0.load());
   EXPECT_GE(taken_by_caller.load(), kPieces - 1);
+  // From the back: 49, 48, ... (down to 0 where the worker started late and took none).
+  for (size_t i = 0; i < caller_order.size(); ++i) EXPECT_EQ(caller_order[i], kPieces - 1 - i) << i;
   for (size_t i = 0; i < hits.size(); ++i) ASSERT_EQ(hits[i].load(), 1) << "piece " << i;
 }
 
