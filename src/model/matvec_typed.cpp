@@ -145,37 +145,41 @@ void widening_quarters(float* y, const float* x, const T* w, int K, Quarters r) 
 #if defined(CORTEX_AVX512) || defined(CORTEX_AVX2)
   constexpr bool kIntoL1 = sizeof(T) == 2;
   constexpr int kLineValues = 64 / static_cast<int>(sizeof(T));
-  if (K % kVecFloats == 0) {
-    const size_t qs = static_cast<size_t>(r.q) * ks;
-    for (int i = r.i0; i < r.i1; ++i) {
-      const T* r0 = w + static_cast<size_t>(r.o0 + i) * ks;
-      const T* r1 = r0 + qs;
-      const T* r2 = r1 + qs;
-      const T* r3 = r2 + qs;
-      VecF a0 = vec_zero(), a1 = vec_zero(), a2 = vec_zero(), a3 = vec_zero();
-      const bool pf = i + 3 < r.q;
-      for (int k = 0; k < K; k += kVecFloats) {
-        if (pf && k % kLineValues == 0) {  // each stream's row three ahead, a line at a time
-          const T* p[4] = {r0 + 3 * ks + k, r1 + 3 * ks + k, r2 + 3 * ks + k, r3 + 3 * ks + k};
-          for (const T* line : p) kIntoL1 ? prefetch_l1(line) : prefetch_l2(line);
-        }
-        const VecF xv = vec_load(x + k);
-        a0 = vec_fmadd(xv, load_w(r0 + k), a0);
-        a1 = vec_fmadd(xv, load_w(r1 + k), a1);
-        a2 = vec_fmadd(xv, load_w(r2 + k), a2);
-        a3 = vec_fmadd(xv, load_w(r3 + k), a3);
+  const int kv = K - K % kVecFloats;  // values taken in vectors; the rest one by one
+  const size_t qs = static_cast<size_t>(r.q) * ks;
+  for (int i = r.i0; i < r.i1; ++i) {
+    const T* r0 = w + static_cast<size_t>(r.o0 + i) * ks;
+    const T* r1 = r0 + qs;
+    const T* r2 = r1 + qs;
+    const T* r3 = r2 + qs;
+    VecF a0 = vec_zero(), a1 = vec_zero(), a2 = vec_zero(), a3 = vec_zero();
+    const bool pf = i + 3 < r.q;
+    for (int k = 0; k < kv; k += kVecFloats) {
+      if (pf && k % kLineValues == 0) {  // each stream's row three ahead, a line at a time
+        const T* p[4] = {r0 + 3 * ks + k, r1 + 3 * ks + k, r2 + 3 * ks + k, r3 + 3 * ks + k};
+        for (const T* line : p) kIntoL1 ? prefetch_l1(line) : prefetch_l2(line);
       }
-      float* yi = y + r.o0 + i;
-      yi[0] += vec_sum(a0), yi[r.q] += vec_sum(a1), yi[2 * r.q] += vec_sum(a2), yi[3 * r.q] += vec_sum(a3);
+      const VecF xv = vec_load(x + k);
+      a0 = vec_fmadd(xv, load_w(r0 + k), a0);
+      a1 = vec_fmadd(xv, load_w(r1 + k), a1);
+      a2 = vec_fmadd(xv, load_w(r2 + k), a2);
+      a3 = vec_fmadd(xv, load_w(r3 + k), a3);
     }
-    return;
+    float* yi = y + r.o0 + i;
+    const float* xt = x + kv;
+    const int tail = K - kv;
+    yi[0] += vec_sum(a0) + row_dot(xt, r0 + kv, tail);
+    yi[r.q] += vec_sum(a1) + row_dot(xt, r1 + kv, tail);
+    yi[2 * r.q] += vec_sum(a2) + row_dot(xt, r2 + kv, tail);
+    yi[3 * r.q] += vec_sum(a3) + row_dot(xt, r3 + kv, tail);
   }
-#endif
+#else
   for (int j = 0; j < 4; ++j)
     for (int i = r.i0; i < r.i1; ++i) {
       const int o = r.o0 + j * r.q + i;
       y[o] += row_dot(x, w + static_cast<size_t>(o) * ks, K);
     }
+#endif
 }
 
 // Q8_0 rows, prefetched into L2 (into L1 was no faster): per block, the int8 values widen to floats in
