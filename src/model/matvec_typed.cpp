@@ -7,6 +7,7 @@
 
 #include "model/half.h"
 #include "model/isa_kernels.h"
+#include "model/isa_vectors.h"
 #include "model/weight_types.h"
 #include "util/error.h"
 
@@ -44,39 +45,6 @@ inline __m256 load_q8(const int8_t* p) {
   int64_t v;
   std::memcpy(&v, p, 8);
   return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(v)));
-}
-#endif
-
-// The widest vector of floats this build has, and what the F16 loop does with it.
-#ifdef CORTEX_AVX512
-using VecF = __m512;
-constexpr int kVecFloats = 16;
-inline VecF vec_zero() {
-  return _mm512_setzero_ps();
-}
-inline VecF vec_load(const float* p) {
-  return _mm512_loadu_ps(p);
-}
-inline VecF vec_fmadd(VecF a, VecF b, VecF c) {
-  return _mm512_fmadd_ps(a, b, c);
-}
-inline float vec_sum(VecF v) {
-  return hsum512(v);
-}
-#elif defined(CORTEX_AVX2)
-using VecF = __m256;
-constexpr int kVecFloats = 8;
-inline VecF vec_zero() {
-  return _mm256_setzero_ps();
-}
-inline VecF vec_load(const float* p) {
-  return _mm256_loadu_ps(p);
-}
-inline VecF vec_fmadd(VecF a, VecF b, VecF c) {
-  return _mm256_fmadd_ps(a, b, c);
-}
-inline float vec_sum(VecF v) {
-  return hsum256(v);
 }
 #endif
 
@@ -127,12 +95,12 @@ float q8_0_row(const float* x, const BlockQ8_0* row, int K, const float* scale) 
   return s;
 }
 
-#if defined(CORTEX_AVX512) || defined(CORTEX_AVX2)
-inline VecF load_w(const float* p) {
-  return vec_load(p);
+#if defined(CORTEX_AVX2)
+inline BestVec::T load_w(const float* p) {
+  return BestVec::load(p);
 }
-inline VecF load_w(const uint16_t* p) {
-  return load_f16(p);
+inline BestVec::T load_w(const uint16_t* p) {
+  return BestVec::load_f16(p);
 }
 #endif
 
@@ -145,33 +113,33 @@ void widening_quarters(float* y, const float* x, const T* w, int K, Quarters r) 
 #if defined(CORTEX_AVX512) || defined(CORTEX_AVX2)
   constexpr bool kIntoL1 = sizeof(T) == 2;
   constexpr int kLineValues = 64 / static_cast<int>(sizeof(T));
-  const int kv = K - K % kVecFloats;  // values taken in vectors; the rest one by one
+  const int kv = K - K % BestVec::kWidth;  // values taken in vectors; the rest one by one
   const size_t qs = static_cast<size_t>(r.q) * ks;
   for (int i = r.i0; i < r.i1; ++i) {
     const T* r0 = w + static_cast<size_t>(r.o0 + i) * ks;
     const T* r1 = r0 + qs;
     const T* r2 = r1 + qs;
     const T* r3 = r2 + qs;
-    VecF a0 = vec_zero(), a1 = vec_zero(), a2 = vec_zero(), a3 = vec_zero();
+    BestVec::T a0 = BestVec::zero(), a1 = a0, a2 = a0, a3 = a0;
     const bool pf = i + 3 < r.q;
-    for (int k = 0; k < kv; k += kVecFloats) {
+    for (int k = 0; k < kv; k += BestVec::kWidth) {
       if (pf && k % kLineValues == 0) {  // each stream's row three ahead, a line at a time
         const T* p[4] = {r0 + 3 * ks + k, r1 + 3 * ks + k, r2 + 3 * ks + k, r3 + 3 * ks + k};
         for (const T* line : p) kIntoL1 ? prefetch_l1(line) : prefetch_l2(line);
       }
-      const VecF xv = vec_load(x + k);
-      a0 = vec_fmadd(xv, load_w(r0 + k), a0);
-      a1 = vec_fmadd(xv, load_w(r1 + k), a1);
-      a2 = vec_fmadd(xv, load_w(r2 + k), a2);
-      a3 = vec_fmadd(xv, load_w(r3 + k), a3);
+      const BestVec::T xv = BestVec::load(x + k);
+      a0 = BestVec::fmadd(xv, load_w(r0 + k), a0);
+      a1 = BestVec::fmadd(xv, load_w(r1 + k), a1);
+      a2 = BestVec::fmadd(xv, load_w(r2 + k), a2);
+      a3 = BestVec::fmadd(xv, load_w(r3 + k), a3);
     }
     float* yi = y + r.o0 + i;
     const float* xt = x + kv;
     const int tail = K - kv;
-    yi[0] += vec_sum(a0) + row_dot(xt, r0 + kv, tail);
-    yi[r.q] += vec_sum(a1) + row_dot(xt, r1 + kv, tail);
-    yi[2 * r.q] += vec_sum(a2) + row_dot(xt, r2 + kv, tail);
-    yi[3 * r.q] += vec_sum(a3) + row_dot(xt, r3 + kv, tail);
+    yi[0] += BestVec::hsum(a0) + row_dot(xt, r0 + kv, tail);
+    yi[r.q] += BestVec::hsum(a1) + row_dot(xt, r1 + kv, tail);
+    yi[2 * r.q] += BestVec::hsum(a2) + row_dot(xt, r2 + kv, tail);
+    yi[3 * r.q] += BestVec::hsum(a3) + row_dot(xt, r3 + kv, tail);
   }
 #else
   for (int j = 0; j < 4; ++j)
