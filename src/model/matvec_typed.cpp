@@ -2,7 +2,6 @@
 // bytes of W read): F16 and Q8_0 weights are converted to F32 in registers as they stream in, never
 // written back. Compiled once per instruction set (kernel_isa.h).
 #include <cstddef>
-#include <cstring>
 #include <string>
 
 #include "model/half.h"
@@ -14,39 +13,6 @@
 CORTEX_ISA_BEGIN
 
 namespace {
-
-#ifdef CORTEX_AVX512
-inline float hsum512(__m512 v) {
-  __m256 s = _mm256_add_ps(_mm512_castps512_ps256(v),
-                           _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-  __m128 x = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-  x = _mm_add_ps(x, _mm_movehl_ps(x, x));
-  return _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)));
-}
-inline __m512 load_f16(const uint16_t* p) {
-  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-}
-inline __m512 load_q8(const int8_t* p) {
-  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
-}
-#endif
-#if defined(CORTEX_AVX512) || defined(CORTEX_AVX2)
-inline float hsum256(__m256 v) {
-  __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  x = _mm_add_ps(x, _mm_movehl_ps(x, x));
-  return _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)));
-}
-#endif
-#if defined(CORTEX_AVX2) && !defined(CORTEX_AVX512)
-inline __m256 load_f16(const uint16_t* p) {
-  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-}
-inline __m256 load_q8(const int8_t* p) {
-  int64_t v;
-  std::memcpy(&v, p, 8);
-  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(v)));
-}
-#endif
 
 // Prefetches the cache line at p into L2, or into L1 (and L2).
 inline void prefetch_l2(const void* p) {
@@ -171,11 +137,12 @@ void q8_0_quarters(float* y, const float* x, const BlockQ8_0* w, int K, Quarters
       for (int j = 0; j < 4; ++j) {
         const BlockQ8_0& blk = rows[j][b];
         if (pf && b % 2 == 0) prefetch_l2(&blk + 3 * bs);  // a line per two blocks (68 bytes)
-        const __m512 s = _mm512_fmadd_ps(x1, load_q8(blk.q + 16), _mm512_mul_ps(x0, load_q8(blk.q)));
+        const __m512 s =
+            _mm512_fmadd_ps(x1, Vec16::load_q8(blk.q + 16), _mm512_mul_ps(x0, Vec16::load_q8(blk.q)));
         acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(scale[blk.d]), s, acc[j]);
       }
     }
-    for (int j = 0; j < 4; ++j) y[r.o0 + j * r.q + i] += hsum512(acc[j]);
+    for (int j = 0; j < 4; ++j) y[r.o0 + j * r.q + i] += Vec16::hsum(acc[j]);
   }
 #elif defined(CORTEX_AVX2)
   for (int i = r.i0; i < r.i1; ++i) {
@@ -191,14 +158,14 @@ void q8_0_quarters(float* y, const float* x, const BlockQ8_0* w, int K, Quarters
       for (int j = 0; j < 4; ++j) {
         const BlockQ8_0& blk = rows[j][b];
         if (pf && b % 2 == 0) prefetch_l2(&blk + 3 * bs);
-        __m256 s = _mm256_mul_ps(x0, load_q8(blk.q));
-        s = _mm256_fmadd_ps(x1, load_q8(blk.q + 8), s);
-        s = _mm256_fmadd_ps(x2, load_q8(blk.q + 16), s);
-        s = _mm256_fmadd_ps(x3, load_q8(blk.q + 24), s);
+        __m256 s = _mm256_mul_ps(x0, Vec8::load_q8(blk.q));
+        s = _mm256_fmadd_ps(x1, Vec8::load_q8(blk.q + 8), s);
+        s = _mm256_fmadd_ps(x2, Vec8::load_q8(blk.q + 16), s);
+        s = _mm256_fmadd_ps(x3, Vec8::load_q8(blk.q + 24), s);
         acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(scale[blk.d]), s, acc[j]);
       }
     }
-    for (int j = 0; j < 4; ++j) y[r.o0 + j * r.q + i] += hsum256(acc[j]);
+    for (int j = 0; j < 4; ++j) y[r.o0 + j * r.q + i] += Vec8::hsum(acc[j]);
   }
 #else
   for (int j = 0; j < 4; ++j)
