@@ -400,6 +400,172 @@ void attention_heads_f16(float* out, const float* q, const uint16_t* const* key_
   attention_heads_of(out, q, key_blocks, value_blocks, block_tokens, stride, h0, heads, n, D, scale, scores);
 }
 
+#ifdef CORTEX_AVX512
+namespace {
+// Position j's row of a cache layer, at value `off` of the row.
+template <class T>
+inline const T* cached_row(const T* const* blocks, int block_tokens, size_t stride, size_t off, int j) {
+  return blocks[j / block_tokens] + off + static_cast<size_t>(j % block_tokens) * stride;
+}
+// The same row's 64 values as floats: a float cache's in place, an F16 cache's widened into `buffer`.
+inline const float* row_as_floats(const float* row, float*) {
+  return row;
+}
+inline const float* row_as_floats(const uint16_t* row, float* buffer) {
+#pragma GCC unroll 4
+  for (int d = 0; d < 64; d += 16) _mm512_storeu_ps(buffer + d, load16(row + d));
+  return buffer;
+}
+template <class T>
+inline void prefetch_row(const T* row) {
+#pragma GCC unroll 4
+  for (size_t b = 0; b < 64 * sizeof(T); b += 64)
+    _mm_prefetch(reinterpret_cast<const char*>(row) + b, _MM_HINT_T0);
+}
+
+// One head of 64 values (at `off` in every cached row) for `rows` <= kAttentionTileRows query rows: row i
+// (query at q + i·q_stride, output at out + i·out_stride) attends to positions 0 .. n0 + i. Lane i of
+// every vector is row i: the queries, transposed and scaled, are one vector per dimension, a position's
+// scores for all the rows come from 64 multiply-adds with its key's values broadcast, and the softmax
+// runs across the lanes. scores: kAttentionTileRows · (n0 + rows) floats, [position][row].
+template <class T>
+void attention_tile_64(float* out, size_t out_stride, const float* q, size_t q_stride, int rows,
+                       const T* const* key_blocks, const T* const* value_blocks, int block_tokens,
+                       size_t stride, size_t off, int n0, float scale, float* scores) {
+  constexpr int L = kAttentionTileRows;
+  static_assert(L == 16, "one row per lane of a 16-float vector");
+  const int n = n0 + rows;
+  alignas(64) float qt[64][L];
+  for (int d = 0; d < 64; ++d)
+    for (int i = 0; i < L; ++i) qt[d][i] = i < rows ? q[static_cast<size_t>(i) * q_stride + d] * scale : 0.f;
+
+  // Scores, R positions at a time, each position's key read once for all the rows.
+  auto score_positions = [&]<int R>(int j) {
+    alignas(64) float widened[R][64];
+    const float* k[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+      k[r] = row_as_floats(cached_row(key_blocks, block_tokens, stride, off, j + r), widened[r]);
+    if (j + 2 * R <= n)
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) prefetch_row(cached_row(key_blocks, block_tokens, stride, off, j + R + r));
+    __m512 acc[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+#pragma GCC unroll 4
+    for (int d = 0; d < 64; ++d) {
+      const __m512 qd = _mm512_load_ps(qt[d]);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(k[r][d]), qd, acc[r]);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) _mm512_storeu_ps(scores + static_cast<size_t>(j + r) * L, acc[r]);
+  };
+  int j = 0;
+  for (; j + 8 <= n; j += 8) score_positions.template operator()<8>(j);
+  for (; j < n; ++j) score_positions.template operator()<1>(j);
+
+  // Row i sees positions up to n0 + i: a later position p is hidden from rows i < p - n0.
+  auto visible = [&](int p) {
+    return p <= n0 ? __mmask16{0xFFFF} : static_cast<__mmask16>(0xFFFFu << (p - n0));
+  };
+  __m512 vmax = _mm512_set1_ps(-INFINITY);
+  for (int p = 0; p < n; ++p)
+    vmax = _mm512_mask_max_ps(vmax, visible(p), vmax, _mm512_loadu_ps(scores + static_cast<size_t>(p) * L));
+  __m512 vsum = _mm512_setzero_ps();
+  for (int p = 0; p < n; ++p) {
+    float* s = scores + static_cast<size_t>(p) * L;
+    const __m512 e = _mm512_maskz_mov_ps(visible(p), exp_avx512(_mm512_sub_ps(_mm512_loadu_ps(s), vmax)));
+    _mm512_storeu_ps(s, e);
+    vsum = _mm512_add_ps(vsum, e);
+  }
+  alignas(64) float inv[L];
+  _mm512_store_ps(inv, _mm512_div_ps(_mm512_set1_ps(1.f), vsum));
+
+  // Outputs, G rows at a time in 4·G registers; each position's values read once per G rows (hidden
+  // positions weigh exactly 0).
+  auto output_rows = [&]<int G>(int i0) {
+    __m512 o[G][4];
+#pragma GCC unroll 4
+    for (int g = 0; g < G; ++g)
+#pragma GCC unroll 4
+      for (int d = 0; d < 4; ++d) o[g][d] = _mm512_setzero_ps();
+    const int end = n0 + i0 + G;
+    for (int p = 0; p < end; ++p) {
+      if (p + 4 < end) prefetch_row(cached_row(value_blocks, block_tokens, stride, off, p + 4));
+      const T* v = cached_row(value_blocks, block_tokens, stride, off, p);
+      __m512 vv[4];
+#pragma GCC unroll 4
+      for (int d = 0; d < 4; ++d) vv[d] = load16(v + 16 * d);
+      const float* w = scores + static_cast<size_t>(p) * L + i0;
+#pragma GCC unroll 4
+      for (int g = 0; g < G; ++g) {
+        const __m512 wg = _mm512_set1_ps(w[g]);
+#pragma GCC unroll 4
+        for (int d = 0; d < 4; ++d) o[g][d] = _mm512_fmadd_ps(wg, vv[d], o[g][d]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int g = 0; g < G; ++g) {
+      const __m512 s = _mm512_set1_ps(inv[i0 + g]);
+      float* y = out + static_cast<size_t>(i0 + g) * out_stride;
+#pragma GCC unroll 4
+      for (int d = 0; d < 4; ++d) _mm512_storeu_ps(y + 16 * d, _mm512_mul_ps(o[g][d], s));
+    }
+  };
+  int i = 0;
+  for (; i + 4 <= rows; i += 4) output_rows.template operator()<4>(i);
+  for (; i < rows; ++i) output_rows.template operator()<1>(i);
+}
+}  // namespace
+#endif
+
+namespace {
+// Tiles of fewer rows than this go row by row (attention_heads_of): a tile's work is the same for 1 row
+// as for 16.
+constexpr int kMinTileRows = 4;
+
+template <class T>
+void attention_rows_of(float* out, size_t out_stride, const float* q, size_t q_stride, int m,
+                       const T* const* key_blocks, const T* const* value_blocks, int block_tokens,
+                       size_t stride, int h0, int heads, int n0, int D, float scale, float* scores) {
+  for (int r0 = 0; r0 < m; r0 += kAttentionTileRows) {
+    const int rows = std::min(kAttentionTileRows, m - r0);
+    float* const tile_out = out + static_cast<size_t>(r0) * out_stride;
+    const float* const tile_q = q + static_cast<size_t>(r0) * q_stride;
+#ifdef CORTEX_AVX512
+    if (D == 64 && rows >= kMinTileRows) {
+      for (int h = h0; h < h0 + heads; ++h) {
+        const size_t off = static_cast<size_t>(h) * 64;
+        attention_tile_64<T>(tile_out + off, out_stride, tile_q + off, q_stride, rows, key_blocks,
+                             value_blocks, block_tokens, stride, off, n0 + r0, scale, scores);
+      }
+      continue;
+    }
+#endif
+    for (int r = 0; r < rows; ++r)
+      attention_heads_of(tile_out + static_cast<size_t>(r) * out_stride,
+                         tile_q + static_cast<size_t>(r) * q_stride, key_blocks, value_blocks, block_tokens,
+                         stride, h0, heads, n0 + r0 + r + 1, D, scale, scores);
+  }
+}
+}  // namespace
+
+void attention_rows(float* out, size_t out_stride, const float* q, size_t q_stride, int m,
+                    const float* const* key_blocks, const float* const* value_blocks, int block_tokens,
+                    size_t stride, int h0, int heads, int n0, int D, float scale, float* scores) {
+  attention_rows_of(out, out_stride, q, q_stride, m, key_blocks, value_blocks, block_tokens, stride, h0,
+                    heads, n0, D, scale, scores);
+}
+
+void attention_rows_f16(float* out, size_t out_stride, const float* q, size_t q_stride, int m,
+                        const uint16_t* const* key_blocks, const uint16_t* const* value_blocks,
+                        int block_tokens, size_t stride, int h0, int heads, int n0, int D, float scale,
+                        float* scores) {
+  attention_rows_of(out, out_stride, q, q_stride, m, key_blocks, value_blocks, block_tokens, stride, h0,
+                    heads, n0, D, scale, scores);
+}
+
 // y[0:out] += x[i0:i1] · W[i0:i1, :] for W stored [in, out], into an accumulator that stays in L1. Four
 // rows at a time, one from each quarter of [i0, i1): four sequential streams far apart (which keep more
 // memory requests in flight than one), each also prefetched into L2 kAhead rows ahead, a line per 16

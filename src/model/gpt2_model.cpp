@@ -33,7 +33,8 @@ Gpt2Model::Gpt2Model(std::unique_ptr<Gpt2Weights> weights, const ModelOptions& o
                 options.kv_cache_dtype) {
   configure_blas_threads();
   scores_.resize(static_cast<size_t>(pool_.size()),
-                 AlignedVector<float>(static_cast<size_t>(kMaxAttentionGroup) * config().n_ctx));
+                 AlignedVector<float>(static_cast<size_t>(std::max(kMaxAttentionGroup, kAttentionTileRows)) *
+                                      config().n_ctx));
 }
 
 std::unique_ptr<Sequence> Gpt2Model::new_sequence() {
@@ -198,12 +199,11 @@ void Gpt2Model::attention(float* out, const float* qkv, std::span<const BatchEnt
         const int n = static_cast<int>(task.entry->tokens.size());
         const T* const* keys = blocks.data() + task.blocks;
         const T* const* values = keys + (kv.length + n + kBlock - 1) / kBlock;
-        for (int t = task.t0; t < task.t1; ++t) {
-          const size_t r = static_cast<size_t>(task.first_row + t);
-          // The token at position kv.length + t attends to positions 0..kv.length + t.
-          attention_heads(out + r * C, qkv + r * 3 * C, keys, values, kBlock, static_cast<size_t>(C), task.h0,
-                          task.heads, kv.length + t + 1, D, scale, scores);
-        }
+        // The token at position kv.length + t attends to positions 0..kv.length + t.
+        const size_t r = static_cast<size_t>(task.first_row + task.t0);
+        attention_rows(out + r * C, static_cast<size_t>(C), qkv + r * 3 * C, 3 * static_cast<size_t>(C),
+                       task.t1 - task.t0, keys, values, kBlock, static_cast<size_t>(C), task.h0, task.heads,
+                       kv.length + task.t0, D, scale, scores);
       }
     });
   };

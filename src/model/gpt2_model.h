@@ -85,7 +85,8 @@ class Gpt2Model {
   // Scratch activations, resized per forward: x, xn [T, C]; qkv [T, 3C]; att [T, C]; hidden [T, 4C]; on
   // cache lines for the kernels' vector loads.
   AlignedVector<float> x_, xn_, qkv_, att_, hidden_;
-  std::vector<AlignedVector<float>> scores_;  // per thread, [kMaxAttentionGroup, n_ctx]
+  std::vector<AlignedVector<float>>
+      scores_;  // per thread, [max(kMaxAttentionGroup, kAttentionTileRows), n_ctx]
 };
 
 }  // namespace cortex::model

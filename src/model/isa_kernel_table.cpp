@@ -13,8 +13,9 @@ const KernelTable& kernel_table() {
     Isa::kPortable,
 #endif
         layernorm_forward, gelu_forward, exp_and_sum, dot_product, attention_heads, attention_heads_f16,
-        matvec_in_major_rows, small_batch_gemm_in_major, small_batch_gemm_out_major, matvec_typed,
-        matvec_typed_quarters, small_batch_gemm_out_major_typed, dequantize_rows, widen_to_f32, narrow_to_f16,
+        attention_rows, attention_rows_f16, matvec_in_major_rows, small_batch_gemm_in_major,
+        small_batch_gemm_out_major, matvec_typed, matvec_typed_quarters, small_batch_gemm_out_major_typed,
+        dequantize_rows, widen_to_f32, narrow_to_f16,
   };
   return table;
 }

@@ -16,6 +16,9 @@ namespace cortex::model {
 inline constexpr int kSmallBatchRows = 32;
 // Heads that attention_heads keeps in registers at once; callers may pass more.
 inline constexpr int kMaxAttentionGroup = 6;
+// Query rows that attention_rows takes at once (one per vector lane); its scores need room for this many
+// rows of every position.
+inline constexpr int kAttentionTileRows = 16;
 
 struct KernelTable {
   Isa isa;
@@ -32,6 +35,14 @@ struct KernelTable {
   void (*attention_heads_f16)(float* out, const float* q, const uint16_t* const* key_blocks,
                               const uint16_t* const* value_blocks, int block_tokens, size_t stride, int h0,
                               int heads, int n, int D, float scale, float* scores);
+  // Consecutive query rows of one sequence (see kernels.h), cached rows as floats or halves.
+  void (*attention_rows)(float* out, size_t out_stride, const float* q, size_t q_stride, int m,
+                         const float* const* key_blocks, const float* const* value_blocks, int block_tokens,
+                         size_t stride, int h0, int heads, int n0, int D, float scale, float* scores);
+  void (*attention_rows_f16)(float* out, size_t out_stride, const float* q, size_t q_stride, int m,
+                             const uint16_t* const* key_blocks, const uint16_t* const* value_blocks,
+                             int block_tokens, size_t stride, int h0, int heads, int n0, int D, float scale,
+                             float* scores);
 
   // F32 matrix-vector product with W stored [in, out] (in-major, Hugging Face Conv1D):
   // y[0:out] += x[i0:i1] · W[i0:i1, :], streaming rows i0..i1 of W. (W stored [out, in] goes through

@@ -47,6 +47,20 @@ void attention_heads(float* out, const float* q, const uint16_t* const* key_bloc
                                 scale, scores);
 }
 
+void attention_rows(float* out, size_t out_stride, const float* q, size_t q_stride, int m,
+                    const float* const* key_blocks, const float* const* value_blocks, int block_tokens,
+                    size_t stride, int h0, int heads, int n0, int D, float scale, float* scores) {
+  kernels().attention_rows(out, out_stride, q, q_stride, m, key_blocks, value_blocks, block_tokens, stride,
+                           h0, heads, n0, D, scale, scores);
+}
+
+void attention_rows(float* out, size_t out_stride, const float* q, size_t q_stride, int m,
+                    const uint16_t* const* key_blocks, const uint16_t* const* value_blocks, int block_tokens,
+                    size_t stride, int h0, int heads, int n0, int D, float scale, float* scores) {
+  kernels().attention_rows_f16(out, out_stride, q, q_stride, m, key_blocks, value_blocks, block_tokens,
+                               stride, h0, heads, n0, D, scale, scores);
+}
+
 // Below this many output columns per thread (rows of W shorter than 4 KiB, one page), batched products
 // split W by rows across the threads rather than by columns.
 constexpr int kMinColumnsPerThread = 1024;

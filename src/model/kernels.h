@@ -52,4 +52,17 @@ void attention_heads(float* out, const float* q, const uint16_t* const* key_bloc
                      const uint16_t* const* value_blocks, int block_tokens, size_t stride, int h0, int heads,
                      int n, int D, float scale, float* scores);
 
+// Attention of m consecutive query rows of one sequence (a prompt's tokens): row r, its query at
+// q + r·q_stride and its output at out + r·out_stride (each pointing at head 0), attends to positions
+// 0 .. n0 + r, as attention_heads with n = n0 + r + 1 would (the same results up to summation order).
+// With 64-value heads and AVX-512, kAttentionTileRows rows at a time: every cached row is read once per
+// tile and its products with the tile's queries run across vector lanes, with no horizontal sums. scores
+// has room for max(kAttentionTileRows, kMaxAttentionGroup) · (n0 + m) floats.
+void attention_rows(float* out, size_t out_stride, const float* q, size_t q_stride, int m,
+                    const float* const* key_blocks, const float* const* value_blocks, int block_tokens,
+                    size_t stride, int h0, int heads, int n0, int D, float scale, float* scores);
+void attention_rows(float* out, size_t out_stride, const float* q, size_t q_stride, int m,
+                    const uint16_t* const* key_blocks, const uint16_t* const* value_blocks, int block_tokens,
+                    size_t stride, int h0, int heads, int n0, int D, float scale, float* scores);
+
 }  // namespace cortex::model

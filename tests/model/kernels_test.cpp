@@ -224,6 +224,75 @@ TEST_P(KernelsTest, AttentionHeadsMatchesNaiveSoftmaxOverBlockedPositions) {
     }
 }
 
+// attention_rows against attention_heads row by row (tested against a double-precision softmax above):
+// tiles of every size up to past kAttentionTileRows and remainders below the smallest tile, prompts that
+// start at position 0 and further into the cache, heads of the fast path (64) and others, cached rows as
+// floats and as halves. Rows are strided as in the model (queries 3·C apart, outputs C apart), and
+// nothing outside a row's heads is written.
+TEST_P(KernelsTest, AttentionRowsMatchesAttentionOfEachRowAlone) {
+  constexpr int kBlockTokens = 16;
+  for (bool f16 : {false, true})
+    for (int D : {64, 8})
+      for (int heads : {1, 5}) {
+        const int C = heads * D + 2 * D;  // ours start at h0 = 1
+        const size_t stride = static_cast<size_t>(C);
+        const int h0 = 1;
+        for (int m : {1, 3, 4, 16, 21, 40})
+          for (int n0 : {0, 7, 33}) {
+            const int n = n0 + m;
+            const int blocks = (n + kBlockTokens - 1) / kBlockTokens;
+            std::vector<std::vector<float>> key_store, value_store;
+            std::vector<std::vector<uint16_t>> key_halves, value_halves;
+            std::vector<const float*> keys, values;
+            std::vector<const uint16_t*> half_keys, half_values;
+            for (int b = 0; b < blocks; ++b) {
+              key_store.push_back(random_vector(stride * kBlockTokens, 60 + static_cast<uint32_t>(b)));
+              value_store.push_back(random_vector(stride * kBlockTokens, 80 + static_cast<uint32_t>(b)));
+              key_halves.emplace_back(), value_halves.emplace_back();
+              for (float x : key_store.back()) key_halves.back().push_back(fp32_to_fp16(x));
+              for (float x : value_store.back()) value_halves.back().push_back(fp32_to_fp16(x));
+            }
+            for (int b = 0; b < blocks; ++b) {
+              keys.push_back(key_store[static_cast<size_t>(b)].data());
+              values.push_back(value_store[static_cast<size_t>(b)].data());
+              half_keys.push_back(key_halves[static_cast<size_t>(b)].data());
+              half_values.push_back(value_halves[static_cast<size_t>(b)].data());
+            }
+            const auto q = random_vector(static_cast<size_t>(m) * 3 * stride, 11);
+            std::vector<float> out(static_cast<size_t>(m) * stride, 9.f), expected(out);
+            std::vector<float> scores(static_cast<size_t>(std::max(kAttentionTileRows, kMaxAttentionGroup)) *
+                                      n);
+            const float scale = 0.125f;
+            if (f16)
+              attention_rows(out.data(), stride, q.data(), 3 * stride, m, half_keys.data(),
+                             half_values.data(), kBlockTokens, stride, h0, heads, n0, D, scale,
+                             scores.data());
+            else
+              attention_rows(out.data(), stride, q.data(), 3 * stride, m, keys.data(), values.data(),
+                             kBlockTokens, stride, h0, heads, n0, D, scale, scores.data());
+            for (int r = 0; r < m; ++r) {
+              float* e = expected.data() + static_cast<size_t>(r) * stride;
+              const float* qr = q.data() + static_cast<size_t>(r) * 3 * stride;
+              if (f16)
+                attention_heads(e, qr, half_keys.data(), half_values.data(), kBlockTokens, stride, h0, heads,
+                                n0 + r + 1, D, scale, scores.data());
+              else
+                attention_heads(e, qr, keys.data(), values.data(), kBlockTokens, stride, h0, heads,
+                                n0 + r + 1, D, scale, scores.data());
+            }
+            for (size_t i = 0; i < out.size(); ++i)
+              ASSERT_NEAR(out[i], expected[i], 1e-5f)
+                  << (f16 ? "F16 " : "F32 ") << "D " << D << " heads " << heads << " m " << m << " n0 " << n0
+                  << " row " << i / stride << " value " << i % stride;
+            // The values around a row's heads keep the 9 they had (expected was never written there).
+            for (int r = 0; r < m; ++r) {
+              ASSERT_EQ(out[static_cast<size_t>(r) * stride], 9.f);
+              ASSERT_EQ(out[static_cast<size_t>(r + 1) * stride - 1], 9.f);
+            }
+          }
+      }
+}
+
 TEST_P(KernelsTest, LayerNormHasZeroMeanUnitVarianceThenAffine) {
   const int rows = 3, cols = 37;
   auto in = random_vector(rows * cols, 4);
