@@ -32,7 +32,11 @@ double prompt_rate(model::Gpt2Model& model, int n) {
   return n / seconds_since(start);
 }
 
-// Tokens per second of `steps` decode steps of `rows` sequences at once, each after a 16-token prompt.
+// Tokens of the prompt each decode test's sequences start from.
+constexpr int kDecodePrompt = 16;
+
+// Tokens per second of `steps` decode steps of `rows` sequences at once, each after a kDecodePrompt-token
+// prompt.
 double decode_rate(model::Gpt2Model& model, int rows, int steps) {
   const auto& c = model.config();
   std::vector<std::unique_ptr<model::Sequence>> seqs;
@@ -41,7 +45,7 @@ double decode_rate(model::Gpt2Model& model, int rows, int steps) {
   std::vector<float> logits;
   for (int i = 0; i < rows; ++i) {
     seqs.push_back(model.new_sequence());
-    auto prompt = random_tokens(16, c.vocab_size, 3 + static_cast<uint32_t>(i));
+    auto prompt = random_tokens(kDecodePrompt, c.vocab_size, 3 + static_cast<uint32_t>(i));
     model::BatchEntry e{seqs.back().get(), prompt};
     logits.clear();
     model.forward(std::span(&e, 1), &logits);
@@ -67,8 +71,14 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
   auto model = model::Gpt2Model::load(options.model, mo);
   const auto& c = model->config();
   const double C = c.n_embd;
-  const double dense = c.n_layer * (12.0 * C * C) + static_cast<double>(c.vocab_size) * C;
-  report.flops_per_token = 2.0 * dense;
+  const double layers = 2.0 * c.n_layer * (12.0 * C * C), lm_head = 2.0 * c.vocab_size * C;
+  report.flops_per_token = layers + lm_head;
+  // Attention's FLOP for tokens at positions [p0, p1) (position p attends to p + 1 positions, each a
+  // query-key and a weight-value product of C multiply-adds), per token.
+  auto attention = [&](int p0, int p1) {
+    const double positions = (static_cast<double>(p1) * (p1 + 1) - static_cast<double>(p0) * (p0 + 1)) / 2;
+    return c.n_layer * 4.0 * C * positions / (p1 - p0);
+  };
   report.dtype = model::dtype_flag_name(model->weights().dtype());
   report.kv_cache_dtype = model::dtype_flag_name(model->kv_cache().dtype());
   report.weight_bytes = static_cast<double>(model->weights().decode_bytes());  // matrices, biases, norms
@@ -84,21 +94,25 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
   struct Test {
     std::string name;
     int rows;
+    double flops_per_token;
     std::function<double()> run;
     double best = 0;
   };
   std::vector<Test> tests;
   for (int n : options.prompt_lengths)
     if (n > 0 && n <= c.n_ctx)
-      tests.push_back({"pp" + std::to_string(n), 0, [&, n] { return prompt_rate(*model, n); }});
-  const int decode_steps = std::min(options.decode_tokens, c.n_ctx - 17);
+      tests.push_back({"pp" + std::to_string(n), 0, layers + lm_head / n + attention(0, n),
+                       [&, n] { return prompt_rate(*model, n); }});
+  const int decode_steps = std::min(options.decode_tokens, c.n_ctx - kDecodePrompt - 1);
   if (decode_steps > 0)
     tests.push_back({"tg" + std::to_string(decode_steps), 1,
+                     report.flops_per_token + attention(kDecodePrompt, kDecodePrompt + decode_steps),
                      [&, decode_steps] { return decode_rate(*model, 1, decode_steps); }});
-  const int batch_steps = std::min(options.batch_steps, c.n_ctx - 17);
+  const int batch_steps = std::min(options.batch_steps, c.n_ctx - kDecodePrompt - 1);
   for (int b : options.batch_sizes)
     if (b > 0 && batch_steps > 0)
       tests.push_back({"batch" + std::to_string(b), b,
+                       report.flops_per_token + attention(kDecodePrompt, kDecodePrompt + batch_steps),
                        [&, b, batch_steps] { return decode_rate(*model, b, batch_steps); }});
 
   for (int round = 0; round < options.rounds; ++round) {
@@ -111,11 +125,11 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
   }
   if (report.sgemm_flops == 0) report.sgemm_flops = limits.sgemm_flops(3);
   const double bw_limit = report.bandwidth_bytes_per_s / report.weight_bytes;
-  const double flop_limit = report.sgemm_flops / report.flops_per_token;
   for (const Test& t : tests) {
+    const double flop_limit = report.sgemm_flops / t.flops_per_token;
     const bool bandwidth = t.rows > 0 && t.rows * bw_limit < flop_limit;
-    report.figures.push_back(
-        {t.name, t.best, bandwidth ? t.rows * bw_limit : flop_limit, bandwidth ? "bandwidth" : "compute"});
+    report.figures.push_back({t.name, t.best, bandwidth ? t.rows * bw_limit : flop_limit,
+                              bandwidth ? "bandwidth" : "compute", t.flops_per_token});
   }
   return report;
 }

@@ -29,6 +29,7 @@ struct BenchFigure {
   double tokens_per_second = 0;
   double limit_tokens_per_second = 0;  // what the machine's bandwidth or FLOP rate allows
   std::string bound;                   // "bandwidth" or "compute"
+  double flops_per_token = 0;          // this test's: see ModelBenchReport::flops_per_token
 };
 
 struct ModelBenchReport {
@@ -40,7 +41,10 @@ struct ModelBenchReport {
   double dram_bandwidth_bytes_per_s = 0;  // streaming 2 GiB (beyond any cache)
   double sgemm_flops = 0;                 // best of the rounds
   double weight_bytes = 0;                // read once per decode step (in the run's type)
-  double flops_per_token = 0;             // 2 × multiply-accumulates of the dense layers and LM head
+  // A decode token's FLOP, 2 × the multiply-adds of the dense layers and the LM head. A test's own (in its
+  // figure) also counts attention at the test's positions, and prompt processing the LM head once per
+  // prompt: only the last position's logits are computed.
+  double flops_per_token = 0;
   std::vector<BenchFigure> figures;
 };
 

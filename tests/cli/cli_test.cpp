@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/test_models.h"
+#include "util/file_util.h"
 
 namespace cortex {
 namespace {
@@ -142,13 +143,25 @@ TEST(CliTest, BenchReportsEveryFigureBesideItsLimit) {
   EXPECT_EQ(j["dtype"], "f32");
   EXPECT_EQ(j["kv_cache_dtype"], "f16");
   // A decode step of n sequences reads the weights once: its limit is the lower of n × bandwidth ÷
-  // weight bytes and the matrix-multiply rate ÷ FLOP per token; prompt processing's is the latter.
+  // weight bytes and the matrix-multiply rate ÷ the test's FLOP per token; prompt processing's is the
+  // latter. A decoded token's FLOP: the dense layers and the LM head (2 × their multiply-adds), plus
+  // attention over the positions it sees; a prompt token's: the LM head once per prompt.
+  const auto config = nlohmann::json::parse(read_file(testing::test_model("tiny") + "/config.json"));
+  const double layers = config["n_layer"].get<double>(), C = config["n_embd"].get<double>(),
+               V = config["vocab_size"].get<double>();
+  const double dense = 2 * layers * 12 * C * C, lm_head = 2 * V * C;
+  EXPECT_NEAR(j["mflop_per_token"].get<double>(), (dense + lm_head) / 1e6, 1e-9 * (dense + lm_head));
   const double per_pass = j["bandwidth_gb_s"].get<double>() * 1e3 / j["weight_mb"].get<double>();
-  const double compute = j["sgemm_gflop_s"].get<double>() * 1e3 / j["mflop_per_token"].get<double>();
   std::vector<std::string> names;
   for (const auto& f : j["figures"]) {
     const std::string name = f["name"];
     names.push_back(name);
+    // Positions [p0, p1) of the test's tokens: pp128's 0..127; the decode tests' after a 16-token prompt.
+    const double p0 = name == "pp128" ? 0 : 16, p1 = name == "pp128" ? 128 : name == "tg8" ? 24 : 20;
+    const double attention = layers * 4 * C * (p1 * (p1 + 1) - p0 * (p0 + 1)) / 2 / (p1 - p0);
+    const double flops = name == "pp128" ? dense + lm_head / 128 + attention : dense + lm_head + attention;
+    EXPECT_NEAR(f["mflop_per_token"].get<double>(), flops / 1e6, 1e-9 * flops) << f.dump();
+    const double compute = j["sgemm_gflop_s"].get<double>() * 1e9 / flops;
     EXPECT_GT(f["tokens_per_second"].get<double>(), 0) << f.dump();
     EXPECT_NEAR(f["fraction_of_limit"].get<double>(),
                 f["tokens_per_second"].get<double>() / f["limit_tokens_per_second"].get<double>(), 1e-9);

@@ -96,7 +96,8 @@ void add_bench_command(CLI::App& app) {
                                   {"tokens_per_second", f.tokens_per_second},
                                   {"limit_tokens_per_second", f.limit_tokens_per_second},
                                   {"fraction_of_limit", f.tokens_per_second / f.limit_tokens_per_second},
-                                  {"bound", f.bound}});
+                                  {"bound", f.bound},
+                                  {"mflop_per_token", f.flops_per_token / 1e6}});
         runs.push_back(std::move(j));
         continue;
       }
@@ -108,7 +109,8 @@ void add_bench_command(CLI::App& app) {
       std::printf("every figure and both limits: the best of %d rounds, measured side by side\n", r.rounds);
       std::printf(
           "model (%s weights, %s KV cache, %s kernels): %.0f MB of weights read per decode step, %.0f MFLOP "
-          "per token\n\n",
+          "per decoded token (the dense layers and the LM head; a test's compute limit adds attention at its "
+          "positions, and prompt processing computes the LM head once per prompt)\n\n",
           r.dtype.c_str(), r.kv_cache_dtype.c_str(), r.isa.c_str(), r.weight_bytes / 1e6,
           r.flops_per_token / 1e6);
       std::printf("%-10s %12s %12s %10s  %s\n", "test", "tok/s", "limit tok/s", "fraction", "bound by");
