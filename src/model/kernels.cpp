@@ -107,21 +107,18 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
     };
     const int grain =
         std::max(1, static_cast<int>(kPieceStreamBytes / std::max<size_t>(1, dtype_bytes(L.dtype, I))));
-    const int per = ((O + threads - 1) / threads + static_cast<int>(kAlign) - 1) / static_cast<int>(kAlign) *
-                    static_cast<int>(kAlign);
-    std::vector<Share> shares;
-    for (int t = 0; t < threads; ++t) {
-      Share& h = shares.emplace_back();
-      h.begin = std::min(O, per * t), h.end = std::min(O, h.begin + per);
-      h.q = (h.end - h.begin) / 4;
+    auto share = [&](int t) {
+      const auto [begin, end] = pool.part(static_cast<size_t>(O), t, kAlign);
+      Share h{static_cast<int>(begin), static_cast<int>(end), static_cast<int>(end - begin) / 4, 0};
       h.pieces = h.end > h.begin ? std::max(1, (h.q + grain - 1) / grain) : 0;
-    }
+      return h;
+    };
     // Output columns [a, b) of the row: initialised before a kernel writes them, activated after.
     auto begin_columns = [&](int a, int b) { init(static_cast<size_t>(a), static_cast<size_t>(b)); };
     auto end_columns = [&](int a, int b) { activate_run(out + a, static_cast<size_t>(b - a)); };
-    pool.run_shares([&](int t) { return shares[static_cast<size_t>(t)].pieces; },
+    pool.run_shares([&](int t) { return share(t).pieces; },
                     [&](int, int t, uint32_t piece) {
-                      const Share& h = shares[static_cast<size_t>(t)];
+                      const Share h = share(t);
                       const int a = static_cast<int>(piece) * grain, b = std::min(h.q, a + grain);
                       if (b > a) {
                         for (int j = 0; j < 4; ++j)
@@ -178,8 +175,8 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
     partial_buffer.assign(static_cast<size_t>(threads - 1) * O, 0.f);
     float* const partial = partial_buffer.data();
     pool.run([&](int t) {
-      const int per = (I / threads + 3) / 4 * 4;
-      const int i0 = std::min(I, per * t), i1 = t + 1 == threads ? I : std::min(I, i0 + per);
+      const auto [b, e] = pool.part(static_cast<size_t>(I), t, 4);
+      const int i0 = static_cast<int>(b), i1 = static_cast<int>(e);
       float* acc = t == 0 ? out : partial + static_cast<size_t>(t - 1) * O;
       if (t == 0) init(0, static_cast<size_t>(O));
       k.matvec_in_major_rows(acc, in, L.f32(), O, i0, i1);
@@ -199,8 +196,8 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
     partial_buffer.resize(static_cast<size_t>(threads - 1) * out_floats);
     float* const partial = partial_buffer.data();
     pool.run([&](int t) {
-      const int per = (I / threads + 15) / 16 * 16;
-      const int i0 = std::min(I, per * t), i1 = t + 1 == threads ? I : std::min(I, i0 + per);
+      const auto [b, e] = pool.part(static_cast<size_t>(I), t, 16);
+      const int i0 = static_cast<int>(b), i1 = static_cast<int>(e);
       float* acc = t == 0 ? out : partial + static_cast<size_t>(t - 1) * out_floats;
       if (t == 0)
         init(0, static_cast<size_t>(O));

@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace cortex {
@@ -55,20 +56,25 @@ class ThreadPool {
     });
   }
 
-  // Splits [0, n) into size() contiguous ranges and calls fn(begin, end) for each non-empty one.
-  // `align` rounds range boundaries to a multiple (for SIMD-friendly column splits).
+  // Thread t's part of [0, n) split into size() contiguous parts: ceil(n / size()) rounded up to a
+  // multiple of `align` each, the last ones shorter or empty. What parallel_for hands each thread.
+  std::pair<size_t, size_t> part(size_t n, int t, size_t align = 1) const {
+    const size_t parts = static_cast<size_t>(size());
+    const size_t per = ((n + parts - 1) / parts + align - 1) / align * align;
+    const size_t begin = std::min(n, per * static_cast<size_t>(t));
+    return {begin, std::min(n, begin + per)};
+  }
+
+  // Splits [0, n) into size() contiguous parts (part() above) and calls fn(begin, end) for each non-empty
+  // one. `align` rounds part boundaries to a multiple (for SIMD-friendly column splits).
   template <class F>
   void parallel_for(size_t n, F&& fn, size_t align = 1) {
-    const size_t parts = static_cast<size_t>(size());
-    if (parts == 1 || n <= align) {
+    if (size() == 1 || n <= align) {
       if (n > 0) fn(size_t{0}, n);
       return;
     }
     run([&](int t) {
-      size_t per = (n + parts - 1) / parts;
-      per = (per + align - 1) / align * align;
-      size_t begin = std::min(n, per * static_cast<size_t>(t));
-      size_t end = std::min(n, begin + per);
+      const auto [begin, end] = part(n, t, align);
       if (begin < end) fn(begin, end);
     });
   }

@@ -34,6 +34,40 @@ TEST(ThreadPoolTest, ParallelForCoversTheRangeExactlyOnce) {
   }
 }
 
+// part() is what parallel_for hands each thread: parts in thread order, end to end over [0, n), every
+// inner boundary a multiple of the alignment, none longer than ceil(n / threads) rounded up to it.
+TEST(ThreadPoolTest, PartsCoverTheRangeInThreadOrderAsParallelForSplitsIt) {
+  for (int threads : {1, 2, 3, 5}) {
+    ThreadPool pool(threads);
+    for (size_t n : {0u, 1u, 15u, 16u, 17u, 768u, 1000u, 4099u})
+      for (size_t align : {1u, 4u, 16u}) {
+        std::vector<std::pair<size_t, size_t>> seen(static_cast<size_t>(threads), {0, 0});
+        pool.parallel_for(
+            n,
+            [&](size_t b, size_t e) {
+              for (int t = 0; t < threads; ++t)
+                if (pool.part(n, t, align).first == b) seen[static_cast<size_t>(t)] = {b, e};
+            },
+            align);
+        size_t next = 0;
+        const size_t most = ((n + threads - 1) / threads + align - 1) / align * align;
+        for (int t = 0; t < threads; ++t) {
+          const auto [b, e] = pool.part(n, t, align);
+          ASSERT_EQ(b, next) << threads << " threads, n " << n << ", part " << t;
+          ASSERT_LE(e - b, most);
+          if (e < n) {
+            ASSERT_EQ(e % align, 0u);
+          }
+          if (b < e) {
+            ASSERT_EQ(seen[static_cast<size_t>(t)], std::make_pair(b, e));
+          }
+          next = e;
+        }
+        ASSERT_EQ(next, n) << threads << " threads, n " << n;
+      }
+  }
+}
+
 TEST(ThreadPoolTest, WorkersWakeAfterSleeping) {
   ThreadPool pool(2);
   std::atomic<int> sum{0};
