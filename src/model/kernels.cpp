@@ -65,6 +65,9 @@ void attention_rows(float* out, size_t out_stride, const float* q, size_t q_stri
 // split W by rows across the threads rather than by columns.
 constexpr int kMinColumnsPerThread = 1024;
 
+// Most bytes of W converted to F32 at a time per thread in prompt processing (linear_forward below).
+constexpr size_t kPrefillPanelBytes = size_t{8} << 20;
+
 // Bytes of W per stream in one piece of a single-row product (below): a piece (four streams) is
 // ~128 KiB, ~10 us of reading on one core. 64–256 KiB pieces read alike in alternating runs (F16 slightly
 // better with the smaller, Q8_0 with the larger).
@@ -148,11 +151,12 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
             k.small_batch_gemm_out_major_typed(out, in, L.weight, L.dtype, rows, I, O, a, b);
           } else {
             // Prefill: panels of W's rows converted to F32, each multiplied by sgemm for all the rows.
-            // Panels of 512 rows: sgemm's packing is paid per call, and narrow panels (64 rows) cost ~12 %
-            // of F16's pp512 (alternating runs); a panel of K = 3072 takes 6 MiB of the thread's buffer.
-            constexpr int kPanel = 512;
-            for (int n = a; n < b; n += kPanel) {
-              const int m = std::min(kPanel, b - n);
+            // sgemm packs the input again for every call: panels as wide as kPrefillPanelBytes allows
+            // (124M: a thread's whole part of W, 4.5 MiB at most). Narrow panels (64 rows) cost ~12 % of
+            // F16's pp512 against 512 rows, and 512 rows ~4 % against whole parts (alternating runs).
+            const int panel = std::max(1, static_cast<int>(kPrefillPanelBytes / (sizeof(float) * I)));
+            for (int n = a; n < b; n += panel) {
+              const int m = std::min(panel, b - n);
               cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, m, I, 1.f, in, I,
                           k.dequantize_rows(L.weight, L.dtype, I, n, n + m), I, 1.f, out + n, O);
             }
