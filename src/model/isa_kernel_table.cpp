@@ -16,6 +16,13 @@ const KernelTable& kernel_table() {
         attention_rows, attention_rows_f16, matvec_in_major_rows, small_batch_gemm_in_major,
         small_batch_gemm_out_major, matvec_typed, matvec_typed_quarters, small_batch_gemm_out_major_typed,
         dequantize_rows, widen_to_f32, narrow_to_f16,
+#if CORTEX_KERNEL_ISA == 2
+        // pp64 at 67–76 % of the compute limit against sgemm's 33–50 %, pp128 56–73 % against 49–61 %
+        // (alternating runs); at 512 rows sgemm is ahead. The AVX2 kernel falls to half at 64 rows.
+        128,
+#else
+        kSmallBatchRows,
+#endif
   };
   return table;
 }

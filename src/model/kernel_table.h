@@ -12,7 +12,8 @@
 
 namespace cortex::model {
 
-// Rows up to which the small-batch products below are the faster choice (and the most they accept).
+// Rows up to which the small-batch products below are the faster choice (and the most the [N, K] ones
+// accept; small_batch_gemm_in_major takes any number).
 inline constexpr int kSmallBatchRows = 32;
 // Heads that attention_heads keeps in registers at once; callers may pass more.
 inline constexpr int kMaxAttentionGroup = 6;
@@ -77,6 +78,11 @@ struct KernelTable {
   // out[0:n] = in[0:n] as IEEE halves, rounded to nearest even; beyond F16's range saturated at ±65504
   // (NaN stays NaN). The F16 KV cache's writes.
   void (*narrow_to_f16)(uint16_t* out, const float* in, int64_t n);
+
+  // Input rows up to which small_batch_gemm_in_major is the faster choice over sgemm (whose packing of W
+  // costs more than its arithmetic saves for short prompts): kSmallBatchRows, or more where this set's
+  // kernel keeps its arithmetic rate for more rows.
+  int in_major_gemm_rows;
 };
 
 // The table of the process's instruction set: CORTEX_ISA's, else the best this CPU supports. Chosen at

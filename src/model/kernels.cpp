@@ -192,7 +192,8 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
     activate(0, static_cast<size_t>(O));  // one row: a few microseconds, less than another fork-join
     return;
   }
-  if (rows <= kSmallBatchRows && L.in_major && threads > 1 && O / threads < kMinColumnsPerThread) {
+  const bool small = rows <= (L.in_major ? k.in_major_gemm_rows : kSmallBatchRows);
+  if (small && L.in_major && threads > 1 && O / threads < kMinColumnsPerThread) {
     // Few output columns (W's rows short): split W by its rows instead, so that each thread streams one
     // contiguous block of W; the threads' partial products are added afterwards.
     thread_local AlignedVector<float> partial_buffer;  // reached through `partial` (see above)
@@ -223,7 +224,7 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
         kAlign);
     return;
   }
-  if (rows <= kSmallBatchRows) {
+  if (small) {
     pool.parallel_for(
         static_cast<size_t>(O),
         [&](size_t o0, size_t o1) {

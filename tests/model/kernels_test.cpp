@@ -92,7 +92,8 @@ TEST_P(KernelsTest, OneRowProductsMatchNaive) {
   }
 }
 
-// Every row count the small-batch kernels take (1..32, then past them), on shapes whose column counts
+// Every row count the small-batch kernels take (1..32, then past them; the in-major kernel takes prompts
+// of up to 128 rows with AVX-512, then sgemm's 129), on shapes whose column counts
 // leave partial 48-, 32- and 16-column strips and partial 8- and 16-column tiles, whose input sizes
 // span several k-blocks with a partial last one, and with enough columns per thread for the
 // prefetching of later strips and tiles to run; split across threads by input rows and by columns.
@@ -103,7 +104,10 @@ TEST_P(KernelsTest, SmallBatchKernelsMatchNaiveForEveryRowCountAndRaggedShapes) 
     auto w = random_vector(static_cast<size_t>(I) * O, 5), b = random_vector(O, 6);
     for (int threads : {1, 2, {}}) {
       ThreadPool pool(threads);
-      for (int rows = 1; rows <= 34; ++rows) {
+      std::vector<int> row_counts;
+      for (int rows = 1; rows <= 34; ++rows) row_counts.push_back(rows);
+      for (int rows : {63, 128, 129}) row_counts.push_back(rows);
+      for (int rows : row_counts) {
         auto in = random_vector(static_cast<size_t>(rows) * I, 7 + static_cast<uint32_t>(rows));
         for (bool in_major : {true, false}) {
           Linear L{w.data(), b.data(), I, O, in_major};
