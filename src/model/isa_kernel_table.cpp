@@ -17,8 +17,9 @@ const KernelTable& kernel_table() {
         small_batch_gemm_out_major, matvec_typed, matvec_typed_quarters, small_batch_gemm_out_major_typed,
         dequantize_rows, widen_to_f32, narrow_to_f16,
 #if CORTEX_KERNEL_ISA == 2
-        // pp64 at 67–76 % of the compute limit against sgemm's 33–50 %, pp128 56–73 % against 49–61 %
-        // (alternating runs); at 512 rows sgemm is ahead. The AVX2 kernel falls to half at 64 rows.
+        // F32 pp64 at 61–76 % of the compute limit against sgemm's 30–50 %, pp128 56–73 % against
+        // 48–61 %; F16 and Q8_0 pp64 54–82 % against 36–45 %, pp128 69–83 % against 35–58 % (alternating
+        // runs). At 256 rows and more sgemm is ahead; the AVX2 kernels fall behind it from 64 rows.
         128,
 #else
         kSmallBatchRows,

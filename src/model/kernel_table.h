@@ -79,10 +79,11 @@ struct KernelTable {
   // (NaN stays NaN). The F16 KV cache's writes.
   void (*narrow_to_f16)(uint16_t* out, const float* in, int64_t n);
 
-  // Input rows up to which small_batch_gemm_in_major is the faster choice over sgemm (whose packing of W
-  // costs more than its arithmetic saves for short prompts): kSmallBatchRows, or more where this set's
-  // kernel keeps its arithmetic rate for more rows.
-  int in_major_gemm_rows;
+  // Input rows up to which products go through the small-batch kernels rather than sgemm, whose packing
+  // of W costs more than it saves for short prompts: small_batch_gemm_in_major takes them at once,
+  // small_batch_gemm_out_major_typed kSmallBatchRows at a time. kSmallBatchRows, or more where this
+  // set's kernels keep their arithmetic rate for more rows.
+  int small_batch_prompt_rows;
 };
 
 // The table of the process's instruction set: CORTEX_ISA's, else the best this CPU supports. Chosen at

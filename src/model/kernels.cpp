@@ -147,8 +147,12 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
         [&](size_t o0, size_t o1) {
           init(o0, o1);
           const int a = static_cast<int>(o0), b = static_cast<int>(o1);
-          if (rows <= kSmallBatchRows) {
-            k.small_batch_gemm_out_major_typed(out, in, L.weight, L.dtype, rows, I, O, a, b);
+          if (rows <= k.small_batch_prompt_rows) {
+            // Decode steps, and short prompts kSmallBatchRows rows at a time (W read once per block).
+            for (int r0 = 0; r0 < rows; r0 += kSmallBatchRows)
+              k.small_batch_gemm_out_major_typed(out + static_cast<size_t>(r0) * O,
+                                                 in + static_cast<size_t>(r0) * I, L.weight, L.dtype,
+                                                 std::min(kSmallBatchRows, rows - r0), I, O, a, b);
           } else {
             // Prefill: panels of W's rows converted to F32, each multiplied by sgemm for all the rows.
             // sgemm packs the input again for every call: panels as wide as kPrefillPanelBytes allows
@@ -192,7 +196,7 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
     activate(0, static_cast<size_t>(O));  // one row: a few microseconds, less than another fork-join
     return;
   }
-  const bool small = rows <= (L.in_major ? k.in_major_gemm_rows : kSmallBatchRows);
+  const bool small = rows <= (L.in_major ? k.small_batch_prompt_rows : kSmallBatchRows);
   if (small && L.in_major && threads > 1 && O / threads < kMinColumnsPerThread) {
     // Few output columns (W's rows short): split W by its rows instead, so that each thread streams one
     // contiguous block of W; the threads' partial products are added afterwards.

@@ -77,7 +77,12 @@ TEST_P(TypedKernelsTest, LinearMatchesTheScalarReferenceForEveryRowCount) {
     Linear L{m.data.data(), bias.data(), K, N, false, t};
     for (int threads : {1, 2, 3}) {
       ThreadPool pool(threads);
-      for (int rows = 1; rows <= 34; ++rows) {
+      // Every decode-step size; then prompts the small-batch kernels take in blocks of 32 rows (up to 128
+      // with AVX-512) and one past them (sgemm).
+      std::vector<int> row_counts;
+      for (int rows = 1; rows <= 34; ++rows) row_counts.push_back(rows);
+      for (int rows : {63, 128, 129}) row_counts.push_back(rows);
+      for (int rows : row_counts) {
         if (threads == 3 && rows % 5 != 1) continue;  // a sample with three threads keeps the test fast
         auto in = random_vector(static_cast<size_t>(rows) * K, 13 + static_cast<uint32_t>(rows), 1.f);
         auto expect = reference(in, m.f32, bias, rows, K, N);
