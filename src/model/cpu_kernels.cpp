@@ -482,15 +482,17 @@ void attention_tile_64(float* out, size_t out_stride, const float* q, size_t q_s
   alignas(64) float inv[L];
   _mm512_store_ps(inv, _mm512_div_ps(_mm512_set1_ps(1.f), vsum));
 
-  // Outputs, G rows at a time in 4·G registers; each position's values read once per G rows (hidden
-  // positions weigh exactly 0).
+  // Outputs, G rows at a time in 4·G registers; each position's values read once per G rows. Row
+  // i0 + g takes positions up to n0 + i0 + g only: a hidden position's weight is 0, but its values
+  // could be infinite or NaN (0 times which is NaN), and a row alone would never read them.
   auto output_rows = [&]<int G>(int i0) {
     __m512 o[G][4];
 #pragma GCC unroll 4
     for (int g = 0; g < G; ++g)
 #pragma GCC unroll 4
       for (int d = 0; d < 4; ++d) o[g][d] = _mm512_setzero_ps();
-    const int end = n0 + i0 + G;
+    const int first = n0 + i0;  // the last position every one of the G rows sees
+    const int end = first + G;
     for (int p = 0; p < end; ++p) {
       if (p + 4 < end) prefetch_row(cached_row(value_blocks, block_tokens, stride, off, p + 4));
       const T* v = cached_row(value_blocks, block_tokens, stride, off, p);
@@ -498,8 +500,10 @@ void attention_tile_64(float* out, size_t out_stride, const float* q, size_t q_s
 #pragma GCC unroll 4
       for (int d = 0; d < 4; ++d) vv[d] = load16(v + 16 * d);
       const float* w = scores + static_cast<size_t>(p) * L + i0;
+      const int hidden = p - first;  // rows g < hidden do not see position p
 #pragma GCC unroll 4
       for (int g = 0; g < G; ++g) {
+        if (g < hidden) continue;  // g is a constant once unrolled: the sums stay in registers
         const __m512 wg = _mm512_set1_ps(w[g]);
 #pragma GCC unroll 4
         for (int d = 0; d < 4; ++d) o[g][d] = _mm512_fmadd_ps(wg, vv[d], o[g][d]);
@@ -521,9 +525,11 @@ void attention_tile_64(float* out, size_t out_stride, const float* q, size_t q_s
 #endif
 
 namespace {
+#ifdef CORTEX_AVX512
 // Tiles of fewer rows than this go row by row (attention_heads_of): a tile's work is the same for 1 row
 // as for 16.
 constexpr int kMinTileRows = 4;
+#endif
 
 template <class T>
 void attention_rows_of(float* out, size_t out_stride, const float* q, size_t q_stride, int m,

@@ -82,7 +82,8 @@ struct KernelTable {
   // Input rows up to which products go through the small-batch kernels rather than sgemm, whose packing
   // of W costs more than it saves for short prompts: small_batch_gemm_in_major takes them at once,
   // small_batch_gemm_out_major_typed kSmallBatchRows at a time. kSmallBatchRows, or more where this
-  // set's kernels keep their arithmetic rate for more rows.
+  // set's kernels keep their arithmetic rate for more rows. (F32 weights stored [N, K] switch to sgemm
+  // past kSmallBatchRows regardless.)
   int small_batch_prompt_rows;
 };
 

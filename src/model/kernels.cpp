@@ -156,8 +156,9 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
           } else {
             // Prefill: panels of W's rows converted to F32, each multiplied by sgemm for all the rows.
             // sgemm packs the input again for every call: panels as wide as kPrefillPanelBytes allows
-            // (124M: a thread's whole part of W, 4.5 MiB at most). Narrow panels (64 rows) cost ~12 % of
-            // F16's pp512 against 512 rows, and 512 rows ~4 % against whole parts (alternating runs).
+            // (124M on two threads: a thread's whole part of W, 4.5 MiB at most). Narrow panels (64 rows)
+            // cost ~12 % of F16's pp512 against 512 rows, and 512 rows ~4 % against whole parts (alternating
+            // runs).
             const int panel = std::max(1, static_cast<int>(kPrefillPanelBytes / (sizeof(float) * I)));
             for (int n = a; n < b; n += panel) {
               const int m = std::min(panel, b - n);

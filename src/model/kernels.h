@@ -54,7 +54,8 @@ void attention_heads(float* out, const float* q, const uint16_t* const* key_bloc
 
 // Attention of m consecutive query rows of one sequence (a prompt's tokens): row r, its query at
 // q + r·q_stride and its output at out + r·out_stride (each pointing at head 0), attends to positions
-// 0 .. n0 + r, as attention_heads with n = n0 + r + 1 would (the same results up to summation order).
+// 0 .. n0 + r, as attention_heads with n = n0 + r + 1 would (the same results up to rounding: the tiles
+// sum in another order and scale the query before its products rather than after).
 // With 64-value heads and AVX-512, kAttentionTileRows rows at a time: every cached row is read once per
 // tile and its products with the tile's queries run across vector lanes, with no horizontal sums. scores
 // has room for max(kAttentionTileRows, kMaxAttentionGroup) · (n0 + m) floats.

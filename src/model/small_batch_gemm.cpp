@@ -495,10 +495,12 @@ void out_major_dot(float* out, const float* in, const Rows& w, int rows, int K, 
 // the other kernels are as fast or faster.
 constexpr int kDotRowsF32 = 8;
 constexpr int kDotRowsF16 = 16;
-// Q8_0 at 9–15 rows (a server's step of 8 sequences and a short prompt) ran at half the rate of 8 rows
-// on the converted tiles; in dot tiles, packed blocks of 8 rows (Q8_0 widened once per block), as fast:
-// 10 rows 266 / 291 tok/s against 147 / 207, 12 rows 389 / 400 against 230 / 253 (alternating runs).
-constexpr int kDotRowsQ8_0 = 16;
+// Q8_0: with AVX-512, 9–16 rows (a server's step of 8 sequences and a short prompt) ran at half the rate
+// of 8 rows on the converted tiles; in dot tiles, packed blocks of 8 rows (Q8_0 widened once per block),
+// as fast: 10 rows 266 / 291 tok/s against 147 / 207, 12 rows 389 / 400 against 230 / 253 (alternating
+// runs). AVX2 tiles take 4 rows as they lie (no packing): widening Q8_0 again for every block of 4 rows
+// costs more beyond 8.
+constexpr int kDotRowsQ8_0 = BestVec::kWidth == 16 ? 16 : 8;
 
 // The product by dot-product tiles for W stored [N, K] as t: true when it ran (K fits the vectors and
 // Q8_0 blocks).

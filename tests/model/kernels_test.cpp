@@ -49,7 +49,7 @@ TEST_P(KernelsTest, LinearMatchesNaiveInBothLayoutsRowCountsAndThreadCounts) {
     auto w = random_vector(static_cast<size_t>(I) * O, 1), b = random_vector(O, 2);
     for (int threads : {1, 2, 3}) {
       ThreadPool pool(threads);
-      for (int rows : {1, 2, 7, 8, 13, 32, 33}) {
+      for (int rows : {1, 2, 7, 8, 13, 32, 33, 129}) {
         auto in = random_vector(static_cast<size_t>(rows) * I, 3);
         for (bool in_major : {true, false}) {
           Linear L{w.data(), b.data(), I, O, in_major};
@@ -136,7 +136,7 @@ TEST_P(KernelsTest, FusedGeluEqualsTheProductThenGelu) {
     auto w = random_vector(static_cast<size_t>(I) * O, 21), b = random_vector(O, 22);
     for (int threads : {1, 2}) {
       ThreadPool pool(threads);
-      for (int rows : {1, 3, 8, 33}) {
+      for (int rows : {1, 3, 8, 33, 129}) {
         auto in = random_vector(static_cast<size_t>(rows) * I, 23);
         for (bool in_major : {true, false}) {
           Linear L{w.data(), b.data(), I, O, in_major};
@@ -241,7 +241,7 @@ TEST_P(KernelsTest, AttentionRowsMatchesAttentionOfEachRowAlone) {
         const int C = heads * D + 2 * D;  // ours start at h0 = 1
         const size_t stride = static_cast<size_t>(C);
         const int h0 = 1;
-        for (int m : {1, 3, 4, 16, 21, 40})
+        for (int m : {1, 3, 4, 16, 18, 21, 40})
           for (int n0 : {0, 7, 33}) {
             const int n = n0 + m;
             const int blocks = (n + kBlockTokens - 1) / kBlockTokens;
@@ -295,6 +295,25 @@ TEST_P(KernelsTest, AttentionRowsMatchesAttentionOfEachRowAlone) {
             }
           }
       }
+}
+
+// A cached value that is not finite (an F16 cache keeps NaN) reaches only the rows that attend to its
+// position, as it would row by row: the tiles' rows share their reads of the values, not their results.
+TEST_P(KernelsTest, AttentionRowsKeepALaterPositionsNaNFromEarlierRows) {
+  constexpr int kBlockTokens = 16, D = 64, m = 16;
+  const size_t stride = D;
+  auto keys = random_vector(stride * kBlockTokens, 90), values = random_vector(stride * kBlockTokens, 91);
+  for (int d = 0; d < D; ++d) values[static_cast<size_t>(m - 2) * stride + d] = NAN;  // position 14
+  const float* key_blocks[] = {keys.data()};
+  const float* value_blocks[] = {values.data()};
+  const auto q = random_vector(stride * m, 92);
+  std::vector<float> out(stride * m), scores(static_cast<size_t>(kAttentionTileRows) * m);
+  attention_rows(out.data(), stride, q.data(), stride, m, key_blocks, value_blocks, kBlockTokens, stride, 0,
+                 1, 0, D, 0.125f, scores.data());
+  for (int r = 0; r < m; ++r)
+    for (int d = 0; d < D; ++d)
+      ASSERT_EQ(std::isnan(out[static_cast<size_t>(r) * stride + d]), r >= m - 2)
+          << "row " << r << " dim " << d;
 }
 
 TEST_P(KernelsTest, LayerNormHasZeroMeanUnitVarianceThenAffine) {

@@ -1,6 +1,7 @@
 // The F16 and Q8_0 weight kernels (matrix-vector, small-batch and prefill products) of every instruction
 // set this CPU supports against a scalar reference on the same weights converted to F32, for every row
-// count 1..34, output counts that leave partial tiles, and one to three threads.
+// count 1..34 and prompts past them (63, 128, 129), output counts that leave partial tiles, and one to
+// three threads.
 #include <gtest/gtest.h>
 
 #include <cmath>
