@@ -257,11 +257,16 @@ inline __m512 load16(const uint16_t* p) {
 // prefetchers, which follow sequential lines, stall at every position (docs/performance.md).
 constexpr int kAttentionPrefetchPositions = 4;
 
-// Prefetches into L1 the G × 64 values at position j of a cache layer (its blocks of block_tokens rows).
+// Position j's row of a cache layer (its blocks of block_tokens rows), at value `off` of the row.
+template <class T>
+inline const T* cached_row(const T* const* blocks, int block_tokens, size_t stride, size_t off, int j) {
+  return blocks[j / block_tokens] + off + static_cast<size_t>(j % block_tokens) * stride;
+}
+
+// Prefetches into L1 the G × 64 values at position j of a cache layer.
 template <int G, class T>
 inline void prefetch_position(const T* const* blocks, int block_tokens, size_t stride, size_t off, int j) {
-  const char* p = reinterpret_cast<const char*>(blocks[j / block_tokens] + off +
-                                                static_cast<size_t>(j % block_tokens) * stride);
+  const char* p = reinterpret_cast<const char*>(cached_row(blocks, block_tokens, stride, off, j));
   constexpr int kBytes = G * 64 * static_cast<int>(sizeof(T));
 #pragma GCC unroll 24
   for (int b = 0; b < kBytes; b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
@@ -402,12 +407,7 @@ void attention_heads_f16(float* out, const float* q, const uint16_t* const* key_
 
 #ifdef CORTEX_AVX512
 namespace {
-// Position j's row of a cache layer, at value `off` of the row.
-template <class T>
-inline const T* cached_row(const T* const* blocks, int block_tokens, size_t stride, size_t off, int j) {
-  return blocks[j / block_tokens] + off + static_cast<size_t>(j % block_tokens) * stride;
-}
-// The same row's 64 values as floats: a float cache's in place, an F16 cache's widened into `buffer`.
+// A cached row's 64 values as floats: a float cache's in place, an F16 cache's widened into `buffer`.
 inline const float* row_as_floats(const float* row, float*) {
   return row;
 }
@@ -415,12 +415,6 @@ inline const float* row_as_floats(const uint16_t* row, float* buffer) {
 #pragma GCC unroll 4
   for (int d = 0; d < 64; d += 16) _mm512_storeu_ps(buffer + d, load16(row + d));
   return buffer;
-}
-template <class T>
-inline void prefetch_row(const T* row) {
-#pragma GCC unroll 4
-  for (size_t b = 0; b < 64 * sizeof(T); b += 64)
-    _mm_prefetch(reinterpret_cast<const char*>(row) + b, _MM_HINT_T0);
 }
 
 // One head of 64 values (at `off` in every cached row) for `rows` <= kAttentionTileRows query rows: row i
@@ -448,7 +442,7 @@ void attention_tile_64(float* out, size_t out_stride, const float* q, size_t q_s
       k[r] = row_as_floats(cached_row(key_blocks, block_tokens, stride, off, j + r), widened[r]);
     if (j + 2 * R <= n)
 #pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) prefetch_row(cached_row(key_blocks, block_tokens, stride, off, j + R + r));
+      for (int r = 0; r < R; ++r) prefetch_position<1>(key_blocks, block_tokens, stride, off, j + R + r);
     __m512 acc[R];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
@@ -494,7 +488,7 @@ void attention_tile_64(float* out, size_t out_stride, const float* q, size_t q_s
     const int first = n0 + i0;  // the last position every one of the G rows sees
     const int end = first + G;
     for (int p = 0; p < end; ++p) {
-      if (p + 4 < end) prefetch_row(cached_row(value_blocks, block_tokens, stride, off, p + 4));
+      if (p + 4 < end) prefetch_position<1>(value_blocks, block_tokens, stride, off, p + 4);
       const T* v = cached_row(value_blocks, block_tokens, stride, off, p);
       __m512 vv[4];
 #pragma GCC unroll 4
