@@ -322,39 +322,44 @@ void tile_out_major(float* out, const float* in, const float* w, int K, int N, i
 #endif  // CORTEX_AVX2
 
 #if defined(CORTEX_AVX2)
-// W's rows [N, K] in their stored type. row(n) is where row n starts; a row's values are read V::kWidth
-// at a time as F32 through load(row(n), k) (k a multiple of the width), so that a tile computes its
-// rows' addresses once. kBytesPerStep: the bytes of a row that one such read covers (for prefetching).
+// W's rows [N, K] in their stored type, read a chunk at a time: row(n) is where row n starts; a chunk is
+// kSteps vectors of V::kWidth values (one Q8_0 block, or one vector), and load(r, c, s) reads vector s of
+// chunk c of the row at r as F32, so that a tile computes one chunk offset for all its rows of W and the
+// offsets within a chunk are constants. kBytesPerChunk: the bytes of a row one chunk covers (for
+// prefetching).
 template <class V>
 struct F32Rows {
   using Row = const float*;
+  static constexpr int kSteps = 1;
   const float* w;
   size_t k_stride;
   Row row(int n) const { return w + static_cast<size_t>(n) * k_stride; }
-  typename V::T load(Row r, int k) const { return V::load(r + k); }
-  static constexpr size_t kBytesPerStep = V::kWidth * sizeof(float);
+  typename V::T load(Row r, int c, int) const { return V::load(r + static_cast<size_t>(c) * V::kWidth); }
+  static constexpr size_t kBytesPerChunk = V::kWidth * sizeof(float);
 };
 template <class V>
 struct F16Rows {
   using Row = const uint16_t*;
+  static constexpr int kSteps = 1;
   const uint16_t* w;
   size_t k_stride;
   Row row(int n) const { return w + static_cast<size_t>(n) * k_stride; }
-  typename V::T load(Row r, int k) const { return V::load_f16(r + k); }
-  static constexpr size_t kBytesPerStep = V::kWidth * sizeof(uint16_t);
+  typename V::T load(Row r, int c, int) const { return V::load_f16(r + static_cast<size_t>(c) * V::kWidth); }
+  static constexpr size_t kBytesPerChunk = V::kWidth * sizeof(uint16_t);
 };
 template <class V>
 struct Q8Rows {
   using Row = const BlockQ8_0*;
+  static constexpr int kSteps = kQ8Block / V::kWidth;
   const BlockQ8_0* w;
   size_t blocks_per_row;
   const float* scale;  // fp16_table()
   Row row(int n) const { return w + static_cast<size_t>(n) * blocks_per_row; }
-  typename V::T load(Row r, int k) const {
-    const BlockQ8_0& b = r[k / kQ8Block];
-    return V::mul(V::set1(scale[b.d]), V::load_q8(b.q + k % kQ8Block));
+  typename V::T load(Row r, int c, int s) const {
+    const BlockQ8_0& b = r[c];
+    return V::mul(V::set1(scale[b.d]), V::load_q8(b.q + s * V::kWidth));
   }
-  static constexpr size_t kBytesPerStep = V::kWidth * sizeof(BlockQ8_0) / kQ8Block;
+  static constexpr size_t kBytesPerChunk = sizeof(BlockQ8_0);
 };
 
 // out[m, on + j·ojs] += dot(in[m, :], W[wn + j·wjs, :]) for m < MR, j < NR: each vector of W, widened
@@ -379,24 +384,28 @@ inline void tile_dot(float* out, const float* in, const Rows& w, int wn, int wjs
                 : 0;
   // Where this step's vector of input row m starts: xk + m·x_row.
   const size_t x_row = Packed ? V::kWidth : static_cast<size_t>(K);
+  constexpr int kChunk = Rows::kSteps * V::kWidth;
   const float* xk = in;
-  for (int k = 0, step = 0; k < K; k += V::kWidth, ++step, xk += Packed ? MR * V::kWidth : V::kWidth) {
+  for (int c = 0; c < K / kChunk; ++c) {
     if (ahead > 0) {
-      const size_t at = static_cast<size_t>(step) * Rows::kBytesPerStep;
-      if (at % 64 < Rows::kBytesPerStep) {  // this step's read starts a new line
+      const size_t at = static_cast<size_t>(c) * Rows::kBytesPerChunk;
+      if (at % 64 < Rows::kBytesPerChunk) {  // this chunk's read starts a new line
         for (int j = pf_first; j < NR; j += pf_step)
           _mm_prefetch(reinterpret_cast<const char*>(row[j]) + pf_offset + at, _MM_HINT_T1);
       }
     }
-    typename V::T wv[NR];
+#pragma GCC unroll 4
+    for (int s = 0; s < Rows::kSteps; ++s, xk += Packed ? MR * V::kWidth : V::kWidth) {
+      typename V::T wv[NR];
 #pragma GCC unroll 8
-    for (int j = 0; j < NR; ++j) wv[j] = w.load(row[j], k);
+      for (int j = 0; j < NR; ++j) wv[j] = w.load(row[j], c, s);
 #pragma GCC unroll 8
-    for (int m = 0; m < MR; ++m) {
-      typename V::T x = V::load(xk + m * x_row);
-      keep_in_register(x);
+      for (int m = 0; m < MR; ++m) {
+        typename V::T x = V::load(xk + m * x_row);
+        keep_in_register(x);
 #pragma GCC unroll 8
-      for (int j = 0; j < NR; ++j) acc[m][j] = V::fmadd(x, wv[j], acc[m][j]);
+        for (int j = 0; j < NR; ++j) acc[m][j] = V::fmadd(x, wv[j], acc[m][j]);
+      }
     }
   }
 #pragma GCC unroll 8
