@@ -137,6 +137,41 @@ TEST_P(TypedKernelsTest, OneRowProductsReadInPiecesMatchTheScalarReference) {
   }
 }
 
+// A decode step of a few rows against a matrix of long rows: each thread's part is read in pieces (128
+// rows of W each for K 2048: five per part on two threads), which a thread done with its own takes from
+// the other's. Every output is the scalar reference's, with GELU fused too, and the same to the last bit
+// whichever thread computed which piece.
+TEST_P(TypedKernelsTest, BatchedProductsReadInPiecesMatchTheScalarReference) {
+  const DType t = std::get<1>(GetParam());
+  const int K = 2048, N = 1027;
+  TypedMatrix m = make_matrix(t, N, K, 61);
+  auto bias = random_vector(static_cast<size_t>(N), 62, 1.f);
+  Linear L{m.data.data(), bias.data(), K, N, false, t};
+  for (int rows : {2, 8, 13, 16}) {
+    auto in = random_vector(static_cast<size_t>(rows) * K, 63 + static_cast<uint32_t>(rows), 1.f);
+    auto expect = reference(in, m.f32, bias, rows, K, N);
+    std::vector<float> first;
+    for (int threads : {1, 2, 3}) {
+      ThreadPool pool(threads);
+      for (int rep = 0; rep < 3; ++rep) {
+        std::vector<float> out(static_cast<size_t>(rows) * N, -7.f), gelu(out.size(), -7.f);
+        linear_forward(out.data(), in.data(), L, rows, false, pool);
+        linear_forward(gelu.data(), in.data(), L, rows, false, pool, Activation::kGelu);
+        std::vector<float> expect_gelu = out;
+        gelu_forward(expect_gelu.data(), expect_gelu.size());
+        for (size_t i = 0; i < out.size(); ++i) {
+          ASSERT_NEAR(out[i], expect[i], kTolerance * (1 + std::fabs(expect[i])))
+              << dtype_name(t) << " rows " << rows << " threads " << threads << " at " << i;
+          ASSERT_NEAR(gelu[i], expect_gelu[i], 1e-5f * (1 + std::fabs(expect_gelu[i])))
+              << dtype_name(t) << " GELU, rows " << rows << " threads " << threads << " at " << i;
+        }
+        if (first.empty()) first = out;
+        ASSERT_EQ(out, first) << dtype_name(t) << " rows " << rows << " threads " << threads;
+      }
+    }
+  }
+}
+
 // The kernel for pieces of a range in quarters computes, piece after piece in any order, what the whole
 // range's product does (the same sums in the same order).
 TEST_P(TypedKernelsTest, QuartersInPiecesEqualTheWholeRange) {
