@@ -11,7 +11,7 @@ packages=(
   libopenblas-dev libicu-dev libsqlite3-dev libboost-dev libboost-system-dev
   libcurl4-openssl-dev libssl-dev libtinyxml2-dev
   python3 python3-dev python3-numpy python3-regex pybind11-dev
-  nodejs curl awscli python3-botocore
+  nodejs curl awscli python3-botocore jq
 )
 
 missing=()

@@ -4,6 +4,9 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+#include <sstream>
 
 #include "support/test_models.h"
 #include "util/file_util.h"
@@ -133,7 +136,7 @@ TEST(CliTest, CompletionScriptsAreValidShell) {
 }
 
 TEST(CliTest, BenchReportsEveryFigureBesideItsLimit) {
-  auto r = testing::run_command({testing::cortex_binary(), "bench", "--model", testing::test_model("tiny"),
+  auto r = testing::run_command({cortex_binary(), "bench", "--model", testing::test_model("tiny"),
                                  "--decode-tokens", "8", "--batch-steps", "4", "--kv-cache-dtype", "f16",
                                  "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -172,6 +175,37 @@ TEST(CliTest, BenchReportsEveryFigureBesideItsLimit) {
   }
   EXPECT_EQ(names, (std::vector<std::string>{"pp128", "tg8", "batch8", "batch32"}))
       << "pp512 is skipped: the tiny model has 256 positions";
+}
+
+// bench/compare_builds.sh runs each build's `cortex bench` in turn and prints, per weight type and test,
+// each build's best figures and their ratio (here one binary twice: both columns name the same figures).
+TEST(CliTest, CompareBuildsPrintsEachBuildsBestFigureAndTheirRatio) {
+  const std::string script = testing::source_dir() + "/bench/compare_builds.sh";
+  std::vector<std::string> argv = {"bash", script, "-n", "1", cortex_binary(), cortex_binary(), "--"};
+  for (const char* option : {"--dtype", "f32,q8_0", "--rounds", "1", "--prompt-lengths", "0",
+                             "--decode-tokens", "4", "--batch-sizes", "2", "--batch-steps", "2"})
+    argv.push_back(option);
+  argv.push_back("--model");
+  argv.push_back(test_model("tiny"));
+  auto r = run_command(argv);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("round 1/1"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("build A: " + cortex_binary()), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("build B: " + cortex_binary()), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("best of 1 runs each"), std::string::npos) << r.out;
+  // One row per weight type and test: the type, the test, each build's "tok/s (fraction%)", B / A.
+  const std::regex row(R"((f32|q8_0) +(tg4|batch2) +[0-9.]+ \([0-9]+%\) +[0-9.]+ \([0-9]+%\) +[0-9.]+x)");
+  std::set<std::string> rows;
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);) {
+    std::smatch m;
+    if (std::regex_match(line, m, row)) rows.insert(m[1].str() + " " + m[2].str());
+  }
+  EXPECT_EQ(rows, (std::set<std::string>{"f32 tg4", "f32 batch2", "q8_0 tg4", "q8_0 batch2"})) << r.out;
+  // One build is nothing to compare: a usage error.
+  auto one = run_command({"bash", script, cortex_binary()});
+  EXPECT_EQ(one.exit_code, 2);
+  EXPECT_NE(one.err.find("usage:"), std::string::npos) << one.err;
 }
 
 }  // namespace
