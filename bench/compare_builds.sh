@@ -5,15 +5,31 @@
 # machine's limits beside its tests, so the fraction is what compares across runs; on a machine shared
 # with other tenants absolute figures move 10-30 % within minutes, and only runs taken in turn, many
 # times, tell a change of a few percent from the machine's state.
-# Usage: bench/compare_builds.sh [-n ROUNDS] CORTEX_A CORTEX_B [...] [-- BENCH_OPTIONS...]
-#   ROUNDS (default 3): how many times each binary runs. BENCH_OPTIONS go to every `cortex bench` run
+# Usage: bench/compare_builds.sh [-n ROUNDS] [--serve CLIENTS] CORTEX_A CORTEX_B [...] [-- OPTIONS...]
+#   ROUNDS (default 3): how many times each binary runs. OPTIONS go to every `cortex bench` run
 #   (default: --rounds 1), e.g. -- --dtype q8_0 --batch-sizes 8,16 --prompt-lengths 0 --decode-tokens 0
+#   --serve CLIENTS (comma-separated client counts, e.g. 8,32): compare servers instead. Each round
+#   starts `cortex serve OPTIONS --port PORT` with each binary in turn (OPTIONS must name the model:
+#   -- --model PATH [--dtype ...]), warms it with one short request per client, runs `cortex bench serve`
+#   at each client count (REQUESTS per client, default 3, of MAX_TOKENS tokens, default 64) and stops
+#   it; the table gives each binary's best aggregate tok/s and their ratio. PORT: default 18090.
 set -euo pipefail
+usage() {
+  echo "usage: $0 [-n ROUNDS] [--serve CLIENTS] CORTEX_A CORTEX_B [...] [-- OPTIONS...]" >&2
+  exit 2
+}
 rounds=3
-if [ "${1:-}" = "-n" ]; then
-  rounds="$2"
-  shift 2
-fi
+clients=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -n | --serve)
+      [ $# -ge 2 ] || usage
+      if [ "$1" = -n ]; then rounds="$2"; else clients="$2"; fi
+      shift 2
+      ;;
+    *) break ;;
+  esac
+done
 bins=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do
   bins+=("$1")
@@ -21,25 +37,53 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do
 done
 [ "${1:-}" = "--" ] && shift
 opts=("$@")
-[ ${#opts[@]} -eq 0 ] && opts=(--rounds 1)
-if [ ${#bins[@]} -lt 2 ] || ! [[ "$rounds" =~ ^[1-9][0-9]*$ ]]; then
-  echo "usage: $0 [-n ROUNDS] CORTEX_A CORTEX_B [...] [-- BENCH_OPTIONS...]" >&2
-  exit 2
+[ ${#opts[@]} -eq 0 ] && [ -z "$clients" ] && opts=(--rounds 1)
+if [ ${#bins[@]} -lt 2 ] || ! [[ "$rounds" =~ ^[1-9][0-9]*$ ]] ||
+  { [ -n "$clients" ] && ! [[ "$clients" =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]]; }; then
+  usage
 fi
 for b in "${bins[@]}"; do
   [ -x "$b" ] || { echo "$b: not an executable" >&2; exit 2; }
 done
 command -v jq >/dev/null || { echo "jq is needed (scripts/setup.sh installs it)" >&2; exit 2; }
+port="${PORT:-18090}"
+server=""
+
+# Appends "BUILD TYPE TEST TOK/S FRACTION" lines for build $1's run of `cortex bench`.
+bench_engine() {
+  # One object per weight type (an array of them when there are several).
+  "${bins[$1]}" bench --json "${opts[@]}" |
+    jq -r --arg i "$1" 'if type == "array" then .[] else . end | .dtype as $d | .figures[] |
+                        "\($i) \($d) \(.name) \(.tokens_per_second) \(.fraction_of_limit)"' >>"$results"
+}
+
+# Appends "BUILD serve cCLIENTS TOK/S -" lines for a server of build $1 at each client count.
+bench_server() {
+  local bin="${bins[$1]}" url="http://127.0.0.1:$port" c
+  "$bin" serve "${opts[@]}" --port "$port" >"$results.server.log" 2>&1 &
+  server=$!
+  for ((t = 0; t < 240; ++t)); do
+    curl -sf "$url/readyz" >/dev/null 2>&1 && break
+    kill -0 "$server" 2>/dev/null || { cat "$results.server.log" >&2; return 1; }
+    sleep 0.5
+  done
+  curl -sf "$url/readyz" >/dev/null || { echo "$bin serve: not ready after 120 s" >&2; return 1; }
+  for c in ${clients//,/ }; do
+    "$bin" bench serve --url "$url" --clients "$c" --requests 1 --max-tokens 8 >/dev/null
+    "$bin" bench serve --url "$url" --clients "$c" --requests "${REQUESTS:-3}" --max-tokens "${MAX_TOKENS:-64}" \
+      --json | jq -r --arg i "$1" '"\($i) serve c\(.clients) \(.tokens_per_second) -"' >>"$results"
+  done
+  kill "$server"
+  wait "$server" 2>/dev/null || true
+  server=""
+}
 
 results="$(mktemp)"
-trap 'rm -f "$results"' EXIT
+trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -f "$results" "$results.server.log"' EXIT
 for ((r = 1; r <= rounds; ++r)); do
   for i in "${!bins[@]}"; do
     echo "round $r/$rounds: ${bins[$i]}" >&2
-    # One object per weight type (an array of them when there are several).
-    "${bins[$i]}" bench --json "${opts[@]}" |
-      jq -r --arg i "$i" 'if type == "array" then .[] else . end | .dtype as $d | .figures[] |
-                          "\($i) \($d) \(.name) \(.tokens_per_second) \(.fraction_of_limit)"' >>"$results"
+    if [ -n "$clients" ]; then bench_server "$i"; else bench_engine "$i"; fi
   done
 done
 
@@ -50,10 +94,10 @@ awk -v n="${#bins[@]}" -v rounds="$rounds" '
     if (!(key in seen)) { seen[key] = 1; order[++keys] = key }
     k = $1 SUBSEP key
     if (!(k in tps) || $4 > tps[k]) tps[k] = $4
-    if (!(k in frac) || $5 > frac[k]) frac[k] = $5
+    if ($5 != "-" && (!(k in frac) || $5 > frac[k])) frac[k] = $5
   }
   END {
-    printf "best of %d runs each: tok/s (fraction of the limit)\n", rounds
+    printf "best of %d runs each: tok/s (fraction of the limit); B / A: of the fractions (of tok/s for a server)\n", rounds
     printf "%-6s %-8s", "type", "test"
     for (i = 0; i < n; ++i) printf " %20s", "build " sprintf("%c", 65 + i)
     for (i = 1; i < n; ++i) printf " %9s", sprintf("%c / A", 65 + i)
@@ -63,11 +107,17 @@ awk -v n="${#bins[@]}" -v rounds="$rounds" '
       printf "%-6s %-8s", part[1], part[2]
       for (i = 0; i < n; ++i) {
         k = i SUBSEP order[j]
-        printf " %20s", (k in tps) ? sprintf("%.1f (%.0f%%)", tps[k], 100 * frac[k]) : "-"
+        cell = "-"
+        if (k in frac) cell = sprintf("%.1f (%.0f%%)", tps[k], 100 * frac[k])
+        else if (k in tps) cell = sprintf("%.1f", tps[k])
+        printf " %20s", cell
       }
       for (i = 1; i < n; ++i) {
         k = i SUBSEP order[j]; a = 0 SUBSEP order[j]
-        printf " %9s", (k in frac && a in frac && frac[a] > 0) ? sprintf("%.2fx", frac[k] / frac[a]) : "-"
+        ratio = -1
+        if ((k in frac) && (a in frac) && frac[a] > 0) ratio = frac[k] / frac[a]
+        else if (!(k in frac) && (k in tps) && (a in tps) && tps[a] > 0) ratio = tps[k] / tps[a]
+        printf " %9s", (ratio >= 0 ? sprintf("%.2fx", ratio) : "-")
       }
       printf "\n"
     }

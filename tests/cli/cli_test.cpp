@@ -8,6 +8,7 @@
 #include <set>
 #include <sstream>
 
+#include "support/background_process.h"
 #include "support/test_models.h"
 #include "util/file_util.h"
 
@@ -177,8 +178,20 @@ TEST(CliTest, BenchReportsEveryFigureBesideItsLimit) {
       << "pp512 is skipped: the tiny model has 256 positions";
 }
 
-// bench/compare_builds.sh runs each build's `cortex bench` in turn and prints, per weight type and test,
-// each build's best figures and their ratio (here one binary twice: both columns name the same figures).
+// The table rows of compare_builds.sh's output that match `row`: its first two groups, space-separated.
+std::set<std::string> table_rows(const std::string& out, const std::regex& row) {
+  std::set<std::string> rows;
+  std::istringstream lines(out);
+  for (std::string line; std::getline(lines, line);) {
+    std::smatch m;
+    if (std::regex_match(line, m, row)) rows.insert(m[1].str() + " " + m[2].str());
+  }
+  return rows;
+}
+
+// bench/compare_builds.sh runs each build's `cortex bench` (or `cortex serve` under `cortex bench serve`)
+// in turn and prints, per weight type and test, each build's best figures and their ratio (here one
+// binary twice: both columns name the same figures).
 TEST(CliTest, CompareBuildsPrintsEachBuildsBestFigureAndTheirRatio) {
   const std::string script = testing::source_dir() + "/bench/compare_builds.sh";
   std::vector<std::string> argv = {"bash", script, "-n", "1", cortex_binary(), cortex_binary(), "--"};
@@ -194,14 +207,18 @@ TEST(CliTest, CompareBuildsPrintsEachBuildsBestFigureAndTheirRatio) {
   EXPECT_NE(r.out.find("build B: " + cortex_binary()), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("best of 1 runs each"), std::string::npos) << r.out;
   // One row per weight type and test: the type, the test, each build's "tok/s (fraction%)", B / A.
-  const std::regex row(R"((f32|q8_0) +(tg4|batch2) +[0-9.]+ \([0-9]+%\) +[0-9.]+ \([0-9]+%\) +[0-9.]+x)");
-  std::set<std::string> rows;
-  std::istringstream lines(r.out);
-  for (std::string line; std::getline(lines, line);) {
-    std::smatch m;
-    if (std::regex_match(line, m, row)) rows.insert(m[1].str() + " " + m[2].str());
-  }
-  EXPECT_EQ(rows, (std::set<std::string>{"f32 tg4", "f32 batch2", "q8_0 tg4", "q8_0 batch2"})) << r.out;
+  const std::regex engine_row(
+      R"((f32|q8_0) +(tg4|batch2) +[0-9.]+ \([0-9]+%\) +[0-9.]+ \([0-9]+%\) +[0-9.]+x)");
+  EXPECT_EQ(table_rows(r.out, engine_row),
+            (std::set<std::string>{"f32 tg4", "f32 batch2", "q8_0 tg4", "q8_0 batch2"}))
+      << r.out;
+  // Servers: each build's aggregate tok/s at each client count, and their ratio.
+  auto served = run_command(
+      {"env", "REQUESTS=1", "MAX_TOKENS=4", "PORT=" + std::to_string(testing::free_port()), "bash", script,
+       "-n", "1", "--serve", "2,3", cortex_binary(), cortex_binary(), "--", "--model", test_model("tiny")});
+  ASSERT_EQ(served.exit_code, 0) << served.err;
+  const std::regex serve_row(R"((serve) +(c2|c3) +[0-9.]+ +[0-9.]+ +[0-9.]+x)");
+  EXPECT_EQ(table_rows(served.out, serve_row), (std::set<std::string>{"serve c2", "serve c3"})) << served.out;
   // One build is nothing to compare: a usage error.
   auto one = run_command({"bash", script, cortex_binary()});
   EXPECT_EQ(one.exit_code, 2);
