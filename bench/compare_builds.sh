@@ -54,32 +54,38 @@ bench_engine() {
   # One object per weight type (an array of them when there are several).
   "${bins[$1]}" bench --json "${opts[@]}" |
     jq -r --arg i "$1" 'if type == "array" then .[] else . end | .dtype as $d | .figures[] |
-                        "\($i) \($d) \(.name) \(.tokens_per_second) \(.fraction_of_limit)"' >>"$results"
+                        "\($i) \($d) \(.name) \(.tokens_per_second) \(.fraction_of_limit // "-")"' >>"$results"
 }
 
 # Appends "BUILD serve cCLIENTS TOK/S -" lines for a server of build $1 at each client count.
 bench_server() {
   local bin="${bins[$1]}" url="http://127.0.0.1:$port" c
+  if curl -s -o /dev/null "$url/"; then
+    echo "port $port already answers: another server runs there (set PORT)" >&2
+    return 1
+  fi
   "$bin" serve "${opts[@]}" --port "$port" >"$results.server.log" 2>&1 &
   server=$!
   for ((t = 0; t < 240; ++t)); do
-    curl -sf "$url/readyz" >/dev/null 2>&1 && break
     kill -0 "$server" 2>/dev/null || { cat "$results.server.log" >&2; return 1; }
+    curl -sf "$url/readyz" >/dev/null 2>&1 && break
     sleep 0.5
   done
   curl -sf "$url/readyz" >/dev/null || { echo "$bin serve: not ready after 120 s" >&2; return 1; }
   for c in ${clients//,/ }; do
     "$bin" bench serve --url "$url" --clients "$c" --requests 1 --max-tokens 8 >/dev/null
     "$bin" bench serve --url "$url" --clients "$c" --requests "${REQUESTS:-3}" --max-tokens "${MAX_TOKENS:-64}" \
-      --json | jq -r --arg i "$1" '"\($i) serve c\(.clients) \(.tokens_per_second) -"' >>"$results"
+      --json | jq -r --arg i "$1" 'if .failed > 0 then error("\(.failed) of \(.requests) requests failed")
+                                   else "\($i) serve c\(.clients) \(.tokens_per_second) -" end' >>"$results"
   done
-  kill "$server"
+  kill "$server" 2>/dev/null || true
   wait "$server" 2>/dev/null || true
   server=""
 }
 
 results="$(mktemp)"
-trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -f "$results" "$results.server.log"' EXIT
+trap 'if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
+      rm -f "$results" "$results.server.log"' EXIT
 for ((r = 1; r <= rounds; ++r)); do
   for i in "${!bins[@]}"; do
     echo "round $r/$rounds: ${bins[$i]}" >&2

@@ -89,6 +89,7 @@ constexpr size_t kBatchPieceValues = size_t{256} << 10;
 // other at the end of products.
 template <class F>
 void for_pieces(ThreadPool& pool, size_t n, size_t piece, size_t align, F&& fn) {
+  if (pool.size() == 1) return fn(size_t{0}, n);  // nothing to share: one call, one copy of the input
   piece = std::max(align, piece / align * align);
   pool.run_shares(
       [&](int t) {
@@ -123,7 +124,12 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
         for (size_t o = o0; o < o1; ++o) y[o] += L.bias[o];
     }
   };
+  // Column splits (threads' parts, pieces) fall on multiples of kAlign. Some kernels treat the columns of
+  // a range differently by their place in it (AVX2's Q8_0 tiles of 16 rows of W from its start, GELU's
+  // scalar tail after its last vector): on multiples of 16, a column's arithmetic, and so its last bits,
+  // do not depend on where a piece begins or ends.
   constexpr size_t kAlign = 16;
+  static_assert(kAlign % 16 == 0);
   const int threads = pool.size();
   if (rows == 1 && !L.in_major) {
     // One row, W stored [out, in] (any type): a share of W's rows per thread (as parallel_for splits
@@ -172,12 +178,13 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
     // of W each).
     if (L.in_major) throw invalid_argument("F16 and Q8_0 weights must be stored [out, in]");
     if (rows <= kPieceRowsTyped) {
-      for_pieces(pool, static_cast<size_t>(O), kBatchPieceValues / I, kAlign, [&](size_t o0, size_t o1) {
-        init(o0, o1);
-        k.small_batch_gemm_out_major_typed(out, in, L.weight, L.dtype, rows, I, O, static_cast<int>(o0),
-                                           static_cast<int>(o1));
-        activate(o0, o1);
-      });
+      for_pieces(pool, static_cast<size_t>(O), kBatchPieceValues / std::max(1, I), kAlign,
+                 [&](size_t o0, size_t o1) {
+                   init(o0, o1);
+                   k.small_batch_gemm_out_major_typed(out, in, L.weight, L.dtype, rows, I, O,
+                                                      static_cast<int>(o0), static_cast<int>(o1));
+                   activate(o0, o1);
+                 });
       return;
     }
     pool.parallel_for(
