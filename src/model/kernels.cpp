@@ -76,7 +76,7 @@ constexpr size_t kPieceStreamBytes = 32 << 10;
 // Batched products of F16 and Q8_0 weights of up to this many rows (dot-product tiles, whose only
 // preparation per call is a copy of the input rows) run in pieces of kBatchPieceValues values of W
 // (512 KiB of F16, 272 KiB of Q8_0; for_pieces below). Alternating runs of cortex_linear_bench's decode
-// steps of 8 rows, best of 4–5: F16 3–9 % and Q8_0 5–18 % less time than fixed halves, in four sets.
+// steps of 8 rows, best of 4–5: F16 3–9 % and Q8_0 6–8 % less time than fixed halves, in three sets.
 // F32's LM head (stored [out, in]) read 7 % slower in pieces of 256 KiB and mixed in pieces of 1 MiB
 // (+10 % to -16 %), and stays in fixed halves.
 constexpr int kPieceRowsTyped = 16;
