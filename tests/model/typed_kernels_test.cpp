@@ -39,6 +39,20 @@ TypedMatrix make_matrix(DType t, int N, int K, uint32_t seed) {
   return m;
 }
 
+// A layer [N, K] stored as t, with a random bias: the matrix (seed), the bias (seed + 1) and the Linear
+// that reads them.
+struct TypedLayer {
+  TypedMatrix m;
+  std::vector<float> bias;
+  Linear L;
+  TypedLayer(DType t, int N, int K, uint32_t seed)
+      : m(make_matrix(t, N, K, seed)),
+        bias(random_vector(static_cast<size_t>(N), seed + 1, 1.f)),
+        L{m.data.data(), bias.data(), K, N, false, t} {}
+  TypedLayer(const TypedLayer&) = delete;  // L points into m and bias
+  TypedLayer& operator=(const TypedLayer&) = delete;
+};
+
 // out[r][n] = bias[n] + Σ_k in[r][k] · W[n][k], in double.
 std::vector<double> reference(const std::vector<float>& in, const std::vector<float>& w,
                               const std::vector<float>& bias, int rows, int K, int N) {
@@ -73,9 +87,8 @@ TEST_P(TypedKernelsTest, LinearMatchesTheScalarReferenceForEveryRowCount) {
   std::vector<std::pair<int, int>> shapes = {{96, 37}, {64, 100}};
   if (t == DType::kF16) shapes.push_back({72, 29});
   for (const auto& [K, N] : shapes) {
-    TypedMatrix m = make_matrix(t, N, K, 11);
-    auto bias = random_vector(static_cast<size_t>(N), 12, 1.f);
-    Linear L{m.data.data(), bias.data(), K, N, false, t};
+    const TypedLayer layer(t, N, K, 11);
+    const auto& [m, bias, L] = layer;
     for (int threads : {1, 2, 3}) {
       ThreadPool pool(threads);
       // Every decode-step size; then prompts the small-batch kernels take in blocks of 32 rows (up to 128
@@ -109,9 +122,8 @@ TEST_P(TypedKernelsTest, LinearMatchesTheScalarReferenceForEveryRowCount) {
 TEST_P(TypedKernelsTest, OneRowProductsReadInPiecesMatchTheScalarReference) {
   const DType t = std::get<1>(GetParam());
   const int K = 2048, N = 1027;
-  TypedMatrix m = make_matrix(t, N, K, 41);
-  auto bias = random_vector(static_cast<size_t>(N), 42, 1.f);
-  Linear L{m.data.data(), bias.data(), K, N, false, t};
+  const TypedLayer layer(t, N, K, 41);
+  const auto& [m, bias, L] = layer;
   auto in = random_vector(K, 43, 1.f);
   auto expect = reference(in, m.f32, bias, 1, K, N);
   for (int threads : {1, 2, 3}) {
@@ -144,9 +156,8 @@ TEST_P(TypedKernelsTest, OneRowProductsReadInPiecesMatchTheScalarReference) {
 TEST_P(TypedKernelsTest, BatchedProductsReadInPiecesMatchTheScalarReference) {
   const DType t = std::get<1>(GetParam());
   const int K = 2048, N = 1027;
-  TypedMatrix m = make_matrix(t, N, K, 61);
-  auto bias = random_vector(static_cast<size_t>(N), 62, 1.f);
-  Linear L{m.data.data(), bias.data(), K, N, false, t};
+  const TypedLayer layer(t, N, K, 61);
+  const auto& [m, bias, L] = layer;
   for (int rows : {2, 8, 13, 16}) {
     auto in = random_vector(static_cast<size_t>(rows) * K, 63 + static_cast<uint32_t>(rows), 1.f);
     auto expect = reference(in, m.f32, bias, rows, K, N);
@@ -193,9 +204,8 @@ TEST_P(TypedKernelsTest, QuartersInPiecesEqualTheWholeRange) {
 TEST_P(TypedKernelsTest, FusedGeluEqualsTheProductThenGelu) {
   const DType t = std::get<1>(GetParam());
   configure_blas_threads();
-  TypedMatrix m = make_matrix(t, 100, 64, 31);
-  auto bias = random_vector(100, 32, 1.f);
-  Linear L{m.data.data(), bias.data(), 64, 100, false, t};
+  const TypedLayer layer(t, 100, 64, 31);
+  const auto& [m, bias, L] = layer;
   ThreadPool pool(2);
   for (int rows : {1, 5, 33}) {
     auto in = random_vector(static_cast<size_t>(rows) * 64, 33, 1.f);
