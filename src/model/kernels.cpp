@@ -1,11 +1,14 @@
 #include "model/kernels.h"
 
 #include <cblas.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <mutex>
+#include <string>
 #include <vector>
 
+#include "model/blas_cores.h"
 #include "util/aligned_vector.h"
 #include "util/error.h"
 
@@ -13,7 +16,10 @@ namespace cortex::model {
 
 void configure_blas_threads() {
   static std::once_flag once;
-  std::call_once(once, [] { openblas_set_num_threads(1); });
+  std::call_once(once, [] {
+    openblas_set_num_threads(1);
+    if (const std::string warning = blas_core_warning(); !warning.empty()) spdlog::warn("{}", warning);
+  });
 }
 
 void layernorm_forward(float* out, const float* in, const float* weight, const float* bias, int rows,

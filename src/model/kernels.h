@@ -13,7 +13,8 @@
 namespace cortex::model {
 
 // Makes OpenBLAS single-threaded: parallelism comes from ThreadPool, which gives each thread its own
-// slice of output columns, so BLAS threads never compete with ours. Idempotent.
+// slice of output columns, so BLAS threads never compete with ours. Idempotent. The first call logs
+// blas_core_warning() (blas_cores.h) when there is one.
 void configure_blas_threads();
 
 // out[rows, cols] = (in - mean) / sqrt(var + eps) * weight + bias, per row. out may alias in.

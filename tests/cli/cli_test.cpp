@@ -60,6 +60,37 @@ TEST(CliTest, TokenizeAndDetokenizeRoundTrip) {
   EXPECT_EQ(nlohmann::json::parse(special.out), nlohmann::json({64, 50256}));
 }
 
+// OPENBLAS_CORETYPE naming a core without AVX-512 kernels on a CPU with AVX-512 is reported once, as a
+// warning naming the variable; with the variable unset, or naming an AVX-512 core, nothing is said.
+TEST(CliTest, WarnsWhenOpenBlasIsHeldToKernelsWithoutAvx512) {
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") &&
+                      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+                      __builtin_cpu_supports("avx512vl");
+  auto generate = [](const std::vector<std::string>& env) {
+    std::vector<std::string> args = {"/usr/bin/env"};
+    args.insert(args.end(), env.begin(), env.end());
+    for (const std::string& a :
+         {cortex_binary(), std::string("generate"), std::string("--model"), test_model("tiny"),
+          std::string("-p"), std::string("hi"), std::string("-n"), std::string("1")})
+      args.push_back(a);
+    return run_command(args);
+  };
+  const std::string warning = "holds OpenBLAS to its Haswell kernels, without AVX-512";
+  auto haswell = generate({"OPENBLAS_CORETYPE=Haswell"});
+  ASSERT_EQ(haswell.exit_code, 0) << haswell.err;
+  const size_t at = haswell.err.find("OPENBLAS_CORETYPE=Haswell " + warning);
+  EXPECT_EQ(at != std::string::npos, avx512) << haswell.err;
+  if (at != std::string::npos) {
+    EXPECT_EQ(haswell.err.find("OPENBLAS_CORETYPE", at + 1), std::string::npos) << "once: " << haswell.err;
+  }
+  for (const std::vector<std::string>& env : {std::vector<std::string>{"-u", "OPENBLAS_CORETYPE"},
+                                              std::vector<std::string>{"OPENBLAS_CORETYPE=SkylakeX"}}) {
+    auto r = generate(env);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.err.find("OPENBLAS_CORETYPE"), std::string::npos) << env[0] << ": " << r.err;
+  }
+}
+
 TEST(CliTest, ModelInfoDescribesTheShape) {
   auto r = run_command({cortex_binary(), "model", "info", "--model", test_model("124M")});
   ASSERT_EQ(r.exit_code, 0) << r.err;

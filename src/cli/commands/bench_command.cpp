@@ -12,6 +12,7 @@
 #include "bench/tokenizer_bench.h"
 #include "cli/commands/commands.h"
 #include "cli/progress_bar.h"
+#include "model/blas_cores.h"
 #include "model/random_model.h"
 #include "model/weight_types.h"
 #include "util/file_util.h"
@@ -89,6 +90,8 @@ void add_bench_command(CLI::App& app) {
                             {"bandwidth_gb_s", r.bandwidth_bytes_per_s / 1e9},
                             {"dram_bandwidth_gb_s", r.dram_bandwidth_bytes_per_s / 1e9},
                             {"sgemm_gflop_s", r.sgemm_flops / 1e9},
+                            {"blas_core", model::blas_core_name()},
+                            {"blas_core_warning", model::blas_core_warning()},
                             {"weight_mb", r.weight_bytes / 1e6},
                             {"mflop_per_token", r.flops_per_token / 1e6}};
         for (const auto& f : r.figures)
@@ -103,9 +106,11 @@ void add_bench_command(CLI::App& app) {
       }
       std::printf(
           "machine (%d threads): read bandwidth %.1f GB/s over a weights-sized buffer (%.1f GB/s over 2 "
-          "GiB), sgemm %.1f GFLOP/s\n",
+          "GiB), sgemm %.1f GFLOP/s (OpenBLAS, %s kernels)\n",
           o->model.threads, r.bandwidth_bytes_per_s / 1e9, r.dram_bandwidth_bytes_per_s / 1e9,
-          r.sgemm_flops / 1e9);
+          r.sgemm_flops / 1e9, model::blas_core_name().c_str());
+      if (const std::string warning = model::blas_core_warning(); !warning.empty())
+        std::printf("note: %s\n", warning.c_str());
       std::printf("every figure and both limits: the best of %d rounds, measured side by side\n", r.rounds);
       std::printf(
           "model (%s weights, %s KV cache, %s kernels): %.0f MB of weights read per decode step, %.0f MFLOP "
