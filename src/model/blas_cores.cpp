@@ -6,6 +6,8 @@
 #include <cctype>
 #include <cstdlib>
 
+#include "model/cpu_isa.h"
+
 namespace cortex::model {
 
 std::string blas_core_name() {
@@ -15,11 +17,10 @@ std::string blas_core_name() {
 
 namespace {
 
+// The kernel table's AVX-512 set (F, BW, DQ, VL) and CD, which OpenBLAS's AVX-512 kernels also use.
 bool cpu_has_avx512_for_blas() {
 #if defined(__x86_64__)
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") &&
-         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("avx512vl");
+  return isa_supported(Isa::kAvx512) && __builtin_cpu_supports("avx512cd");
 #else
   return false;
 #endif
