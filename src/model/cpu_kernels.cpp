@@ -254,8 +254,13 @@ inline __m512 load16(const uint16_t* p) {
 
 // Positions whose cached rows are prefetched ahead of the one being read. A position's rows for G heads
 // (G × 64 values, at most 1.5 KiB) lie a whole cache row apart from the next position's, so the hardware
-// prefetchers, which follow sequential lines, stall at every position (docs/performance.md).
-constexpr int kAttentionPrefetchPositions = 4;
+// prefetchers, which follow sequential lines, stall at every position (docs/performance.md). Sixteen
+// positions (12 KiB of an F16 cache's rows for six heads, 24 KiB of an F32 cache's): a decode step's
+// cache rows come from memory (the weights' stream has evicted them since the last step), and four
+// positions ahead, ~120 ns of reading, hid less than a read's latency. With 16, single-stream decode's
+// attention took 40–45 % less time than with 4 (a Q8_0 decode of 256 tokens alternating the two token by
+// token; 8 to 24 read alike).
+constexpr int kAttentionPrefetchPositions = 16;
 
 // Position j's row of a cache layer (its blocks of block_tokens rows), at value `off` of the row.
 template <class T>
@@ -568,25 +573,30 @@ void attention_rows_f16(float* out, size_t out_stride, const float* q, size_t q_
 
 // y[0:out] += x[i0:i1] · W[i0:i1, :] for W stored [in, out], into an accumulator that stays in L1. Four
 // rows at a time, one from each quarter of [i0, i1): four sequential streams far apart (which keep more
-// memory requests in flight than one), each also prefetched into L2 kAhead rows ahead, a line per 16
-// floats read.
+// memory requests in flight than one). Each stream is also prefetched into L1 kAhead floats (1 KiB)
+// ahead, a line per 16 floats read, across its rows (a quarter's rows are contiguous), as the F32 rows of
+// matvec_typed are. On Zen 5 cores this read a decode step's F32 products 5–18 % faster than prefetching
+// into L2 three rows ahead (9–36 KiB), which did hardly better than no prefetching (cortex_linear_bench,
+// alternating step by step); 2 and 4 KiB ahead did about as well as 1, 512 bytes worse.
 void matvec_in_major_rows(float* __restrict y, const float* __restrict x, const float* __restrict w, int out,
                           int i0, int i1) {
-  constexpr int kAhead = 3;
+  constexpr size_t kAhead = 256;
   const size_t os = static_cast<size_t>(out);
   const int q = (i1 - i0) / 4;
+  const size_t qs = static_cast<size_t>(q) * os;  // floats in each stream
   for (int i = i0; i < i0 + q; ++i) {
     const float x0 = x[i], x1 = x[i + q], x2 = x[i + 2 * q], x3 = x[i + 3 * q];
     const float* __restrict w0 = w + static_cast<size_t>(i) * os;
-    const float* __restrict w1 = w0 + static_cast<size_t>(q) * os;
-    const float* __restrict w2 = w1 + static_cast<size_t>(q) * os;
-    const float* __restrict w3 = w2 + static_cast<size_t>(q) * os;
-    const size_t ahead = i + kAhead < i0 + q ? kAhead * os : 0;
+    const float* __restrict w1 = w0 + qs;
+    const float* __restrict w2 = w1 + qs;
+    const float* __restrict w3 = w2 + qs;
+    // Whether the whole of this row's prefetches stay within the streams.
+    const bool ahead = (static_cast<size_t>(i - i0) + 1) * os + kAhead <= qs;
     int o = 0;
     for (; o + 16 <= out; o += 16) {
-      if (ahead != 0) {
-        __builtin_prefetch(w0 + ahead + o, 0, 2), __builtin_prefetch(w1 + ahead + o, 0, 2);
-        __builtin_prefetch(w2 + ahead + o, 0, 2), __builtin_prefetch(w3 + ahead + o, 0, 2);
+      if (ahead) {
+        __builtin_prefetch(w0 + kAhead + o, 0, 3), __builtin_prefetch(w1 + kAhead + o, 0, 3);
+        __builtin_prefetch(w2 + kAhead + o, 0, 3), __builtin_prefetch(w3 + kAhead + o, 0, 3);
       }
 #pragma GCC unroll 16
       for (int u = o; u < o + 16; ++u) y[u] += x0 * w0[u] + x1 * w1[u] + x2 * w2[u] + x3 * w3[u];
