@@ -257,9 +257,9 @@ inline __m512 load16(const uint16_t* p) {
 // prefetchers, which follow sequential lines, stall at every position (docs/performance.md). Sixteen
 // positions (12 KiB of an F16 cache's rows for six heads, 24 KiB of an F32 cache's): a decode step's
 // cache rows come from memory (the weights' stream has evicted them since the last step), and four
-// positions ahead, ~120 ns of reading, hid less than a read's latency. With 16, single-stream decode's
-// attention took 40–45 % less time than with 4 (a Q8_0 decode of 256 tokens alternating the two token by
-// token; 8 to 24 read alike).
+// positions ahead, ~120 ns of reading, hid less than a read's latency. With 8 to 24 (alike), single-stream
+// decode's attention took 8–46 % less time than with 4 (F16 cache; F32 cache: 40–46 %), in Q8_0 decodes of
+// 256 tokens alternating the two token by token.
 constexpr int kAttentionPrefetchPositions = 16;
 
 // Position j's row of a cache layer (its blocks of block_tokens rows), at value `off` of the row.
@@ -576,8 +576,8 @@ void attention_rows_f16(float* out, size_t out_stride, const float* q, size_t q_
 // memory requests in flight than one). Each stream is also prefetched into L1 kAhead floats (1 KiB)
 // ahead, a line per 16 floats read, across its rows (a quarter's rows are contiguous), as the F32 rows of
 // matvec_typed are. On Zen 5 cores this read a decode step's F32 products 5–18 % faster than prefetching
-// into L2 three rows ahead (9–36 KiB), which did hardly better than no prefetching (cortex_linear_bench,
-// alternating step by step); 2 and 4 KiB ahead did about as well as 1, 512 bytes worse.
+// into L2 three rows ahead (9–36 KiB), which did no better than no prefetching (cortex_linear_bench,
+// alternating step by step); 2 and 4 KiB ahead did about as well as 1, 512 bytes no better.
 void matvec_in_major_rows(float* __restrict y, const float* __restrict x, const float* __restrict w, int out,
                           int i0, int i1) {
   constexpr size_t kAhead = 256;

@@ -65,7 +65,7 @@ inline BestVec::T load_w(const uint16_t* p) {
 
 // F32 and F16 rows (T), widened in registers. Each stream is prefetched into L1 kAhead values ahead,
 // across its rows (a quarter's rows are contiguous): 1 KiB of F32, 2 KiB of F16. On Zen 5 cores a decode
-// step's products read 13–19 % (F32) and 13–17 % (F16) faster that way than three rows ahead (F32 into
+// step's products read 17–19 % (F32) and 13–17 % (F16) faster that way than three rows ahead (F32 into
 // L2, F16 into L1), in runs alternating step by step (cortex_linear_bench); 512 bytes of F32 and 1 or 4
 // KiB of F16 read slower than these.
 template <class T>
