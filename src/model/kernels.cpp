@@ -78,7 +78,7 @@ constexpr size_t kPrefillPanelBytes = size_t{8} << 20;
 // KiB, ~15 us of reading on one core. On Zen 5 cores, a decode step's products took 1–3 % less time than
 // with 32 KiB per stream (and 5–12 % less than with 8 KiB) in runs alternating step by step, and about as
 // long as with 256 KiB; one piece per thread (fixed halves) took 0–5 % longer. A small layer's share is
-// then one or a few pieces: a thread done early still takes the other's last ones.
+// then one or a few pieces (Q8_0's attention projection: one per thread, so nothing to take there).
 constexpr size_t kPieceStreamBytes = 128 << 10;
 
 // Batched products of F16 and Q8_0 weights of up to this many rows (dot-product tiles, whose only
@@ -166,8 +166,10 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
     // here and added once the kernel's reading has hidden their latency.
     auto begin_columns = [&](int a, int b) {
       if (!accumulate) std::fill(out + a, out + b, 0.f);
-      if (L.bias != nullptr)
+      if (L.bias != nullptr && b > a) {  // a line per 64 bytes from a, and the line of b - 1
         for (int o = a; o < b; o += 16) __builtin_prefetch(L.bias + o, 0, 3);
+        __builtin_prefetch(L.bias + b - 1, 0, 3);
+      }
     };
     auto end_columns = [&](int a, int b) {
       if (L.bias != nullptr)

@@ -69,8 +69,8 @@ TEST_P(KernelsTest, LinearMatchesNaiveInBothLayoutsRowCountsAndThreadCounts) {
   }
 }
 
-// One row: W stored [out, in] with long rows, each thread's share read in many pieces (4 rows per stream
-// each; 33 per share on two threads), a thread done with its own taking pieces of the other's; W stored
+// One row: W stored [out, in] with long rows, each thread's share read in several pieces (16 rows per
+// stream each; 9 per share on two threads), a thread done with its own taking pieces of the other's; W stored
 // [in, out] split in fixed parts of its thousands of rows, each into its thread's accumulator; the rows
 // after a share's quarters (sizes not a multiple of 4) too.
 TEST_P(KernelsTest, OneRowProductsMatchNaive) {
