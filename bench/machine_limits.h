@@ -22,8 +22,12 @@ class MachineLimits {
   MachineLimits(int threads, size_t bytes);
   ~MachineLimits();
 
-  // Bytes per second read by the threads streaming the buffer: the best of `passes` passes.
-  double read_bandwidth(int passes);
+  // Bytes per second read by the threads streaming the buffer: the best of `passes` passes, each
+  // `reads_per_pass` reads of the whole buffer back to back, timed as one. A pass as long as the test it
+  // is set beside gives that test's limit: on a shared machine the best of many short passes (one read,
+  // a few milliseconds) catches moments of more bandwidth than any test of hundreds of milliseconds can
+  // average.
+  double read_bandwidth(int passes, int reads_per_pass = 1);
   // FLOP/s of an sgemm on the batched MLP shape (OpenBLAS, one slice of columns per thread, as the model
   // calls it): the best of `passes` products.
   double sgemm_flops(int passes);
