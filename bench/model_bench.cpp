@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <functional>
-#include <limits>
 #include <random>
 
 #include "bench/machine_limits.h"
@@ -98,7 +97,6 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
     double flops_per_token;
     std::function<double()> run;
     double best = 0;
-    double bandwidth = 0;  // around the best run (decode tests)
   };
   std::vector<Test> tests;
   for (int n : options.prompt_lengths)
@@ -117,48 +115,40 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
                        report.flops_per_token + attention(kDecodePrompt, kDecodePrompt + batch_steps),
                        [&, b, batch_steps] { return decode_rate(*model, b, batch_steps); }});
 
-  // On a shared machine the bandwidth the system gives moves by a third within seconds, in episodes that
-  // outlast a test. A decode test is therefore set beside passes of the bandwidth probe just before and
-  // just after it (which share its episode), each as long as the test: as many reads of a weights-sized
-  // buffer as the single-stream test reads the weights. The best of one-read passes is reported too; a
-  // best over windows of milliseconds is above anything a test of hundreds of milliseconds averages.
+  // The bandwidth limit: passes reading a weights-sized buffer as many times as the single-stream decode
+  // test reads the weights (or the batched tests, without it), one per round just before the first decode
+  // test, so that the limit and the test are each the best of the rounds over windows of about the same
+  // length. On a shared machine the bandwidth given moves by a third within a second: a best over passes
+  // of one read (a few milliseconds, which cortex bench used before) is above what any test of hundreds
+  // of milliseconds can average. It is still measured and reported beside, at the start and end of each
+  // round.
   report.bandwidth_reads = std::max(1, decode_steps > 0 ? decode_steps : batch_steps);
-  report.min_bandwidth_bytes_per_s = std::numeric_limits<double>::infinity();
-  auto sustained_bandwidth = [&] {
-    const double b = limits.read_bandwidth(1, report.bandwidth_reads);
-    report.bandwidth_bytes_per_s = std::max(report.bandwidth_bytes_per_s, b);
-    report.min_bandwidth_bytes_per_s = std::min(report.min_bandwidth_bytes_per_s, b);
-    return b;
-  };
   auto peak_bandwidth = [&] {
     report.peak_bandwidth_bytes_per_s = std::max(report.peak_bandwidth_bytes_per_s, limits.read_bandwidth(3));
   };
   for (int round = 0; round < options.rounds; ++round) {
     peak_bandwidth();
-    double last = 0;  // the bandwidth pass just run (0 when a test has run since)
+    bool probed = false;
     for (Test& t : tests) {
-      if (t.rows > 0 && last == 0) last = sustained_bandwidth();
-      const double before = last;
-      const double rate = t.run();
-      last = 0;
-      if (t.rows != 1) report.sgemm_flops = std::max(report.sgemm_flops, limits.sgemm_flops(3));
-      if (t.rows == 0) {
-        t.best = std::max(t.best, rate);
-        continue;
+      if (t.rows > 0 && !probed) {
+        const double b = limits.read_bandwidth(1, report.bandwidth_reads);
+        report.bandwidth_bytes_per_s = std::max(report.bandwidth_bytes_per_s, b);
+        report.min_bandwidth_bytes_per_s = round == 0 ? b : std::min(report.min_bandwidth_bytes_per_s, b);
+        probed = true;
       }
-      last = sustained_bandwidth();
-      if (rate > t.best) t.best = rate, t.bandwidth = (before + last) / 2;
+      t.best = std::max(t.best, t.run());
+      if (t.rows != 1) report.sgemm_flops = std::max(report.sgemm_flops, limits.sgemm_flops(3));
     }
     peak_bandwidth();
   }
-  if (report.bandwidth_bytes_per_s == 0) report.min_bandwidth_bytes_per_s = 0;  // no decode test
+  if (report.bandwidth_bytes_per_s == 0) report.bandwidth_bytes_per_s = report.peak_bandwidth_bytes_per_s;
   if (report.sgemm_flops == 0) report.sgemm_flops = limits.sgemm_flops(3);
+  const double bw_limit = report.bandwidth_bytes_per_s / report.weight_bytes;
   for (const Test& t : tests) {
     const double flop_limit = report.sgemm_flops / t.flops_per_token;
-    const double bw_limit = t.rows * t.bandwidth / report.weight_bytes;
-    const bool bandwidth = t.rows > 0 && bw_limit < flop_limit;
-    report.figures.push_back({t.name, t.best, bandwidth ? bw_limit : flop_limit,
-                              bandwidth ? "bandwidth" : "compute", t.flops_per_token, t.bandwidth});
+    const bool bandwidth = t.rows > 0 && t.rows * bw_limit < flop_limit;
+    report.figures.push_back({t.name, t.best, bandwidth ? t.rows * bw_limit : flop_limit,
+                              bandwidth ? "bandwidth" : "compute", t.flops_per_token});
   }
   return report;
 }

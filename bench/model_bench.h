@@ -19,8 +19,8 @@ struct ModelBenchOptions {
   int decode_tokens = 128;
   std::vector<int> batch_sizes = {8, 32};
   int batch_steps = 64;
-  // Every test runs once per round, each decode test between two passes of the bandwidth probe, and the
-  // best of the rounds is reported beside the limit measured around it (see ModelBenchReport).
+  // Every test and both limits are measured once per round, side by side, and the best of the rounds is
+  // reported (see bench/machine_limits.h and ModelBenchReport).
   int rounds = 3;
 };
 
@@ -30,9 +30,6 @@ struct BenchFigure {
   double limit_tokens_per_second = 0;  // what the machine's bandwidth or FLOP rate allows
   std::string bound;                   // "bandwidth" or "compute"
   double flops_per_token = 0;          // this test's: see ModelBenchReport::flops_per_token
-  // Decode tests: the mean of the bandwidth passes just before and just after the test's best run, on
-  // which its bandwidth limit rests (0 for prompt processing).
-  double bandwidth_bytes_per_s = 0;
 };
 
 struct ModelBenchReport {
@@ -40,11 +37,10 @@ struct ModelBenchReport {
   std::string kv_cache_dtype;  // the KV cache's ("f32", "f16")
   std::string isa;             // the kernels' instruction set ("avx512", "avx2", "portable")
   int rounds = 0;
-  // Streaming a buffer the size of the weights in passes of `bandwidth_reads` reads of it back to back
-  // (as many as the single-stream decode test reads the weights): one pass before and one after each
-  // decode test, the highest and lowest of them here. Each decode test's limit is set by the passes
-  // around its best run (BenchFigure::bandwidth_bytes_per_s). For comparison, the best of passes of one
-  // read (a few milliseconds each), which on a shared machine catch moments no longer test can average.
+  // Streaming a buffer the size of the weights, in passes of `bandwidth_reads` reads of it back to back
+  // (as many as the single-stream decode test reads the weights), one per round: the best of the rounds
+  // (the bandwidth limit) and the lowest. For comparison, the best of passes of one read (a few
+  // milliseconds each), which on a shared machine catch moments no longer test can average.
   double bandwidth_bytes_per_s = 0;
   double min_bandwidth_bytes_per_s = 0;
   int bandwidth_reads = 1;

@@ -61,8 +61,8 @@ void add_bench_command(CLI::App& app) {
       ->delimiter(',')
       ->capture_default_str();
   cmd->add_option("--rounds", o->model.rounds,
-                  "Rounds: every test runs once per round, each decode test between two passes of the "
-                  "bandwidth probe; the best of each test is reported, beside the limit measured around it")
+                  "Rounds: every test and both limits are measured once per round, side by side, and the "
+                  "best of each is reported")
       ->check(CLI::Range(1, 100))
       ->capture_default_str();
   cmd->add_option("--dtype", o->dtypes,
@@ -103,24 +103,20 @@ void add_bench_command(CLI::App& app) {
                                   {"limit_tokens_per_second", f.limit_tokens_per_second},
                                   {"fraction_of_limit", f.tokens_per_second / f.limit_tokens_per_second},
                                   {"bound", f.bound},
-                                  {"bandwidth_gb_s", f.bandwidth_bytes_per_s / 1e9},
                                   {"mflop_per_token", f.flops_per_token / 1e6}});
         runs.push_back(std::move(j));
         continue;
       }
       std::printf(
-          "machine (%d threads): read bandwidth %.1f–%.1f GB/s in passes reading a weights-sized buffer %d "
-          "times, one before and one after each decode test (%.1f GB/s at best reading it once; %.1f GB/s "
-          "over 2 GiB), sgemm %.1f GFLOP/s (OpenBLAS, %s kernels)\n",
-          o->model.threads, r.min_bandwidth_bytes_per_s / 1e9, r.bandwidth_bytes_per_s / 1e9,
-          r.bandwidth_reads, r.peak_bandwidth_bytes_per_s / 1e9, r.dram_bandwidth_bytes_per_s / 1e9,
-          r.sgemm_flops / 1e9, model::blas_core_name().c_str());
+          "machine (%d threads): read bandwidth %.1f GB/s in passes reading a weights-sized buffer %d times "
+          "(lowest %.1f; %.1f GB/s at best reading it once; %.1f GB/s over 2 GiB), sgemm %.1f GFLOP/s "
+          "(OpenBLAS, %s kernels)\n",
+          o->model.threads, r.bandwidth_bytes_per_s / 1e9, r.bandwidth_reads,
+          r.min_bandwidth_bytes_per_s / 1e9, r.peak_bandwidth_bytes_per_s / 1e9,
+          r.dram_bandwidth_bytes_per_s / 1e9, r.sgemm_flops / 1e9, model::blas_core_name().c_str());
       if (const std::string warning = model::blas_core_warning(); !warning.empty())
         std::printf("note: %s\n", warning.c_str());
-      std::printf(
-          "every figure: the best of %d rounds; a decode test's bandwidth limit, the mean of the passes "
-          "around that best run; the sgemm rate, the best of the rounds\n",
-          r.rounds);
+      std::printf("every figure and both limits: the best of %d rounds, measured side by side\n", r.rounds);
       std::printf(
           "model (%s weights, %s KV cache, %s kernels): %.0f MB of weights read per decode step, %.0f MFLOP "
           "per decoded token (the dense layers and the LM head; a test's compute limit adds attention at its "
@@ -128,13 +124,10 @@ void add_bench_command(CLI::App& app) {
           r.dtype.c_str(), r.kv_cache_dtype.c_str(), r.isa.c_str(), r.weight_bytes / 1e6,
           r.flops_per_token / 1e6);
       std::printf("%-10s %12s %12s %10s  %s\n", "test", "tok/s", "limit tok/s", "fraction", "bound by");
-      for (const auto& f : r.figures) {
-        std::printf("%-10s %12.1f %12.1f %9.0f%%  %s", f.name.c_str(), f.tokens_per_second,
+      for (const auto& f : r.figures)
+        std::printf("%-10s %12.1f %12.1f %9.0f%%  %s\n", f.name.c_str(), f.tokens_per_second,
                     f.limit_tokens_per_second, 100.0 * f.tokens_per_second / f.limit_tokens_per_second,
                     f.bound.c_str());
-        if (f.bound == "bandwidth") std::printf(" (%.1f GB/s)", f.bandwidth_bytes_per_s / 1e9);
-        std::printf("\n");
-      }
       std::printf("\n");
       std::fflush(stdout);
     }
