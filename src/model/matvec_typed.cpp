@@ -109,31 +109,36 @@ void widening_quarters(float* y, const float* x, const T* w, int K, Quarters r) 
 #endif
 }
 
-// Q8_0 rows, prefetched into L1 three rows ahead (2.4 KiB for 768 values; two rows read 1.5–2 % faster
-// and one row slower on Zen 5, within what alternating runs resolve): per block, the int8 values widen to
-// floats in registers, their dot product with x is scaled by the block's d into one accumulator per row. On
-// the Intel cores this was first measured on, L1 read no faster than L2; on two Zen 5 cores, a decode step's
-// products (cortex_linear_bench decode_step/q8_0/rows:1/threads:2) took ~7 % less time with L1, faster in 16
-// of 19 alternating pairs (AVX2's kernel: 4 of 6).
+// Q8_0 rows: per block, the int8 values widen to floats in registers, their dot product with x is scaled
+// by the block's d into one accumulator per row. Each stream is prefetched into L1 2 KiB ahead across its
+// rows, as F16's are (a line per two blocks, 68 bytes). It was three rows ahead: 2.4 KiB for rows of 768
+// values, but 9.6 KiB for the MLP's down projection (3072 values), 38 KiB for four streams in a 48 KiB
+// L1. On two Zen 5 cores, a decode step's products (cortex_linear_bench decode_step/q8_0/rows:1/
+// threads:2, the two alternating step by step) took 1–12 % less time in eleven runs (mean ~4 %), and
+// AVX2's kernel 3–8 % less in four; 1.5–3 KiB ahead did about as well, 1 KiB no better than three rows,
+// 512 bytes worse. (Into L1 rather than L2: ~7 % less time on the same cores; on the Intel cores this was
+// first measured on, no difference.)
 void q8_0_quarters(float* y, const float* x, const BlockQ8_0* w, int K, Quarters r) {
   const int nb = K / kQ8Block;
   const size_t bs = static_cast<size_t>(nb);
   const float* scale = fp16_table();
 #if defined(CORTEX_AVX512) || defined(CORTEX_AVX2)
-  const size_t qs = static_cast<size_t>(r.q) * bs;
+  constexpr size_t kAhead = 2048;                                         // bytes
+  const size_t qs = static_cast<size_t>(r.q) * bs;                        // blocks in each quarter
+  const size_t rb = bs * sizeof(BlockQ8_0), qb = qs * sizeof(BlockQ8_0);  // bytes in a row, in a quarter
 #endif
 #ifdef CORTEX_AVX512
   for (int i = r.i0; i < r.i1; ++i) {
     const BlockQ8_0* r0 = w + static_cast<size_t>(r.o0 + i) * bs;
     const BlockQ8_0* rows[4] = {r0, r0 + qs, r0 + 2 * qs, r0 + 3 * qs};
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-    const bool pf = i + 3 < r.q;
+    const bool pf = (static_cast<size_t>(i) + 1) * rb + kAhead <= qb;  // whether they stay in the quarters
     for (int b = 0; b < nb; ++b) {
       const __m512 x0 = _mm512_loadu_ps(x + b * kQ8Block), x1 = _mm512_loadu_ps(x + b * kQ8Block + 16);
 #pragma GCC unroll 4
       for (int j = 0; j < 4; ++j) {
         const BlockQ8_0& blk = rows[j][b];
-        if (pf && b % 2 == 0) prefetch_l1(&blk + 3 * bs);  // a line per two blocks (68 bytes)
+        if (pf && b % 2 == 0) prefetch_l1(reinterpret_cast<const std::byte*>(&blk) + kAhead);
         const __m512 s =
             _mm512_fmadd_ps(x1, Vec16::load_q8(blk.q + 16), _mm512_mul_ps(x0, Vec16::load_q8(blk.q)));
         acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(scale[blk.d]), s, acc[j]);
@@ -146,7 +151,7 @@ void q8_0_quarters(float* y, const float* x, const BlockQ8_0* w, int K, Quarters
     const BlockQ8_0* r0 = w + static_cast<size_t>(r.o0 + i) * bs;
     const BlockQ8_0* rows[4] = {r0, r0 + qs, r0 + 2 * qs, r0 + 3 * qs};
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    const bool pf = i + 3 < r.q;
+    const bool pf = (static_cast<size_t>(i) + 1) * rb + kAhead <= qb;
     for (int b = 0; b < nb; ++b) {
       const float* xb = x + b * kQ8Block;
       const __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8), x2 = _mm256_loadu_ps(xb + 16),
@@ -154,7 +159,7 @@ void q8_0_quarters(float* y, const float* x, const BlockQ8_0* w, int K, Quarters
 #pragma GCC unroll 4
       for (int j = 0; j < 4; ++j) {
         const BlockQ8_0& blk = rows[j][b];
-        if (pf && b % 2 == 0) prefetch_l1(&blk + 3 * bs);
+        if (pf && b % 2 == 0) prefetch_l1(reinterpret_cast<const std::byte*>(&blk) + kAhead);
         __m256 s = _mm256_mul_ps(x0, Vec8::load_q8(blk.q));
         s = _mm256_fmadd_ps(x1, Vec8::load_q8(blk.q + 8), s);
         s = _mm256_fmadd_ps(x2, Vec8::load_q8(blk.q + 16), s);
