@@ -111,13 +111,16 @@ void widening_quarters(float* y, const float* x, const T* w, int K, Quarters r) 
 
 // Q8_0 rows: per block, the int8 values widen to floats in registers, their dot product with x is scaled
 // by the block's d into one accumulator per row. Each stream is prefetched into L1 2 KiB ahead across its
-// rows, as F16's are (a line per two blocks, 68 bytes). It was three rows ahead: 2.4 KiB for rows of 768
-// values, but 9.6 KiB for the MLP's down projection (3072 values), 38 KiB for four streams in a 48 KiB
-// L1. On two Zen 5 cores, a decode step's products (cortex_linear_bench decode_step/q8_0/rows:1/
-// threads:2, the two alternating step by step) took 1–12 % less time in eleven runs (mean ~4 %), and
-// AVX2's kernel 3–8 % less in four; 1.5–3 KiB ahead did about as well, 1 KiB no better than three rows,
-// 512 bytes worse. (Into L1 rather than L2: ~7 % less time on the same cores; on the Intel cores this was
-// first measured on, no difference.)
+// rows, as F16's are, once per block (34 bytes). Measured on two Zen 5 cores with a decode step's
+// products (cortex_linear_bench decode_step/q8_0/rows:1/threads:2), the variants alternating step by
+// step in one process:
+// - It was three rows ahead: 2.4 KiB for rows of 768 values, but 9.6 KiB for the MLP's down projection
+//   (3072 values), 38 KiB in flight for four streams in a 48 KiB L1. 2 KiB ahead took 1–12 % less time
+//   in eleven runs (mean ~4 %), AVX2's kernel 3–8 % less in four; 1.5–3 KiB did about as well, 1 KiB no
+//   better than three rows, 512 bytes worse.
+// - Once per two blocks (68 bytes) left one line in 17 to the hardware prefetchers: 1–9 % more time in
+//   six runs (AVX2's kernel ~1 %).
+// - Into L1 rather than L2: ~7 % less time (on the Intel cores this was first measured on, no difference).
 void q8_0_quarters(float* y, const float* x, const BlockQ8_0* w, int K, Quarters r) {
   const int nb = K / kQ8Block;
   const size_t bs = static_cast<size_t>(nb);
@@ -138,7 +141,7 @@ void q8_0_quarters(float* y, const float* x, const BlockQ8_0* w, int K, Quarters
 #pragma GCC unroll 4
       for (int j = 0; j < 4; ++j) {
         const BlockQ8_0& blk = rows[j][b];
-        if (pf && b % 2 == 0) prefetch_l1(reinterpret_cast<const std::byte*>(&blk) + kAhead);
+        if (pf) prefetch_l1(reinterpret_cast<const std::byte*>(&blk) + kAhead);
         const __m512 s =
             _mm512_fmadd_ps(x1, Vec16::load_q8(blk.q + 16), _mm512_mul_ps(x0, Vec16::load_q8(blk.q)));
         acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(scale[blk.d]), s, acc[j]);
@@ -159,7 +162,7 @@ void q8_0_quarters(float* y, const float* x, const BlockQ8_0* w, int K, Quarters
 #pragma GCC unroll 4
       for (int j = 0; j < 4; ++j) {
         const BlockQ8_0& blk = rows[j][b];
-        if (pf && b % 2 == 0) prefetch_l1(reinterpret_cast<const std::byte*>(&blk) + kAhead);
+        if (pf) prefetch_l1(reinterpret_cast<const std::byte*>(&blk) + kAhead);
         __m256 s = _mm256_mul_ps(x0, Vec8::load_q8(blk.q));
         s = _mm256_fmadd_ps(x1, Vec8::load_q8(blk.q + 8), s);
         s = _mm256_fmadd_ps(x2, Vec8::load_q8(blk.q + 16), s);
