@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Compares builds on a shared, noisy machine: runs `cortex bench` with each of two or more cortex binaries
-# in turn, ROUNDS times over, and prints for every weight type and test each binary's best tok/s and best
-# fraction of the limit, and each binary's best fraction over the first's. Each run measures the
-# machine's limits beside its tests, so the fraction is what compares across runs; on a machine shared
+# in turn, ROUNDS times over, and prints for every weight type and test each binary's best tok/s, that
+# over the best limit its runs measured, and each binary's fraction over the first's. Each run measures
+# the machine's limits beside its tests, so the fraction is what compares across runs; on a machine shared
 # with other tenants absolute figures move 10-30 % within minutes, and only runs taken in turn, many
 # times, tell a change of a few percent from the machine's state.
 # Usage: bench/compare_builds.sh [-n ROUNDS] [--serve CLIENTS] CORTEX_A CORTEX_B [...] [-- OPTIONS...]
@@ -49,12 +49,12 @@ command -v jq >/dev/null || { echo "jq is needed (scripts/setup.sh installs it)"
 port="${PORT:-18090}"
 server=""
 
-# Appends "BUILD TYPE TEST TOK/S FRACTION" lines for build $1's run of `cortex bench`.
+# Appends "BUILD TYPE TEST TOK/S LIMIT" lines for build $1's run of `cortex bench`.
 bench_engine() {
   # One object per weight type (an array of them when there are several).
   "${bins[$1]}" bench --json "${opts[@]}" |
     jq -r --arg i "$1" 'if type == "array" then .[] else . end | .dtype as $d | .figures[] |
-                        "\($i) \($d) \(.name) \(.tokens_per_second) \(.fraction_of_limit // "-")"' >>"$results"
+                        "\($i) \($d) \(.name) \(.tokens_per_second) \(.limit_tokens_per_second // "-")"' >>"$results"
 }
 
 # Appends "BUILD serve cCLIENTS TOK/S -" lines for a server of build $1 at each client count.
@@ -100,10 +100,13 @@ awk -v n="${#bins[@]}" -v rounds="$rounds" '
     if (!(key in seen)) { seen[key] = 1; order[++keys] = key }
     k = $1 SUBSEP key
     if (!(k in tps) || $4 > tps[k]) tps[k] = $4
-    if ($5 != "-" && (!(k in frac) || $5 > frac[k])) frac[k] = $5
+    if ($5 != "-" && (!(k in limit) || $5 > limit[k])) limit[k] = $5
   }
   END {
-    printf "best of %d runs each: tok/s (fraction of the limit); B / A: of the fractions (of tok/s for a server)\n", rounds
+    # The best tok/s over the best limit, each the best of the runs of a build: the best of the fractions
+    # of the runs would pick the run whose test met a faster moment of the machine than its limit did.
+    for (k in limit) frac[k] = limit[k] > 0 ? tps[k] / limit[k] : 0
+    printf "best of %d runs each: tok/s (over the best limit); B / A: of the fractions (of tok/s for a server)\n", rounds
     printf "%-6s %-8s", "type", "test"
     for (i = 0; i < n; ++i) printf " %20s", "build " sprintf("%c", 65 + i)
     for (i = 1; i < n; ++i) printf " %9s", sprintf("%c / A", 65 + i)

@@ -2,9 +2,10 @@
 // fraction of what the hardware allows: memory read bandwidth and single-precision matrix-multiply rate.
 //
 // On a shared machine both limits move from one second to the next (other tenants, clock changes), so a
-// benchmark measures them in short passes interleaved with its own tests and keeps the best of each:
-// the best pass of a probe and the best pass of a test are both what the machine gives when nothing else
-// competes, and their ratio is stable where single readings are not.
+// benchmark measures them in passes interleaved with its own tests and keeps the best of each: the best
+// pass of a probe and the best run of a test are both what the machine gives when nothing else competes.
+// A pass should last about as long as the test it is set beside: a best over much shorter windows is
+// above anything a longer test can average (read_bandwidth's reads_per_pass).
 #pragma once
 
 #include <cstddef>

@@ -38,12 +38,13 @@ struct ModelBenchReport {
   std::string isa;             // the kernels' instruction set ("avx512", "avx2", "portable")
   int rounds = 0;
   // Streaming a buffer the size of the weights, in passes of `bandwidth_reads` reads of it back to back
-  // (as many as the single-stream decode test reads the weights), one per round: the best of the rounds
-  // (the bandwidth limit) and the lowest. For comparison, the best of passes of one read (a few
-  // milliseconds each), which on a shared machine catch moments no longer test can average.
+  // (as many as the first decode test reads the weights: the single-stream test, else the batched ones),
+  // one per round: the best of the rounds (the bandwidth limit) and the lowest. For comparison, the best
+  // of passes of one read (a few milliseconds each), which on a shared machine catch moments no longer
+  // test can average. Without decode tests, bandwidth_reads is 0 and all three are the one-read best.
   double bandwidth_bytes_per_s = 0;
   double min_bandwidth_bytes_per_s = 0;
-  int bandwidth_reads = 1;
+  int bandwidth_reads = 0;
   double peak_bandwidth_bytes_per_s = 0;
   double dram_bandwidth_bytes_per_s = 0;  // streaming 2 GiB (beyond any cache), passes of one read
   double sgemm_flops = 0;                 // best of the rounds

@@ -63,8 +63,9 @@ struct KernelTable {
   // registers: y[o] += dot(x[0:K], W[o, :]) for o in [o0, o1).
   void (*matvec_typed)(float* y, const float* x, const void* w, DType t, int K, int o0, int o1);
   // The same for a piece of a range read as four streams q rows apart (matvec_typed reads [o0, o0 + 4q)
-  // so): rows o0 + j·q + i for j in 0..3 and i in [i0, i1), i1 <= q; each stream prefetched three rows
-  // ahead (below q), so pieces taken front to back keep the prefetching running ahead across them.
+  // so): rows o0 + j·q + i for j in 0..3 and i in [i0, i1), i1 <= q; each stream prefetched a fixed
+  // distance ahead across its rows (within the quarter), so pieces taken front to back keep the
+  // prefetching running ahead across them.
   void (*matvec_typed_quarters)(float* y, const float* x, const void* w, DType t, int K, int o0, int q,
                                 int i0, int i1);
   // out[r, n] += dot(in[r, :], W[n, :]) for 2..kSmallBatchRows rows and n in [n0, n1).

@@ -25,9 +25,10 @@ inline void prefetch_l1(const void* p) {
 
 // The rows of a share of W split in quarters: rows o0 + j·q + i for the four quarters j and i in
 // [i0, i1), one row from each quarter at a time, so that each load of x serves four weight streams far
-// apart (which the hardware prefetchers follow). Each stream is also prefetched a little ahead (below),
-// a line per 64 bytes read: rows are short (3 KiB in F32, 1.5 KiB in F16, 816 bytes in Q8_0 for 768
-// values), too short for the hardware prefetchers to get far ahead within one.
+// apart (which the hardware prefetchers follow). Each stream is also prefetched a fixed distance ahead
+// across its rows (below; F32 and F16 a line per 64 bytes read, Q8_0 once per 34-byte block): rows are
+// short (3 KiB in F32, 1.5 KiB in F16, 816 bytes in Q8_0 for 768 values), too short for the hardware
+// prefetchers to get far ahead within one.
 struct Quarters {
   int o0, q, i0, i1;
 };

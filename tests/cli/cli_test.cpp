@@ -212,6 +212,29 @@ TEST(CliTest, BenchReportsEveryFigureBesideItsLimit) {
   }
   EXPECT_EQ(names, (std::vector<std::string>{"pp128", "tg8", "batch8", "batch32"}))
       << "pp512 is skipped: the tiny model has 256 positions";
+
+  // Without a decode test no bandwidth limit bounds anything: no long passes run, and the report's
+  // bandwidth is the best one-read pass. With only batched tests, the passes are as long as those.
+  auto prompts = testing::run_command({cortex_binary(), "bench", "--model", testing::test_model("tiny"),
+                                       "--decode-tokens", "0", "--batch-sizes", "0", "--prompt-lengths", "16",
+                                       "--rounds", "1", "--json"});
+  ASSERT_EQ(prompts.exit_code, 0) << prompts.err;
+  auto p = nlohmann::json::parse(prompts.out);
+  EXPECT_EQ(p["bandwidth_reads_per_pass"], 0);
+  EXPECT_GT(p["peak_bandwidth_gb_s"].get<double>(), 0.1);
+  EXPECT_EQ(p["bandwidth_gb_s"], p["peak_bandwidth_gb_s"]);
+  EXPECT_EQ(p["min_bandwidth_gb_s"], p["peak_bandwidth_gb_s"]);
+  auto batched = testing::run_command({cortex_binary(), "bench", "--model", testing::test_model("tiny"),
+                                       "--decode-tokens", "0", "--batch-sizes", "4", "--batch-steps", "3",
+                                       "--prompt-lengths", "0", "--rounds", "1", "--json"});
+  ASSERT_EQ(batched.exit_code, 0) << batched.err;
+  EXPECT_EQ(nlohmann::json::parse(batched.out)["bandwidth_reads_per_pass"], 3);
+  auto text = testing::run_command({cortex_binary(), "bench", "--model", testing::test_model("tiny"),
+                                    "--decode-tokens", "0", "--batch-sizes", "0", "--prompt-lengths", "16",
+                                    "--rounds", "1"});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("best single read of a weights-sized buffer; no decode test"), std::string::npos)
+      << text.out;
 }
 
 // The table rows of compare_builds.sh's output that match `row`: its first two groups, space-separated.
