@@ -17,6 +17,8 @@ struct Vec8 {
   static constexpr int kMaxRows = 4;  // input rows per tile: 16 registers hold MR·NR sums, NR weights, x
   static T zero() { return _mm256_setzero_ps(); }
   static T load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, T v) { _mm256_storeu_ps(p, v); }
+  static T add(T a, T b) { return _mm256_add_ps(a, b); }
   static T fmadd(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
   static T mul(T a, T b) { return _mm256_mul_ps(a, b); }
   static T set1(float v) { return _mm256_set1_ps(v); }
@@ -42,6 +44,8 @@ struct Vec16 {
   static constexpr int kMaxRows = 4;
   static T zero() { return _mm512_setzero_ps(); }
   static T load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, T v) { _mm512_storeu_ps(p, v); }
+  static T add(T a, T b) { return _mm512_add_ps(a, b); }
   static T fmadd(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
   static T mul(T a, T b) { return _mm512_mul_ps(a, b); }
   static T set1(float v) { return _mm512_set1_ps(v); }
