@@ -89,32 +89,39 @@ MachineLimits::MachineLimits(int threads, size_t bytes)
 
 MachineLimits::~MachineLimits() = default;
 
-double MachineLimits::read_bandwidth(int passes, int reads_per_pass) {
+double MachineLimits::read_seconds(ThreadPool& pool, int reads) {
   const float* buf = buffers_->stream;
   const size_t n = floats_;
+  std::vector<float> partial(static_cast<size_t>(pool.size()));
+  auto start = SteadyClock::now();
+  pool.run([&](int t) {
+    size_t per = n / static_cast<size_t>(pool.size()) / 1024 * 1024;
+    size_t b = per * static_cast<size_t>(t), e = t + 1 == pool.size() ? n : b + per;
+    float s = 0;
+    for (int r = 0; r < reads; ++r) {
+      // The same sum each time: the empty asm hides that from the compiler, which would read once.
+      const float* p = buf + b;
+      asm volatile("" : "+r"(p));
+      s += sum_range(p, e - b);
+    }
+    partial[static_cast<size_t>(t)] = s;
+  });
+  const double seconds = seconds_since(start);
+  volatile float sink = 0;
+  for (float p : partial) sink = sink + p;
+  return seconds;
+}
+
+double MachineLimits::read_bandwidth(int passes, int reads_per_pass) {
   const int reads = std::max(1, reads_per_pass);
   double best = 0;
-  volatile float sink = 0;
-  for (int rep = 0; rep < passes; ++rep) {
-    std::vector<float> partial(static_cast<size_t>(pool_.size()));
-    auto start = SteadyClock::now();
-    pool_.run([&](int t) {
-      size_t per = n / static_cast<size_t>(pool_.size()) / 1024 * 1024;
-      size_t b = per * static_cast<size_t>(t), e = t + 1 == pool_.size() ? n : b + per;
-      float s = 0;
-      for (int r = 0; r < reads; ++r) {
-        // The same sum each time: the empty asm hides that from the compiler, which would read once.
-        const float* p = buf + b;
-        asm volatile("" : "+r"(p));
-        s += sum_range(p, e - b);
-      }
-      partial[static_cast<size_t>(t)] = s;
-    });
-    double s = seconds_since(start);
-    for (float p : partial) sink = sink + p;
-    best = std::max(best, static_cast<double>(n * sizeof(float)) * reads / s);
-  }
+  for (int rep = 0; rep < passes; ++rep)
+    best = std::max(best, static_cast<double>(buffer_bytes()) * reads / read_seconds(pool_, reads));
   return best;
+}
+
+double MachineLimits::timed_read(ThreadPool& pool) {
+  return read_seconds(pool, 1);
 }
 
 double MachineLimits::sgemm_flops(int passes) {

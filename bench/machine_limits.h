@@ -2,10 +2,11 @@
 // fraction of what the hardware allows: memory read bandwidth and single-precision matrix-multiply rate.
 //
 // On a shared machine both limits move from one second to the next (other tenants, clock changes), so a
-// benchmark measures them in passes interleaved with its own tests and keeps the best of each: the best
-// pass of a probe and the best run of a test are both what the machine gives when nothing else competes.
-// A pass should last about as long as the test it is set beside: a best over much shorter windows is
-// above anything a longer test can average (read_bandwidth's reads_per_pass).
+// benchmark measures them interleaved with its own tests. The bandwidth a test is set beside is best
+// read in the test's own moments, between its steps and on its threads (timed_read); a best over passes
+// read apart from the test is above anything the test can average when the passes are shorter than it,
+// and off in either direction when they run in other seconds (read_bandwidth, for the figures reported
+// beside: the best single read, a buffer beyond any cache).
 #pragma once
 
 #include <cstddef>
@@ -23,17 +24,23 @@ class MachineLimits {
   MachineLimits(int threads, size_t bytes);
   ~MachineLimits();
 
-  // Bytes per second read by the threads streaming the buffer: the best of `passes` passes, each
-  // `reads_per_pass` reads of the whole buffer back to back, timed as one. A pass as long as the test it
-  // is set beside gives that test's limit: on a shared machine the best of many short passes (one read,
-  // a few milliseconds) catches moments of more bandwidth than any test of hundreds of milliseconds can
-  // average.
+  // Bytes per second read by this object's threads streaming the buffer: the best of `passes` passes,
+  // each `reads_per_pass` reads of the whole buffer back to back, timed as one. On a shared machine the
+  // best of many short passes (one read, a few milliseconds) catches moments of more bandwidth than any
+  // test of hundreds of milliseconds can average.
   double read_bandwidth(int passes, int reads_per_pass = 1);
+  // Seconds `pool`'s threads take to read the whole buffer once: for reads interleaved with a test's
+  // steps on the test's own threads, so that the test and the reads share the machine's moments.
+  double timed_read(ThreadPool& pool);
+  size_t buffer_bytes() const { return floats_ * sizeof(float); }
   // FLOP/s of an sgemm on the batched MLP shape (OpenBLAS, one slice of columns per thread, as the model
   // calls it): the best of `passes` products.
   double sgemm_flops(int passes);
 
  private:
+  // Seconds for `reads` reads of the buffer back to back by pool's threads.
+  double read_seconds(ThreadPool& pool, int reads);
+
   ThreadPool pool_;
   size_t floats_;
   struct Buffers;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <memory>
 #include <random>
 
 #include "bench/machine_limits.h"
@@ -35,9 +36,13 @@ double prompt_rate(model::Gpt2Model& model, int n) {
 // Tokens of the prompt each decode test's sequences start from.
 constexpr int kDecodePrompt = 16;
 
-// Tokens per second of `steps` decode steps of `rows` sequences at once, each after a kDecodePrompt-token
-// prompt.
-double decode_rate(model::Gpt2Model& model, int rows, int steps) {
+// `steps` decode steps of `rows` sequences at once, each after a kDecodePrompt-token prompt: the tokens
+// decoded, the steps' seconds, and the seconds of one read of `probe`'s weights-sized buffer after every
+// step, on the model's own threads (so that the steps and the reads share the machine's moments).
+struct DecodeRun {
+  double tokens = 0, seconds = 0, read_seconds = 0;
+};
+DecodeRun decode_run(model::Gpt2Model& model, int rows, int steps, MachineLimits& probe) {
   const auto& c = model.config();
   std::vector<std::unique_ptr<model::Sequence>> seqs;
   std::vector<model::BatchEntry> batch;
@@ -51,13 +56,17 @@ double decode_rate(model::Gpt2Model& model, int rows, int steps) {
     model.forward(std::span(&e, 1), &logits);
     batch.push_back({seqs.back().get(), std::span(&tokens[static_cast<size_t>(i)], 1)});
   }
-  auto start = SteadyClock::now();
+  DecodeRun run;
   for (int s = 0; s < steps; ++s) {
     for (int i = 0; i < rows; ++i) tokens[static_cast<size_t>(i)] = (s * 31 + i * 7 + 1) % c.vocab_size;
     logits.clear();
+    const auto start = SteadyClock::now();
     model.forward(batch, &logits);
+    run.seconds += seconds_since(start);
+    run.read_seconds += probe.timed_read(model.pool());
   }
-  return static_cast<double>(rows) * steps / seconds_since(start);
+  run.tokens = static_cast<double>(rows) * steps;
+  return run;
 }
 }  // namespace
 
@@ -87,16 +96,31 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
   report.dram_bandwidth_bytes_per_s = MachineLimits(options.threads, size_t{2} << 30).read_bandwidth(3);
   MachineLimits limits(options.threads, static_cast<size_t>(report.weight_bytes));
 
-  // Each figure's test, in the order they are reported; a round runs each once beside the probes.
-  // A test's limit is the lower of its two: `rows` tokens per pass over the weights at the read
-  // bandwidth (decode steps of `rows` sequences; 0 for prompt processing, which reads the weights once
-  // for hundreds of tokens), and the matrix-multiply rate over the FLOP per token.
+  // Each figure's test, in the order they are reported; a round runs each once. A test's limit is the
+  // lower of its two: `rows` tokens per read of the weights at the read bandwidth (decode steps of `rows`
+  // sequences; 0 for prompt processing, which reads the weights once for hundreds of tokens), and the
+  // matrix-multiply rate over the FLOP per token.
+  //
+  // A decode test's bandwidth is its own: the weights-sized buffer read once after each of its steps, on
+  // the model's threads, timed apart from the steps; its figure and that bandwidth are the totals of all
+  // rounds (tokens over the steps' seconds, bytes over the reads' seconds). On this shared machine the
+  // bandwidth given moves between ~35 and ~75 GB/s within seconds, and a limit measured in other moments
+  // than its test is off by as much: a best over passes of one read (a few milliseconds, what cortex bench
+  // first used) is above what any test of hundreds of milliseconds averages, and passes as long as the
+  // test, run before it, still set it beside other seconds than its own (single-stream fractions of 65 to
+  // 134 % in runs minutes apart). Read between the steps, the buffer is read in the test's own moments,
+  // and totals over the rounds do not pick the one in which the test (or the reads) got lucky: each
+  // round's own fraction still moved by ±10 %. Prompt tests and the matrix-multiply rate are the best of
+  // the rounds (a best of short products, so a compute-bound decode test's fraction is conservative).
   struct Test {
     std::string name;
-    int rows;
+    int rows;  // sequences per decode step; 0 for prompt processing
     double flops_per_token;
-    std::function<double()> run;
-    double best = 0;
+    std::function<double()> prompt;  // prompt processing's tok/s
+    int steps = 0;                   // decode steps per round
+    double best = 0;                 // prompt processing: the best round's tok/s
+    DecodeRun total;                 // decode: all rounds together
+    double min_bandwidth = 0;        // decode: the lowest round's read bandwidth
   };
   std::vector<Test> tests;
   for (int n : options.prompt_lengths)
@@ -106,54 +130,57 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
   const int decode_steps = std::min(options.decode_tokens, c.n_ctx - kDecodePrompt - 1);
   if (decode_steps > 0)
     tests.push_back({"tg" + std::to_string(decode_steps), 1,
-                     report.flops_per_token + attention(kDecodePrompt, kDecodePrompt + decode_steps),
-                     [&, decode_steps] { return decode_rate(*model, 1, decode_steps); }});
+                     report.flops_per_token + attention(kDecodePrompt, kDecodePrompt + decode_steps), nullptr,
+                     decode_steps});
   const int batch_steps = std::min(options.batch_steps, c.n_ctx - kDecodePrompt - 1);
   for (int b : options.batch_sizes)
     if (b > 0 && batch_steps > 0)
       tests.push_back({"batch" + std::to_string(b), b,
                        report.flops_per_token + attention(kDecodePrompt, kDecodePrompt + batch_steps),
-                       [&, b, batch_steps] { return decode_rate(*model, b, batch_steps); }});
+                       nullptr, batch_steps});
 
-  // The bandwidth limit: passes reading a weights-sized buffer as many times as the first decode test
-  // reads the weights (the single-stream test's steps; the batched tests' without it), one per round just
-  // before that test, so that the limit and the test are each the best of the rounds over windows of
-  // about the same length. On this shared machine the bandwidth given moves between ~35 and ~75 GB/s
-  // within seconds: a best over passes of one read (a few milliseconds, what cortex bench used before) is
-  // above what any test of hundreds of milliseconds can average. It is still measured and reported beside,
-  // at the start and end of each round, and is the bandwidth figure of a run without decode tests (which
-  // no bandwidth limit bounds).
-  const int probe_reads = decode_steps > 0 ? decode_steps : batch_steps;
-  auto peak_bandwidth = [&] {
-    report.peak_bandwidth_bytes_per_s = std::max(report.peak_bandwidth_bytes_per_s, limits.read_bandwidth(3));
-  };
-  report.bandwidth_reads = 0;
+  const double buffer = static_cast<double>(limits.buffer_bytes());
   for (int round = 0; round < options.rounds; ++round) {
-    peak_bandwidth();
-    bool probed = false;
+    // The best single read, at the start and end of each round: reported beside the decode tests'
+    // bandwidth, and the bandwidth figure of a run without decode tests (which no bandwidth limit bounds).
+    report.peak_bandwidth_bytes_per_s = std::max(report.peak_bandwidth_bytes_per_s, limits.read_bandwidth(3));
     for (Test& t : tests) {
-      if (t.rows > 0 && !probed) {
-        const double b = limits.read_bandwidth(1, probe_reads);
-        report.min_bandwidth_bytes_per_s =
-            report.bandwidth_reads == 0 ? b : std::min(report.min_bandwidth_bytes_per_s, b);
-        report.bandwidth_bytes_per_s = std::max(report.bandwidth_bytes_per_s, b);
-        report.bandwidth_reads = probe_reads;
-        probed = true;
+      if (t.rows == 0) {
+        t.best = std::max(t.best, t.prompt());
+      } else {
+        const DecodeRun r = decode_run(*model, t.rows, t.steps, limits);
+        const double b = buffer * t.steps / r.read_seconds;
+        t.min_bandwidth = round == 0 ? b : std::min(t.min_bandwidth, b);
+        t.total.tokens += r.tokens, t.total.seconds += r.seconds, t.total.read_seconds += r.read_seconds;
       }
-      t.best = std::max(t.best, t.run());
       if (t.rows != 1) report.sgemm_flops = std::max(report.sgemm_flops, limits.sgemm_flops(3));
     }
-    peak_bandwidth();
+    report.peak_bandwidth_bytes_per_s = std::max(report.peak_bandwidth_bytes_per_s, limits.read_bandwidth(3));
   }
-  if (report.bandwidth_reads == 0)  // no decode test: the one-read passes are all there is
-    report.bandwidth_bytes_per_s = report.min_bandwidth_bytes_per_s = report.peak_bandwidth_bytes_per_s;
   if (report.sgemm_flops == 0) report.sgemm_flops = limits.sgemm_flops(3);
-  const double bw_limit = report.bandwidth_bytes_per_s / report.weight_bytes;
+  // The report's bandwidth: the first decode test's (the single-stream test's, else the first batched
+  // one's); without decode tests, the best single read.
+  report.bandwidth_bytes_per_s = report.min_bandwidth_bytes_per_s = report.peak_bandwidth_bytes_per_s;
+  report.bandwidth_reads = 0;
+  for (const Test& t : tests)
+    if (t.rows > 0) {
+      report.bandwidth_bytes_per_s = buffer * t.steps * options.rounds / t.total.read_seconds;
+      report.min_bandwidth_bytes_per_s = t.min_bandwidth;
+      report.bandwidth_reads = t.steps;
+      report.bandwidth_test = t.name;
+      break;
+    }
   for (const Test& t : tests) {
     const double flop_limit = report.sgemm_flops / t.flops_per_token;
-    const bool bandwidth = t.rows > 0 && t.rows * bw_limit < flop_limit;
-    report.figures.push_back({t.name, t.best, bandwidth ? t.rows * bw_limit : flop_limit,
-                              bandwidth ? "bandwidth" : "compute", t.flops_per_token});
+    if (t.rows == 0) {
+      report.figures.push_back({t.name, t.best, flop_limit, "compute", t.flops_per_token, 0});
+      continue;
+    }
+    const double bandwidth = buffer * t.steps * options.rounds / t.total.read_seconds;
+    const double bw_limit = t.rows * bandwidth / report.weight_bytes;
+    const bool by_bandwidth = bw_limit < flop_limit;
+    report.figures.push_back({t.name, t.total.tokens / t.total.seconds, by_bandwidth ? bw_limit : flop_limit,
+                              by_bandwidth ? "bandwidth" : "compute", t.flops_per_token, bandwidth});
   }
   return report;
 }

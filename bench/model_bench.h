@@ -19,8 +19,9 @@ struct ModelBenchOptions {
   int decode_tokens = 128;
   std::vector<int> batch_sizes = {8, 32};
   int batch_steps = 64;
-  // Every test and both limits are measured once per round, side by side, and the best of the rounds is
-  // reported (see bench/machine_limits.h and ModelBenchReport).
+  // Every test and both limits are measured once per round: decode tests report the totals of all
+  // rounds beside the reads between their steps, prompt tests and the compute limit the best round
+  // (see run_model_bench and bench/machine_limits.h).
   int rounds = 3;
 };
 
@@ -30,6 +31,9 @@ struct BenchFigure {
   double limit_tokens_per_second = 0;  // what the machine's bandwidth or FLOP rate allows
   std::string bound;                   // "bandwidth" or "compute"
   double flops_per_token = 0;          // this test's: see ModelBenchReport::flops_per_token
+  // A decode test's own read bandwidth: the weights-sized buffer read between its steps (0 for prompt
+  // processing).
+  double bandwidth_bytes_per_s = 0;
 };
 
 struct ModelBenchReport {
@@ -37,14 +41,15 @@ struct ModelBenchReport {
   std::string kv_cache_dtype;  // the KV cache's ("f32", "f16")
   std::string isa;             // the kernels' instruction set ("avx512", "avx2", "portable")
   int rounds = 0;
-  // Streaming a buffer the size of the weights, in passes of `bandwidth_reads` reads of it back to back
-  // (as many as the first decode test reads the weights: the single-stream test, else the batched ones),
-  // one per round: the best of the rounds (the bandwidth limit) and the lowest. For comparison, the best
-  // of passes of one read (a few milliseconds each), which on a shared machine catch moments no longer
-  // test can average. Without decode tests, bandwidth_reads is 0 and all three are the one-read best.
+  // Reading a buffer the size of the weights once after each step of the first decode test (the
+  // single-stream test, else the first batched one; bandwidth_reads steps per round): over all rounds
+  // (that test's bandwidth limit), and the lowest round. For comparison, the best single read (a few
+  // milliseconds each, at the start and end of each round), which on a shared machine catches moments no
+  // longer test can average. Without decode tests, bandwidth_reads is 0 and all three are that best.
   double bandwidth_bytes_per_s = 0;
   double min_bandwidth_bytes_per_s = 0;
   int bandwidth_reads = 0;
+  std::string bandwidth_test;  // that test's name ("tg128"); empty without decode tests
   double peak_bandwidth_bytes_per_s = 0;
   double dram_bandwidth_bytes_per_s = 0;  // streaming 2 GiB (beyond any cache), passes of one read
   double sgemm_flops = 0;                 // best of the rounds

@@ -177,8 +177,10 @@ TEST(CliTest, BenchReportsEveryFigureBesideItsLimit) {
   EXPECT_GT(j["min_bandwidth_gb_s"].get<double>(), 0.1);
   EXPECT_LE(j["min_bandwidth_gb_s"].get<double>(), j["bandwidth_gb_s"].get<double>());
   EXPECT_GT(j["peak_bandwidth_gb_s"].get<double>(), 0.1);
-  // The bandwidth passes are as long as the single-stream test: one read of the weights per step.
-  EXPECT_EQ(j["bandwidth_reads_per_pass"], 8);
+  // The report's bandwidth is the single-stream test's: one read of a weights-sized buffer after each of
+  // its steps, every round.
+  EXPECT_EQ(j["bandwidth_test"], "tg8");
+  EXPECT_EQ(j["bandwidth_reads_per_round"], 8);
   EXPECT_GT(j["sgemm_gflop_s"].get<double>(), 0.1);
   EXPECT_EQ(j["dtype"], "f32");
   EXPECT_EQ(j["kv_cache_dtype"], "f16");
@@ -191,7 +193,6 @@ TEST(CliTest, BenchReportsEveryFigureBesideItsLimit) {
                V = config["vocab_size"].get<double>();
   const double dense = 2 * layers * 12 * C * C, lm_head = 2 * V * C;
   EXPECT_NEAR(j["mflop_per_token"].get<double>() * 1e6, dense + lm_head, 1e-9 * (dense + lm_head));
-  const double per_pass = j["bandwidth_gb_s"].get<double>() * 1e3 / j["weight_mb"].get<double>();
   std::vector<std::string> names;
   for (const auto& f : j["figures"]) {
     const std::string name = f["name"];
@@ -206,6 +207,15 @@ TEST(CliTest, BenchReportsEveryFigureBesideItsLimit) {
     EXPECT_NEAR(f["fraction_of_limit"].get<double>(),
                 f["tokens_per_second"].get<double>() / f["limit_tokens_per_second"].get<double>(), 1e-9);
     const int rows = name == "tg8" ? 1 : name.starts_with("batch") ? std::stoi(name.substr(5)) : 0;
+    // Each decode test's bandwidth is its own, read between its steps; the single-stream test's is the
+    // report's. Prompt processing reads nothing between its steps.
+    const double read = f["read_bandwidth_gb_s"].get<double>();
+    if (rows == 0)
+      EXPECT_EQ(read, 0) << f.dump();
+    else
+      EXPECT_GT(read, 0.1) << f.dump();
+    if (name == "tg8") EXPECT_EQ(read, j["bandwidth_gb_s"].get<double>());
+    const double per_pass = read * 1e3 / j["weight_mb"].get<double>();
     const double limit = rows > 0 ? std::min(rows * per_pass, compute) : compute;
     EXPECT_NEAR(f["limit_tokens_per_second"].get<double>(), limit, 1e-6 * limit) << f.dump();
     EXPECT_EQ(f["bound"], rows > 0 && rows * per_pass < compute ? "bandwidth" : "compute") << f.dump();
@@ -213,14 +223,15 @@ TEST(CliTest, BenchReportsEveryFigureBesideItsLimit) {
   EXPECT_EQ(names, (std::vector<std::string>{"pp128", "tg8", "batch8", "batch32"}))
       << "pp512 is skipped: the tiny model has 256 positions";
 
-  // Without a decode test no bandwidth limit bounds anything: no long passes run, and the report's
-  // bandwidth is the best one-read pass. With only batched tests, the passes are as long as those.
+  // Without a decode test no bandwidth limit bounds anything: nothing is read between steps, and the
+  // report's bandwidth is the best one-read pass. With only batched tests, it is the first one's.
   auto prompts = testing::run_command({cortex_binary(), "bench", "--model", testing::test_model("tiny"),
                                        "--decode-tokens", "0", "--batch-sizes", "0", "--prompt-lengths", "16",
                                        "--rounds", "1", "--json"});
   ASSERT_EQ(prompts.exit_code, 0) << prompts.err;
   auto p = nlohmann::json::parse(prompts.out);
-  EXPECT_EQ(p["bandwidth_reads_per_pass"], 0);
+  EXPECT_EQ(p["bandwidth_reads_per_round"], 0);
+  EXPECT_EQ(p["bandwidth_test"], "");
   EXPECT_GT(p["peak_bandwidth_gb_s"].get<double>(), 0.1);
   EXPECT_EQ(p["bandwidth_gb_s"], p["peak_bandwidth_gb_s"]);
   EXPECT_EQ(p["min_bandwidth_gb_s"], p["peak_bandwidth_gb_s"]);
@@ -228,7 +239,8 @@ TEST(CliTest, BenchReportsEveryFigureBesideItsLimit) {
                                        "--decode-tokens", "0", "--batch-sizes", "4", "--batch-steps", "3",
                                        "--prompt-lengths", "0", "--rounds", "1", "--json"});
   ASSERT_EQ(batched.exit_code, 0) << batched.err;
-  EXPECT_EQ(nlohmann::json::parse(batched.out)["bandwidth_reads_per_pass"], 3);
+  EXPECT_EQ(nlohmann::json::parse(batched.out)["bandwidth_reads_per_round"], 3);
+  EXPECT_EQ(nlohmann::json::parse(batched.out)["bandwidth_test"], "batch4");
   auto text = testing::run_command({cortex_binary(), "bench", "--model", testing::test_model("tiny"),
                                     "--decode-tokens", "0", "--batch-sizes", "0", "--prompt-lengths", "16",
                                     "--rounds", "1"});

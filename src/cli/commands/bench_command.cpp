@@ -89,7 +89,8 @@ void add_bench_command(CLI::App& app) {
                             {"isa", r.isa},
                             {"bandwidth_gb_s", r.bandwidth_bytes_per_s / 1e9},
                             {"min_bandwidth_gb_s", r.min_bandwidth_bytes_per_s / 1e9},
-                            {"bandwidth_reads_per_pass", r.bandwidth_reads},
+                            {"bandwidth_test", r.bandwidth_test},
+                            {"bandwidth_reads_per_round", r.bandwidth_reads},
                             {"peak_bandwidth_gb_s", r.peak_bandwidth_bytes_per_s / 1e9},
                             {"dram_bandwidth_gb_s", r.dram_bandwidth_bytes_per_s / 1e9},
                             {"sgemm_gflop_s", r.sgemm_flops / 1e9},
@@ -103,7 +104,8 @@ void add_bench_command(CLI::App& app) {
                                   {"limit_tokens_per_second", f.limit_tokens_per_second},
                                   {"fraction_of_limit", f.tokens_per_second / f.limit_tokens_per_second},
                                   {"bound", f.bound},
-                                  {"mflop_per_token", f.flops_per_token / 1e6}});
+                                  {"mflop_per_token", f.flops_per_token / 1e6},
+                                  {"read_bandwidth_gb_s", f.bandwidth_bytes_per_s / 1e9}});
         runs.push_back(std::move(j));
         continue;
       }
@@ -111,9 +113,10 @@ void add_bench_command(CLI::App& app) {
                   r.bandwidth_bytes_per_s / 1e9);
       if (r.bandwidth_reads > 0)
         std::printf(
-            "best of %d passes, each reading a weights-sized buffer %d times; lowest pass %.1f GB/s; best "
-            "single read %.1f GB/s",
-            r.rounds, r.bandwidth_reads, r.min_bandwidth_bytes_per_s / 1e9,
+            "a weights-sized buffer read after each of the %s test's steps, %d reads per round, all %d "
+            "rounds; "
+            "lowest round %.1f GB/s; best single read %.1f GB/s",
+            r.bandwidth_test.c_str(), r.bandwidth_reads, r.rounds, r.min_bandwidth_bytes_per_s / 1e9,
             r.peak_bandwidth_bytes_per_s / 1e9);
       else
         std::printf("best single read of a weights-sized buffer; no decode test");
@@ -121,18 +124,25 @@ void add_bench_command(CLI::App& app) {
                   r.dram_bandwidth_bytes_per_s / 1e9, r.sgemm_flops / 1e9, model::blas_core_name().c_str());
       if (const std::string warning = model::blas_core_warning(); !warning.empty())
         std::printf("note: %s\n", warning.c_str());
-      std::printf("every figure and both limits: the best of %d rounds, measured side by side\n", r.rounds);
+      std::printf(
+          "decode tests: all %d rounds together, each beside its own reads of the buffer between its steps; "
+          "prompt tests and sgemm: the best of %d rounds\n",
+          r.rounds, r.rounds);
       std::printf(
           "model (%s weights, %s KV cache, %s kernels): %.0f MB of weights read per decode step, %.0f MFLOP "
           "per decoded token (the dense layers and the LM head; a test's compute limit adds attention at its "
           "positions, and prompt processing computes the LM head once per prompt)\n\n",
           r.dtype.c_str(), r.kv_cache_dtype.c_str(), r.isa.c_str(), r.weight_bytes / 1e6,
           r.flops_per_token / 1e6);
-      std::printf("%-10s %12s %12s %10s  %s\n", "test", "tok/s", "limit tok/s", "fraction", "bound by");
-      for (const auto& f : r.figures)
-        std::printf("%-10s %12.1f %12.1f %9.0f%%  %s\n", f.name.c_str(), f.tokens_per_second,
+      std::printf("%-10s %12s %12s %10s  %-9s  %s\n", "test", "tok/s", "limit tok/s", "fraction", "bound by",
+                  "reads between steps");
+      for (const auto& f : r.figures) {
+        std::printf("%-10s %12.1f %12.1f %9.0f%%  %-9s", f.name.c_str(), f.tokens_per_second,
                     f.limit_tokens_per_second, 100.0 * f.tokens_per_second / f.limit_tokens_per_second,
                     f.bound.c_str());
+        if (f.bandwidth_bytes_per_s > 0) std::printf("  %.1f GB/s", f.bandwidth_bytes_per_s / 1e9);
+        std::printf("\n");
+      }
       std::printf("\n");
       std::fflush(stdout);
     }
