@@ -36,10 +36,16 @@ class MachineLimits {
   // FLOP/s of an sgemm on the batched MLP shape (OpenBLAS, one slice of columns per thread, as the model
   // calls it): the best of `passes` products.
   double sgemm_flops(int passes);
+  // Seconds `pool`'s threads take for one such product: for products interleaved with a test's steps on
+  // the test's own threads (as timed_read). Each is sgemm_flop() FLOP.
+  double timed_sgemm(ThreadPool& pool);
+  static double sgemm_flop();
 
  private:
   // Seconds for `reads` reads of the buffer back to back by pool's threads.
   double read_seconds(ThreadPool& pool, int reads);
+  // Seconds for one sgemm product on pool's threads.
+  double sgemm_seconds(ThreadPool& pool);
 
   ThreadPool pool_;
   size_t floats_;

@@ -105,7 +105,8 @@ void add_bench_command(CLI::App& app) {
                                   {"fraction_of_limit", f.tokens_per_second / f.limit_tokens_per_second},
                                   {"bound", f.bound},
                                   {"mflop_per_token", f.flops_per_token / 1e6},
-                                  {"read_bandwidth_gb_s", f.bandwidth_bytes_per_s / 1e9}});
+                                  {"read_bandwidth_gb_s", f.bandwidth_bytes_per_s / 1e9},
+                                  {"sgemm_gflop_s", f.sgemm_flops / 1e9}});
         runs.push_back(std::move(j));
         continue;
       }
@@ -125,8 +126,8 @@ void add_bench_command(CLI::App& app) {
       if (const std::string warning = model::blas_core_warning(); !warning.empty())
         std::printf("note: %s\n", warning.c_str());
       std::printf(
-          "decode tests: all %d rounds together, each beside its own reads of the buffer between its steps; "
-          "prompt tests and sgemm: the best of %d rounds\n",
+          "decode tests: all %d rounds together, each beside its own reads of the buffer (and, batched, "
+          "sgemm products) between its steps; prompt tests and the sgemm above: the best of %d rounds\n",
           r.rounds, r.rounds);
       std::printf(
           "model (%s weights, %s KV cache, %s kernels): %.0f MB of weights read per decode step, %.0f MFLOP "
@@ -135,12 +136,13 @@ void add_bench_command(CLI::App& app) {
           r.dtype.c_str(), r.kv_cache_dtype.c_str(), r.isa.c_str(), r.weight_bytes / 1e6,
           r.flops_per_token / 1e6);
       std::printf("%-10s %12s %12s %10s  %-9s  %s\n", "test", "tok/s", "limit tok/s", "fraction", "bound by",
-                  "reads between steps");
+                  "measured between steps");
       for (const auto& f : r.figures) {
         std::printf("%-10s %12.1f %12.1f %9.0f%%  %-9s", f.name.c_str(), f.tokens_per_second,
                     f.limit_tokens_per_second, 100.0 * f.tokens_per_second / f.limit_tokens_per_second,
                     f.bound.c_str());
         if (f.bandwidth_bytes_per_s > 0) std::printf("  %.1f GB/s", f.bandwidth_bytes_per_s / 1e9);
+        if (f.sgemm_flops > 0) std::printf(", sgemm %.1f GFLOP/s", f.sgemm_flops / 1e9);
         std::printf("\n");
       }
       std::printf("\n");
