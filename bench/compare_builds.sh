@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Compares builds on a shared, noisy machine: runs `cortex bench` with each of two or more cortex binaries
-# in turn, ROUNDS times over, and prints for every weight type and test each binary's best tok/s, that
-# over the best limit its runs measured, and each binary's fraction over the first's. Each run measures
-# the machine's limits beside its tests, so the fraction is what compares across runs; on a machine shared
-# with other tenants absolute figures move 10-30 % within minutes, and only runs taken in turn, many
-# times, tell a change of a few percent from the machine's state.
+# in turn, ROUNDS times over, and prints for every weight type and test each binary's figure, its fraction
+# of the limit, and each binary's fraction over the first's. Decode tests are measured beside limits read
+# between their own steps, so each run's fraction is its own and a binary's is the mean of its runs';
+# prompt tests are set beside the best limit of the binary's runs. On a machine shared with other tenants
+# absolute figures move 10-30 % within minutes, and only runs taken in turn, many times, tell a change of
+# a few percent from the machine's state.
 # Usage: bench/compare_builds.sh [-n ROUNDS] [--serve CLIENTS] CORTEX_A CORTEX_B [...] [-- OPTIONS...]
 #   ROUNDS (default 3): how many times each binary runs. OPTIONS go to every `cortex bench` run
 #   (default: --rounds 1), e.g. -- --dtype q8_0 --batch-sizes 8,16 --prompt-lengths 0 --decode-tokens 0
@@ -99,14 +100,22 @@ awk -v n="${#bins[@]}" -v rounds="$rounds" '
     key = $2 " " $3
     if (!(key in seen)) { seen[key] = 1; order[++keys] = key }
     k = $1 SUBSEP key
+    if ($3 ~ /^(tg|batch)/ && $5 != "-") {
+      # A decode test: its limits were measured between its own steps, so the fraction of each run
+      # is its own; the figures of a build are the means of those of its runs.
+      decode[k] = 1; runs[k]++; sum_tps[k] += $4; sum_frac[k] += ($5 > 0 ? $4 / $5 : 0)
+      next
+    }
     if (!(k in tps) || $4 > tps[k]) tps[k] = $4
     if ($5 != "-" && (!(k in limit) || $5 > limit[k])) limit[k] = $5
   }
   END {
-    # The best tok/s over the best limit, each the best of the runs of a build: the best of the fractions
-    # of the runs would pick the run whose test met a faster moment of the machine than its limit did.
+    # Prompt tests: the best tok/s over the best limit, each the best of the runs of a build (as the
+    # bench takes both as the best of its rounds): the best of the fractions of the runs would pick the
+    # run whose test met a faster moment of the machine than its limit did.
     for (k in limit) frac[k] = limit[k] > 0 ? tps[k] / limit[k] : 0
-    printf "best of %d runs each: tok/s (over the best limit); B / A: of the fractions (of tok/s for a server)\n", rounds
+    for (k in decode) { tps[k] = sum_tps[k] / runs[k]; frac[k] = sum_frac[k] / runs[k] }
+    printf "%d runs each: decode tests, the mean tok/s (and the mean fraction, each run over its own limit); prompt tests, the best tok/s (over the best limit); B / A: of the fractions (of tok/s for a server)\n", rounds
     printf "%-6s %-8s", "type", "test"
     for (i = 0; i < n; ++i) printf " %20s", "build " sprintf("%c", 65 + i)
     for (i = 1; i < n; ++i) printf " %9s", sprintf("%c / A", 65 + i)

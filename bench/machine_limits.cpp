@@ -89,7 +89,7 @@ MachineLimits::MachineLimits(int threads, size_t bytes)
 
 MachineLimits::~MachineLimits() = default;
 
-double MachineLimits::read_seconds(ThreadPool& pool, int reads) {
+double MachineLimits::read_seconds(ThreadPool& pool) {
   const float* buf = buffers_->stream;
   const size_t n = floats_;
   std::vector<float> partial(static_cast<size_t>(pool.size()));
@@ -97,14 +97,7 @@ double MachineLimits::read_seconds(ThreadPool& pool, int reads) {
   pool.run([&](int t) {
     size_t per = n / static_cast<size_t>(pool.size()) / 1024 * 1024;
     size_t b = per * static_cast<size_t>(t), e = t + 1 == pool.size() ? n : b + per;
-    float s = 0;
-    for (int r = 0; r < reads; ++r) {
-      // The same sum each time: the empty asm hides that from the compiler, which would read once.
-      const float* p = buf + b;
-      asm volatile("" : "+r"(p));
-      s += sum_range(p, e - b);
-    }
-    partial[static_cast<size_t>(t)] = s;
+    partial[static_cast<size_t>(t)] = sum_range(buf + b, e - b);
   });
   const double seconds = seconds_since(start);
   volatile float sink = 0;
@@ -112,16 +105,15 @@ double MachineLimits::read_seconds(ThreadPool& pool, int reads) {
   return seconds;
 }
 
-double MachineLimits::read_bandwidth(int passes, int reads_per_pass) {
-  const int reads = std::max(1, reads_per_pass);
+double MachineLimits::read_bandwidth(int passes) {
   double best = 0;
   for (int rep = 0; rep < passes; ++rep)
-    best = std::max(best, static_cast<double>(buffer_bytes()) * reads / read_seconds(pool_, reads));
+    best = std::max(best, static_cast<double>(buffer_bytes()) / read_seconds(pool_));
   return best;
 }
 
 double MachineLimits::timed_read(ThreadPool& pool) {
-  return read_seconds(pool, 1);
+  return read_seconds(pool);
 }
 
 double MachineLimits::sgemm_flop() {

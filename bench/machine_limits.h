@@ -24,11 +24,10 @@ class MachineLimits {
   MachineLimits(int threads, size_t bytes);
   ~MachineLimits();
 
-  // Bytes per second read by this object's threads streaming the buffer: the best of `passes` passes,
-  // each `reads_per_pass` reads of the whole buffer back to back, timed as one. On a shared machine the
-  // best of many short passes (one read, a few milliseconds) catches moments of more bandwidth than any
-  // test of hundreds of milliseconds can average.
-  double read_bandwidth(int passes, int reads_per_pass = 1);
+  // Bytes per second read by this object's threads streaming the buffer: the best of `passes` reads of
+  // it. On a shared machine the best of such short passes (a few milliseconds each) catches moments of more
+  // bandwidth than any test of hundreds of milliseconds can average.
+  double read_bandwidth(int passes);
   // Seconds `pool`'s threads take to read the whole buffer once: for reads interleaved with a test's
   // steps on the test's own threads, so that the test and the reads share the machine's moments.
   double timed_read(ThreadPool& pool);
@@ -42,8 +41,8 @@ class MachineLimits {
   static double sgemm_flop();
 
  private:
-  // Seconds for `reads` reads of the buffer back to back by pool's threads.
-  double read_seconds(ThreadPool& pool, int reads);
+  // Seconds for one read of the buffer by pool's threads.
+  double read_seconds(ThreadPool& pool);
   // Seconds for one sgemm product on pool's threads.
   double sgemm_seconds(ThreadPool& pool);
 

@@ -19,10 +19,9 @@ struct ModelBenchOptions {
   int decode_tokens = 128;
   std::vector<int> batch_sizes = {8, 32};
   int batch_steps = 64;
-  // Every test and both limits are measured once per round: decode tests report the totals of all
-  // rounds beside the reads (and, batched, the sgemm products) between their steps, prompt tests and the
-  // compute limit beside them the best round
-  // (see run_model_bench and bench/machine_limits.h).
+  // Every test and its limits are measured once per round: decode tests report the totals of all rounds
+  // beside the reads (and, batched, the sgemm products) between their steps, prompt tests and the compute
+  // limit beside them the best round (see run_model_bench and bench/machine_limits.h).
   int rounds = 3;
 };
 
@@ -33,11 +32,12 @@ struct BenchFigure {
   std::string bound;                   // "bandwidth" or "compute"
   double flops_per_token = 0;          // this test's: see ModelBenchReport::flops_per_token
   // A decode test's own read bandwidth: the weights-sized buffer read between its steps (0 for prompt
-  // processing).
+  // processing, which no bandwidth limit bounds).
   double bandwidth_bytes_per_s = 0;
-  // A batched decode test's own matrix-multiply rate: sgemm products between its steps (0 otherwise: the
-  // report's sgemm_flops is the limit's).
+  // The matrix-multiply rate its compute limit is set with: a batched decode test's own, sgemm products
+  // between its steps (sgemm_between_steps); otherwise the report's sgemm_flops.
   double sgemm_flops = 0;
+  bool sgemm_between_steps = false;
 };
 
 struct ModelBenchReport {
@@ -56,7 +56,7 @@ struct ModelBenchReport {
   std::string bandwidth_test;  // that test's name ("tg128"); empty without decode tests
   double peak_bandwidth_bytes_per_s = 0;
   double dram_bandwidth_bytes_per_s = 0;  // streaming 2 GiB (beyond any cache), passes of one read
-  double sgemm_flops = 0;                 // best of the rounds (beside the prompt tests)
+  double sgemm_flops = 0;                 // best of the rounds (once per round, or after each prompt test)
   double weight_bytes = 0;                // read once per decode step (in the run's type)
   // A decode token's FLOP, 2 × the multiply-adds of the dense layers and the LM head. A test's own (in its
   // figure) also counts attention at the test's positions, and prompt processing the LM head once per

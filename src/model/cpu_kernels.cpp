@@ -607,11 +607,13 @@ void matvec_in_major_rows(float* __restrict y, const float* __restrict x, const 
     constexpr int kLineFloats = 16;
     static_assert(kLineFloats % V::kWidth == 0);
     const V::T v0 = V::set1(x0), v1 = V::set1(x1), v2 = V::set1(x2), v3 = V::set1(x3);
-    // y[o..] += ((x0·w0 + x1·w1) + x2·w2) + x3·w3, a vector of columns at a time: as the scalar tail
-    // below rounds, multiply first, then fused multiply-adds.
+    // y[o..] += fma(x3, w3, fma(x2, w2, fma(x0, w0, x1·w1))), a vector of columns at a time, and the
+    // columns after the last vector one by one in the same order (with std::fma, which this instruction
+    // set computes in one instruction): what the compiler made of x0·w0 + x1·w1 + x2·w2 + x3·w3 with
+    // contraction, which the kernel computed before, so the results are the same to the bit.
     auto columns = [&](int c) {
-      V::T t = V::mul(v0, V::load(w0 + c));
-      t = V::fmadd(v1, V::load(w1 + c), t);
+      V::T t = V::mul(v1, V::load(w1 + c));
+      t = V::fmadd(v0, V::load(w0 + c), t);
       t = V::fmadd(v2, V::load(w2 + c), t);
       t = V::fmadd(v3, V::load(w3 + c), t);
       V::store(y + c, V::add(V::load(y + c), t));
@@ -627,6 +629,7 @@ void matvec_in_major_rows(float* __restrict y, const float* __restrict x, const 
       }
     }
     for (; o + V::kWidth <= out; o += V::kWidth) columns(o);
+    for (; o < out; ++o) y[o] += std::fma(x3, w3[o], std::fma(x2, w2[o], std::fma(x0, w0[o], x1 * w1[o])));
 #else
     for (; o + 16 <= out; o += 16) {
       if (ahead) {
@@ -636,8 +639,8 @@ void matvec_in_major_rows(float* __restrict y, const float* __restrict x, const 
 #pragma GCC unroll 16
       for (int u = o; u < o + 16; ++u) y[u] += x0 * w0[u] + x1 * w1[u] + x2 * w2[u] + x3 * w3[u];
     }
-#endif
     for (; o < out; ++o) y[o] += x0 * w0[o] + x1 * w1[o] + x2 * w2[o] + x3 * w3[o];
+#endif
   }
   for (int i = i0 + 4 * q; i < i1; ++i) {
     const float xi = x[i];

@@ -64,8 +64,9 @@ class Gpt2Model {
   const Gpt2Config& config() const { return weights_->config(); }
   const Gpt2Weights& weights() const { return *weights_; }
   KvCache& kv_cache() { return kv_cache_; }
-  // The threads the forward pass runs on. For a benchmark that interleaves its own work with forward
-  // passes on the same cores: a second pool would spin against this one's threads at every switch.
+  // The threads the forward pass runs on. For a benchmark that interleaves its own work with every
+  // forward pass: on a second pool, each switch would leave one pool's threads spinning (for up to a
+  // quarter of a millisecond) against the other's.
   ThreadPool& pool() { return pool_; }
 
   std::unique_ptr<Sequence> new_sequence();

@@ -376,6 +376,36 @@ TEST_P(KernelsTest, DotProductHandlesTails) {
   }
 }
 
+// The F32 single-row product with W stored [in, out] computes every column, vectors and the columns after
+// the last vector alike, in one order of fused multiply-adds per four rows (one from each quarter of the
+// rows): fma(x3, w3, fma(x2, w2, fma(x0, w0, x1 · w1))) added to the accumulator, then the rows after the
+// quarters as fma(x, w, y). The vector instruction sets must give exactly that, so that a model's output
+// does not depend on the instruction set or on which columns fall in a vector (the portable build leaves
+// contraction to the compiler and is only checked against the naive product above).
+TEST_P(KernelsTest, InMajorRowsFollowOneOrderOfFusedMultiplyAdds) {
+  if (GetParam() == Isa::kPortable) GTEST_SKIP() << "the portable loop's rounding is the compiler's";
+  for (const auto& [in, out] : {std::pair{768, 3072}, std::pair{3072, 768}, std::pair{70, 133},
+                                std::pair{103, 171}, std::pair{4099, 33}, std::pair{37, 9}}) {
+    auto w = random_vector(static_cast<size_t>(in) * out, 31), x = random_vector(in, 32);
+    for (const auto& [i0, i1] : {std::pair{0, in}, std::pair{in / 3, in}}) {
+      std::vector<float> got(static_cast<size_t>(out), 0.5f), expect(got);
+      kernels().matvec_in_major_rows(got.data(), x.data(), w.data(), out, i0, i1);
+      const int q = (i1 - i0) / 4;
+      auto at = [&](int i, int o) { return w[static_cast<size_t>(i) * out + o]; };
+      for (int i = i0; i < i0 + q; ++i)
+        for (int o = 0; o < out; ++o) {
+          const float t = std::fma(x[i], at(i, o), x[i + q] * at(i + q, o));
+          expect[o] += std::fma(x[i + 3 * q], at(i + 3 * q, o), std::fma(x[i + 2 * q], at(i + 2 * q, o), t));
+        }
+      for (int i = i0 + 4 * q; i < i1; ++i)
+        for (int o = 0; o < out; ++o) expect[o] = std::fma(x[i], at(i, o), expect[o]);
+      for (int o = 0; o < out; ++o)
+        ASSERT_EQ(got[o], expect[o]) << "in " << in << " out " << out << " rows " << i0 << ".." << i1
+                                     << " column " << o;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Isas, KernelsTest, ::testing::ValuesIn(supported_isas()),
                          [](const auto& info) { return std::string(isa_name(info.param)); });
 

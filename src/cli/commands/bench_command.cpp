@@ -61,8 +61,8 @@ void add_bench_command(CLI::App& app) {
       ->delimiter(',')
       ->capture_default_str();
   cmd->add_option("--rounds", o->model.rounds,
-                  "Rounds: every test and both limits are measured once per round, side by side, and the "
-                  "best of each is reported")
+                  "Rounds: every test and its limits are measured once per round; decode tests report all "
+                  "rounds together beside limits measured between their steps, prompt tests the best round")
       ->check(CLI::Range(1, 100))
       ->capture_default_str();
   cmd->add_option("--dtype", o->dtypes,
@@ -98,15 +98,19 @@ void add_bench_command(CLI::App& app) {
                             {"blas_core_warning", model::blas_core_warning()},
                             {"weight_mb", r.weight_bytes / 1e6},
                             {"mflop_per_token", r.flops_per_token / 1e6}};
-        for (const auto& f : r.figures)
+        for (const auto& f : r.figures) {
           j["figures"].push_back({{"name", f.name},
                                   {"tokens_per_second", f.tokens_per_second},
                                   {"limit_tokens_per_second", f.limit_tokens_per_second},
                                   {"fraction_of_limit", f.tokens_per_second / f.limit_tokens_per_second},
                                   {"bound", f.bound},
                                   {"mflop_per_token", f.flops_per_token / 1e6},
-                                  {"read_bandwidth_gb_s", f.bandwidth_bytes_per_s / 1e9},
-                                  {"sgemm_gflop_s", f.sgemm_flops / 1e9}});
+                                  {"limit_sgemm_gflop_s", f.sgemm_flops / 1e9},
+                                  {"sgemm_between_steps", f.sgemm_between_steps}});
+          // Decode tests only: prompt processing has no bandwidth limit.
+          if (f.bandwidth_bytes_per_s > 0)
+            j["figures"].back()["limit_read_bandwidth_gb_s"] = f.bandwidth_bytes_per_s / 1e9;
+        }
         runs.push_back(std::move(j));
         continue;
       }
@@ -114,11 +118,10 @@ void add_bench_command(CLI::App& app) {
                   r.bandwidth_bytes_per_s / 1e9);
       if (r.bandwidth_reads > 0)
         std::printf(
-            "a weights-sized buffer read after each of the %s test's steps, %d reads per round, all %d "
-            "rounds; "
-            "lowest round %.1f GB/s; best single read %.1f GB/s",
-            r.bandwidth_test.c_str(), r.bandwidth_reads, r.rounds, r.min_bandwidth_bytes_per_s / 1e9,
-            r.peak_bandwidth_bytes_per_s / 1e9);
+            "a weights-sized buffer read after each of the %s test's steps, %d reads per round, over %d "
+            "round%s; lowest round %.1f GB/s; best single read %.1f GB/s",
+            r.bandwidth_test.c_str(), r.bandwidth_reads, r.rounds, r.rounds == 1 ? "" : "s",
+            r.min_bandwidth_bytes_per_s / 1e9, r.peak_bandwidth_bytes_per_s / 1e9);
       else
         std::printf("best single read of a weights-sized buffer; no decode test");
       std::printf("; 2 GiB buffer %.1f GB/s), sgemm %.1f GFLOP/s (OpenBLAS, %s kernels)\n",
@@ -126,9 +129,10 @@ void add_bench_command(CLI::App& app) {
       if (const std::string warning = model::blas_core_warning(); !warning.empty())
         std::printf("note: %s\n", warning.c_str());
       std::printf(
-          "decode tests: all %d rounds together, each beside its own reads of the buffer (and, batched, "
-          "sgemm products) between its steps; prompt tests and the sgemm above: the best of %d rounds\n",
-          r.rounds, r.rounds);
+          "decode tests: %d round%s together, each beside its own reads of the buffer (and, batched, sgemm "
+          "products) between its steps, which leave the caches cold for every step; prompt tests and the "
+          "sgemm above: the best of %d round%s\n",
+          r.rounds, r.rounds == 1 ? "" : "s", r.rounds, r.rounds == 1 ? "" : "s");
       std::printf(
           "model (%s weights, %s KV cache, %s kernels): %.0f MB of weights read per decode step, %.0f MFLOP "
           "per decoded token (the dense layers and the LM head; a test's compute limit adds attention at its "
@@ -142,7 +146,7 @@ void add_bench_command(CLI::App& app) {
                     f.limit_tokens_per_second, 100.0 * f.tokens_per_second / f.limit_tokens_per_second,
                     f.bound.c_str());
         if (f.bandwidth_bytes_per_s > 0) std::printf("  %.1f GB/s", f.bandwidth_bytes_per_s / 1e9);
-        if (f.sgemm_flops > 0) std::printf(", sgemm %.1f GFLOP/s", f.sgemm_flops / 1e9);
+        if (f.sgemm_between_steps) std::printf(", sgemm %.1f GFLOP/s", f.sgemm_flops / 1e9);
         std::printf("\n");
       }
       std::printf("\n");
