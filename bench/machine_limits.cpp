@@ -89,7 +89,7 @@ MachineLimits::MachineLimits(int threads, size_t bytes)
 
 MachineLimits::~MachineLimits() = default;
 
-double MachineLimits::read_seconds(ThreadPool& pool) {
+double MachineLimits::timed_read(ThreadPool& pool) {
   const float* buf = buffers_->stream;
   const size_t n = floats_;
   std::vector<float> partial(static_cast<size_t>(pool.size()));
@@ -108,19 +108,15 @@ double MachineLimits::read_seconds(ThreadPool& pool) {
 double MachineLimits::read_bandwidth(int passes) {
   double best = 0;
   for (int rep = 0; rep < passes; ++rep)
-    best = std::max(best, static_cast<double>(buffer_bytes()) / read_seconds(pool_));
+    best = std::max(best, static_cast<double>(buffer_bytes()) / timed_read(pool_));
   return best;
-}
-
-double MachineLimits::timed_read(ThreadPool& pool) {
-  return read_seconds(pool);
 }
 
 double MachineLimits::sgemm_flop() {
   return 2.0 * kM * kN * kK;
 }
 
-double MachineLimits::sgemm_seconds(ThreadPool& pool) {
+double MachineLimits::timed_sgemm(ThreadPool& pool) {
   Buffers& m = *buffers_;
   auto start = SteadyClock::now();
   pool.parallel_for(
@@ -135,12 +131,8 @@ double MachineLimits::sgemm_seconds(ThreadPool& pool) {
 
 double MachineLimits::sgemm_flops(int passes) {
   double best = 0;
-  for (int rep = 0; rep < passes; ++rep) best = std::max(best, sgemm_flop() / sgemm_seconds(pool_));
+  for (int rep = 0; rep < passes; ++rep) best = std::max(best, sgemm_flop() / timed_sgemm(pool_));
   return best;
-}
-
-double MachineLimits::timed_sgemm(ThreadPool& pool) {
-  return sgemm_seconds(pool);
 }
 
 }  // namespace cortex::bench

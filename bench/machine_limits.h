@@ -28,24 +28,19 @@ class MachineLimits {
   // it. On a shared machine the best of such short passes (a few milliseconds each) catches moments of more
   // bandwidth than any test of hundreds of milliseconds can average.
   double read_bandwidth(int passes);
-  // Seconds `pool`'s threads take to read the whole buffer once: for reads interleaved with a test's
-  // steps on the test's own threads, so that the test and the reads share the machine's moments.
+  // Seconds `pool`'s threads take to read the whole buffer once (read_bandwidth's passes on this object's
+  // threads; a test's own threads for reads interleaved with its steps, so that the test and the reads
+  // share the machine's moments).
   double timed_read(ThreadPool& pool);
   size_t buffer_bytes() const { return floats_ * sizeof(float); }
   // FLOP/s of an sgemm on the batched MLP shape (OpenBLAS, one slice of columns per thread, as the model
   // calls it): the best of `passes` products.
   double sgemm_flops(int passes);
-  // Seconds `pool`'s threads take for one such product: for products interleaved with a test's steps on
-  // the test's own threads (as timed_read). Each is sgemm_flop() FLOP.
+  // Seconds `pool`'s threads take for one such product (sgemm_flop() FLOP), as timed_read.
   double timed_sgemm(ThreadPool& pool);
   static double sgemm_flop();
 
  private:
-  // Seconds for one read of the buffer by pool's threads.
-  double read_seconds(ThreadPool& pool);
-  // Seconds for one sgemm product on pool's threads.
-  double sgemm_seconds(ThreadPool& pool);
-
   ThreadPool pool_;
   size_t floats_;
   struct Buffers;

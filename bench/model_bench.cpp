@@ -4,6 +4,8 @@
 #include <functional>
 #include <memory>
 #include <random>
+#include <string>
+#include <utility>
 
 #include "bench/machine_limits.h"
 #include "model/gpt2_model.h"
@@ -115,15 +117,15 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
   // and totals over the rounds do not pick the one in which the test (or the reads) got lucky: each
   // round's own fraction still moved by ±10 %. The reads (and products) leave the caches cold for every
   // step: for 124M that costs little, its weights being far beyond the last-level cache anyway, but a
-  // model whose weights fit there is measured as if they did not. A batched decode test's matrix-multiply rate is its own
-  // too, an sgemm product after each step (set against the best of the rounds' products, the totals of
-  // batch32 read 53-63 % where the best of its rounds had read 62-74 %). Prompt tests (a few hundred
-  // milliseconds each, no steps to interleave) and the matrix-multiply rate beside them are the best of
-  // the rounds.
+  // model whose weights fit there is measured as if they did not. A batched decode test's
+  // matrix-multiply rate is its own too, an sgemm product after each step (set against the best of the
+  // rounds' products, the totals of batch32 read 53-63 % where the best of its rounds had read 62-74 %).
+  // Prompt tests (a few hundred milliseconds each, no steps to interleave) and the matrix-multiply rate
+  // beside them are the best of the rounds.
   struct Test {
     std::string name;
-    int rows;  // sequences per decode step; 0 for prompt processing
-    double flops_per_token;
+    int rows = 0;  // sequences per decode step; 0 for prompt processing
+    double flops_per_token = 0;
     std::function<double()> prompt;  // prompt processing's tok/s
     int steps = 0;                   // decode steps per round
     double best = 0;                 // prompt processing: the best round's tok/s
@@ -131,21 +133,32 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
     double min_bandwidth = 0;        // decode: the lowest round's read bandwidth
   };
   std::vector<Test> tests;
+  auto add = [&](std::string name, int rows, double flops_per_token, std::function<double()> prompt,
+                 int steps) {
+    Test t;
+    t.name = std::move(name);
+    t.rows = rows;
+    t.flops_per_token = flops_per_token;
+    t.prompt = std::move(prompt);
+    t.steps = steps;
+    tests.push_back(std::move(t));
+  };
   for (int n : options.prompt_lengths)
     if (n > 0 && n <= c.n_ctx)
-      tests.push_back({"pp" + std::to_string(n), 0, layers + lm_head / n + attention(0, n),
-                       [&, n] { return prompt_rate(*model, n); }});
+      add(
+          "pp" + std::to_string(n), 0, layers + lm_head / n + attention(0, n),
+          [&, n] { return prompt_rate(*model, n); }, 0);
   const int decode_steps = std::min(options.decode_tokens, c.n_ctx - kDecodePrompt - 1);
   if (decode_steps > 0)
-    tests.push_back({"tg" + std::to_string(decode_steps), 1,
-                     report.flops_per_token + attention(kDecodePrompt, kDecodePrompt + decode_steps), nullptr,
-                     decode_steps});
+    add("tg" + std::to_string(decode_steps), 1,
+        report.flops_per_token + attention(kDecodePrompt, kDecodePrompt + decode_steps), nullptr,
+        decode_steps);
   const int batch_steps = std::min(options.batch_steps, c.n_ctx - kDecodePrompt - 1);
   for (int b : options.batch_sizes)
     if (b > 0 && batch_steps > 0)
-      tests.push_back({"batch" + std::to_string(b), b,
-                       report.flops_per_token + attention(kDecodePrompt, kDecodePrompt + batch_steps),
-                       nullptr, batch_steps});
+      add("batch" + std::to_string(b), b,
+          report.flops_per_token + attention(kDecodePrompt, kDecodePrompt + batch_steps), nullptr,
+          batch_steps);
 
   const bool prompt_tests =
       std::any_of(tests.begin(), tests.end(), [](const Test& t) { return t.rows == 0; });
@@ -157,6 +170,7 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
     for (Test& t : tests) {
       if (t.rows == 0) {
         t.best = std::max(t.best, t.prompt());
+        report.sgemm_flops = std::max(report.sgemm_flops, limits.sgemm_flops(3));
       } else {
         const DecodeRun r = decode_run(*model, t.rows, t.steps, limits);
         const double b = buffer * t.steps / r.read_seconds;
@@ -164,20 +178,23 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
         t.total.tokens += r.tokens, t.total.seconds += r.seconds, t.total.read_seconds += r.read_seconds;
         t.total.sgemm_seconds += r.sgemm_seconds;
       }
-      if (t.rows == 0) report.sgemm_flops = std::max(report.sgemm_flops, limits.sgemm_flops(3));
     }
     // Without prompt tests, once per round: the single-stream test's compute limit (far above its
     // bandwidth limit).
     if (!prompt_tests) report.sgemm_flops = std::max(report.sgemm_flops, limits.sgemm_flops(3));
     report.peak_bandwidth_bytes_per_s = std::max(report.peak_bandwidth_bytes_per_s, limits.read_bandwidth(3));
   }
+  // A decode test's bandwidth: the reads between its steps, all rounds together.
+  auto read_bandwidth = [&](const Test& t) {
+    return buffer * t.steps * options.rounds / t.total.read_seconds;
+  };
   // The report's bandwidth: the first decode test's (the single-stream test's, else the first batched
   // one's); without decode tests, the best single read.
   report.bandwidth_bytes_per_s = report.min_bandwidth_bytes_per_s = report.peak_bandwidth_bytes_per_s;
   report.bandwidth_reads = 0;
   for (const Test& t : tests)
     if (t.rows > 0) {
-      report.bandwidth_bytes_per_s = buffer * t.steps * options.rounds / t.total.read_seconds;
+      report.bandwidth_bytes_per_s = read_bandwidth(t);
       report.min_bandwidth_bytes_per_s = t.min_bandwidth;
       report.bandwidth_reads = t.steps;
       report.bandwidth_test = t.name;
@@ -190,7 +207,7 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
           {t.name, t.best, flop_limit, "compute", t.flops_per_token, 0, report.sgemm_flops});
       continue;
     }
-    const double bandwidth = buffer * t.steps * options.rounds / t.total.read_seconds;
+    const double bandwidth = read_bandwidth(t);
     const double bw_limit = t.rows * bandwidth / report.weight_bytes;
     // Several sequences: the sgemm products between the steps; one: the best of the rounds' (a single
     // stream's arithmetic is a tenth of what the bandwidth allows).
