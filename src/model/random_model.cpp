@@ -175,6 +175,8 @@ void write_random_model(const RandomModelOptions& options) {
   writer.add_metadata("gpt2.attention.head_count", int64_t{config.n_head});
   writer.add_metadata("gpt2.attention.layer_norm_epsilon", double{config.layer_norm_epsilon});
   writer.add_metadata("tokenizer.ggml.model", std::string("gpt2"));
+  // The pre-tokenizer's split rule: GPT-2's own (llama.cpp warns that text may tokenize badly without it).
+  writer.add_metadata("tokenizer.ggml.pre", std::string("gpt-2"));
   writer.add_metadata("tokenizer.ggml.tokens", vocab.tokens);
   std::vector<int64_t> types(vocab.tokens.size(), 1);
   int64_t eos = static_cast<int64_t>(vocab.tokens.size()) - 1;

@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
@@ -219,8 +220,12 @@ TEST(CliTest, BenchReportsEveryFigureBesideItsLimit) {
     // report's. Prompt processing reads nothing between its steps.
     ASSERT_EQ(f.contains("limit_read_bandwidth_gb_s"), rows > 0) << f.dump();
     const double read = rows > 0 ? f["limit_read_bandwidth_gb_s"].get<double>() : 0;
-    if (rows > 0) EXPECT_GT(read, 0.1) << f.dump();
-    if (name == "tg8") EXPECT_EQ(read, j["bandwidth_gb_s"].get<double>());
+    if (rows > 0) {
+      EXPECT_GT(read, 0.1) << f.dump();
+    }
+    if (name == "tg8") {
+      EXPECT_EQ(read, j["bandwidth_gb_s"].get<double>());
+    }
     const double per_pass = read * 1e3 / j["weight_mb"].get<double>();
     const double limit = rows > 0 ? std::min(rows * per_pass, compute) : compute;
     EXPECT_NEAR(f["limit_tokens_per_second"].get<double>(), limit, 1e-6 * limit) << f.dump();
@@ -302,6 +307,61 @@ TEST(CliTest, CompareBuildsPrintsEachBuildsBestFigureAndTheirRatio) {
   auto one = run_command({"bash", script, cortex_binary()});
   EXPECT_EQ(one.exit_code, 2);
   EXPECT_NE(one.err.find("usage:"), std::string::npos) << one.err;
+}
+
+// bench/beside_llama_cpp.sh runs llama.cpp's benchmarks and `cortex bench` in turn on the same GGUF file
+// and prints both engines' medians and the median of the rounds' ratios. llama.cpp's tools here are
+// stand-ins printing the formats of llama-bench (-o json) and llama-batched-bench (--output-format
+// jsonl) with fixed figures, recording the arguments they get; cortex is the real one, on the tiny shape
+// (whose 256 positions make the prompt test 128 tokens long).
+TEST(CliTest, BesideLlamaCppPrintsBothEnginesAndTheRatioOfEachRound) {
+  const std::string script = testing::source_dir() + "/bench/beside_llama_cpp.sh";
+  const std::string dir = testing::make_temp_dir("beside-llama-cpp");
+  const std::string bin = dir + "/build/bin";
+  std::filesystem::create_directories(bin);
+  auto tool = [&](const std::string& name, const std::string& output) {
+    std::ofstream(bin + "/" + name) << "#!/bin/sh\necho \"$0 $*\" >> " << dir << "/calls\ncat <<'EOF'\n"
+                                    << output << "\nEOF\n";
+    std::filesystem::permissions(bin + "/" + name, std::filesystem::perms::owner_all);
+  };
+  tool("llama-bench", R"([{"n_prompt": 128, "n_gen": 0, "avg_ts": 1000.0},
+                          {"n_prompt": 0, "n_gen": 128, "avg_ts": 50.0}])");
+  tool("llama-batched-bench", R"({"pp": 16, "tg": 64, "pl": 8, "speed_pp": 900.0, "speed_tg": 400.0})");
+  tool("llama-server", "");
+  auto r = run_command({"env", "LLAMA_CPP_DIR=" + dir, "SHAPE=tiny", "BATCH=8", "bash", script, "-n", "2",
+                        "--types", "q8_0", cortex_binary()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("2 rounds, 2 threads, GPT-2 tiny, F16 KV cache"), std::string::npos) << r.out;
+  const std::string model = dir + "/models/gpt2-tiny-q8_0.gguf";
+  EXPECT_TRUE(std::filesystem::exists(model));
+  const std::string calls = read_file(dir + "/calls");
+  EXPECT_NE(calls.find("llama-bench -m " + model + " -t 2 -p 128 -n 128 -r 1 -o json"), std::string::npos)
+      << calls;
+  EXPECT_NE(calls.find("llama-batched-bench -m " + model + " -t 2 "), std::string::npos) << calls;
+  EXPECT_NE(calls.find("-npp 16 -ntg 64 -npl 8 --output-format jsonl"), std::string::npos) << calls;
+  // Per test: llama.cpp's median, ours, and the median of the rounds' ratios (llama.cpp's figure being
+  // the same in both rounds, that is our median over it).
+  const std::regex row(R"((q8_0) +(pp128|tg128|batch8) +([0-9.]+) +([0-9.]+|-) +([0-9.]+x|-))");
+  std::map<std::string, std::vector<std::string>> rows;  // test: its type, test, llama.cpp, cortex, ratio
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);) {
+    std::smatch m;
+    if (std::regex_match(line, m, row)) rows[m[2].str()] = {m[1], m[2], m[3], m[4], m[5]};
+  }
+  ASSERT_EQ(rows.size(), 3u) << r.out;
+  for (const auto& [test, llama] :
+       {std::pair<std::string, double>{"pp128", 1000.0}, {"tg128", 50.0}, {"batch8", 400.0}}) {
+    const std::vector<std::string>& m = rows[test];
+    EXPECT_DOUBLE_EQ(std::stod(m[2]), llama) << test;
+    const double ours = std::stod(m[3]);
+    EXPECT_GT(ours, 0) << test;
+    EXPECT_NEAR(std::stod(m[4]), ours / llama, 0.01 + 0.001 * ours / llama) << test << ": " << r.out;
+  }
+  // No engine: a usage error; so is a type llama.cpp's files do not name.
+  EXPECT_EQ(run_command({"bash", script}).exit_code, 2);
+  auto bad = run_command({"bash", script, "--types", "bf16", cortex_binary()});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("usage:"), std::string::npos) << bad.err;
 }
 
 }  // namespace
