@@ -2,7 +2,9 @@
 # Sets cortex beside llama.cpp on this machine, on the same GGUF files: each round runs llama.cpp's own
 # benchmarks and `cortex bench` in turn for every weight type, and prints for every test both engines'
 # median tok/s and the median of the rounds' ratios (cortex / llama.cpp, each round's pair measured
-# minutes apart at most: on a shared machine absolute figures move 10-30 % within minutes).
+# seconds to a minute apart: on a shared machine absolute figures move 10-30 % within minutes, and
+# single-stream decode, bound by the bandwidth the machine gives at the moment, the most), with the
+# lowest and highest of them.
 #
 # The tests, alike in both engines (2 threads unless THREADS is set, F16 KV cache, llama.cpp's default):
 #   pp512    a 512-token prompt             llama-bench -p 512      cortex bench --prompt-lengths 512
@@ -169,7 +171,7 @@ done
 printf "%d rounds, %s threads, GPT-2 %s, F16 KV cache; the medians of the rounds (TTFT: time to the first\n" \
   "$rounds" "$threads" "$shape"
 printf "streamed token, p50 of a run's requests, seconds); cortex / llama.cpp: the median of the rounds' ratios\n"
-printf "(tok/s: above 1 is cortex faster; TTFT: below 1 is cortex sooner)\n\n"
+printf "(tok/s: above 1 is cortex faster; TTFT: below 1 is cortex sooner), and the lowest and highest of them\n\n"
 awk '
   function median(list,    a, n, i, j, x) {
     n = split(list, a, " ")
@@ -180,17 +182,21 @@ awk '
     if (!(key in seen)) { seen[key] = 1; order[++n] = key }
     rounds[$1] = 1 }
   END {
-    printf "%-6s %-9s %12s %12s %18s\n", "type", "test", "llama.cpp", "cortex", "cortex / llama.cpp"
+    printf "%-6s %-9s %12s %12s %18s  %s\n", "type", "test", "llama.cpp", "cortex", "cortex / llama.cpp", "rounds"
     for (i = 1; i <= n; i++) {
-      key = order[i]; ratios = ""
+      key = order[i]; ratios = ""; lo = ""; hi = ""
       for (r in rounds)
-        if (((r, "llama.cpp", key) in val) && ((r, "cortex", key) in val) && val[r, "llama.cpp", key] > 0)
-          ratios = ratios " " val[r, "cortex", key] / val[r, "llama.cpp", key]
+        if (((r, "llama.cpp", key) in val) && ((r, "cortex", key) in val) && val[r, "llama.cpp", key] > 0) {
+          x = val[r, "cortex", key] / val[r, "llama.cpp", key]
+          ratios = ratios " " x
+          if (lo == "" || x < lo) lo = x
+          if (hi == "" || x > hi) hi = x
+        }
       split(key, k, " ")
       f = k[2] ~ /^ttft/ ? "%12.3f" : "%12.1f"
       a = v["llama.cpp", key] == "" ? sprintf("%12s", "-") : sprintf(f, median(v["llama.cpp", key]))
       b = v["cortex", key] == "" ? sprintf("%12s", "-") : sprintf(f, median(v["cortex", key]))
-      c = ratios == "" ? sprintf("%18s", "-") : sprintf("%17.2fx", median(ratios))
+      c = ratios == "" ? sprintf("%18s", "-") : sprintf("%17.2fx  %.2f-%.2f", median(ratios), lo, hi)
       printf "%-6s %-9s %s %s %s\n", k[1], k[2], a, b, c
     }
   }' "$results"

@@ -341,12 +341,14 @@ TEST(CliTest, BesideLlamaCppPrintsBothEnginesAndTheRatioOfEachRound) {
   EXPECT_NE(calls.find("-npp 16 -ntg 64 -npl 8 --output-format jsonl"), std::string::npos) << calls;
   // Per test: llama.cpp's median, ours, and the median of the rounds' ratios (llama.cpp's figure being
   // the same in both rounds, that is our median over it).
-  const std::regex row(R"((q8_0) +(pp128|tg128|batch8) +([0-9.]+) +([0-9.]+|-) +([0-9.]+x|-))");
-  std::map<std::string, std::vector<std::string>> rows;  // test: its type, test, llama.cpp, cortex, ratio
+  const std::regex row(
+      R"((q8_0) +(pp128|tg128|batch8) +([0-9.]+) +([0-9.]+) +([0-9.]+)x  ([0-9.]+)-([0-9.]+))");
+  // test: its type, test, llama.cpp, cortex, the ratio, the lowest and highest round's
+  std::map<std::string, std::vector<std::string>> rows;
   std::istringstream lines(r.out);
   for (std::string line; std::getline(lines, line);) {
     std::smatch m;
-    if (std::regex_match(line, m, row)) rows[m[2].str()] = {m[1], m[2], m[3], m[4], m[5]};
+    if (std::regex_match(line, m, row)) rows[m[2].str()] = {m[1], m[2], m[3], m[4], m[5], m[6], m[7]};
   }
   ASSERT_EQ(rows.size(), 3u) << r.out;
   for (const auto& [test, llama] :
@@ -356,6 +358,8 @@ TEST(CliTest, BesideLlamaCppPrintsBothEnginesAndTheRatioOfEachRound) {
     const double ours = std::stod(m[3]);
     EXPECT_GT(ours, 0) << test;
     EXPECT_NEAR(std::stod(m[4]), ours / llama, 0.01 + 0.001 * ours / llama) << test << ": " << r.out;
+    EXPECT_LE(std::stod(m[5]), std::stod(m[4])) << test;
+    EXPECT_GE(std::stod(m[6]), std::stod(m[4])) << test;
   }
   // No engine: a usage error; so is a type llama.cpp's files do not name.
   EXPECT_EQ(run_command({"bash", script}).exit_code, 2);
