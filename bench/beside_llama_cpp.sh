@@ -110,7 +110,7 @@ bench_engines() {
     jq -r --arg r "$r" --arg t "$t" '.[] | "\($r) llama.cpp \($t) \(if .n_gen > 0 then "tg\(.n_gen)"
                                       else "pp\(.n_prompt)" end) \(.avg_ts)"' >>"$results" ||
     { cat "$results.log" >&2; exit 1; }
-  "$bin/llama-batched-bench" -m "$m" -t "$threads" -c 4096 -b 2048 -ub 512 -npp 16 -ntg 64 -npl "$batch" \
+  "$bin/llama-batched-bench" -m "$m" -t "$threads" -c $((batch * 128)) -b 2048 -ub 512 -npp 16 -ntg 64 -npl "$batch" \
     --output-format jsonl 2>"$results.log" |
     jq -r --arg r "$r" --arg t "$t" 'select(.speed_tg != null) | "\($r) llama.cpp \($t) batch\(.pl) \(.speed_tg)"' \
       >>"$results" || { cat "$results.log" >&2; exit 1; }
@@ -119,7 +119,8 @@ bench_engines() {
     jq -r --arg r "$r" --arg t "$t" '.figures[] | "\($r) cortex \($t) \(.name) \(.tokens_per_second)"' >>"$results"
 }
 
-# Starts a server (the command in "$@") on $port and waits until $2 answers.
+# start_server READY_PATH COMMAND...: runs COMMAND (a server on $port) in the background and waits until
+# READY_PATH answers.
 start_server() {
   local ready="$1"
   shift
@@ -134,7 +135,7 @@ start_server() {
     curl -sf "http://127.0.0.1:$port$ready" >/dev/null 2>&1 && return
     sleep 0.5
   done
-  echo "$1: not ready after 120 s" >&2
+  echo "$1: $ready not answering after 120 s" >&2
   exit 1
 }
 
