@@ -45,6 +45,11 @@ constexpr int kDecodePrompt = 16;
 // every step.
 struct DecodeRun {
   double tokens = 0, seconds = 0, read_seconds = 0, sgemm_seconds = 0;
+  DecodeRun& operator+=(const DecodeRun& r) {
+    tokens += r.tokens, seconds += r.seconds, read_seconds += r.read_seconds,
+        sgemm_seconds += r.sgemm_seconds;
+    return *this;
+  }
 };
 DecodeRun decode_run(model::Gpt2Model& model, int rows, int steps, MachineLimits& probe) {
   const auto& c = model.config();
@@ -175,8 +180,7 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
         const DecodeRun r = decode_run(*model, t.rows, t.steps, limits);
         const double b = buffer * t.steps / r.read_seconds;
         t.min_bandwidth = round == 0 ? b : std::min(t.min_bandwidth, b);
-        t.total.tokens += r.tokens, t.total.seconds += r.seconds, t.total.read_seconds += r.read_seconds;
-        t.total.sgemm_seconds += r.sgemm_seconds;
+        t.total += r;
       }
     }
     // Without prompt tests, once per round: the single-stream test's compute limit (far above its

@@ -114,13 +114,14 @@ void add_bench_command(CLI::App& app) {
         runs.push_back(std::move(j));
         continue;
       }
+      const char* rounds_plural = r.rounds == 1 ? "" : "s";
       std::printf("machine (%d threads): read bandwidth %.1f GB/s (", o->model.threads,
                   r.bandwidth_bytes_per_s / 1e9);
       if (r.bandwidth_reads > 0)
         std::printf(
             "a weights-sized buffer read after each of the %s test's steps, %d reads per round, over %d "
             "round%s; lowest round %.1f GB/s; best single read %.1f GB/s",
-            r.bandwidth_test.c_str(), r.bandwidth_reads, r.rounds, r.rounds == 1 ? "" : "s",
+            r.bandwidth_test.c_str(), r.bandwidth_reads, r.rounds, rounds_plural,
             r.min_bandwidth_bytes_per_s / 1e9, r.peak_bandwidth_bytes_per_s / 1e9);
       else
         std::printf("best single read of a weights-sized buffer; no decode test");
@@ -132,7 +133,7 @@ void add_bench_command(CLI::App& app) {
           "decode tests: %d round%s together, each beside its own reads of the buffer (and, batched, sgemm "
           "products) between its steps, which leave the caches cold for every step; prompt tests and the "
           "sgemm above: the best of %d round%s\n",
-          r.rounds, r.rounds == 1 ? "" : "s", r.rounds, r.rounds == 1 ? "" : "s");
+          r.rounds, rounds_plural, r.rounds, rounds_plural);
       std::printf(
           "model (%s weights, %s KV cache, %s kernels): %.0f MB of weights read per decode step, %.0f MFLOP "
           "per decoded token (the dense layers and the LM head; a test's compute limit adds attention at its "
