@@ -87,6 +87,14 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
   mo.threads = options.threads;
   mo.dtype = options.dtype;
   mo.kv_cache_dtype = options.kv_cache_dtype;
+  // A cache budget for the largest test (one test's sequences at a time; blocks are allocated as used):
+  // the default, 8 contexts' worth, is smaller than 32 sequences of a long decode test on a short model.
+  mo.kv_cache_tokens = int64_t{kDecodePrompt} + options.decode_tokens + model::KvCache::kBlockTokens;
+  for (int n : options.prompt_lengths) mo.kv_cache_tokens = std::max<int64_t>(mo.kv_cache_tokens, n);
+  for (int b : options.batch_sizes)
+    mo.kv_cache_tokens =
+        std::max(mo.kv_cache_tokens,
+                 int64_t{b} * (int64_t{kDecodePrompt} + options.batch_steps + model::KvCache::kBlockTokens));
   auto model = model::Gpt2Model::load(options.model, mo);
   const auto& c = model->config();
   const double C = c.n_embd;
@@ -101,15 +109,19 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
   report.dtype = model::dtype_flag_name(model->weights().dtype());
   report.kv_cache_dtype = model::dtype_flag_name(model->kv_cache().dtype());
   report.weight_bytes = static_cast<double>(model->weights().decode_bytes());  // matrices, biases, norms
+  // Bytes of one cached position's keys and values over all layers, in the cache's type: what attention
+  // reads per position a token attends to.
+  report.kv_cache_bytes_per_position =
+      static_cast<double>(model->kv_cache().block_bytes()) / model::KvCache::kBlockTokens;
   report.rounds = options.rounds;
   report.isa = model::isa_name(model::kernels().isa);
   report.dram_bandwidth_bytes_per_s = MachineLimits(options.threads, size_t{2} << 30).read_bandwidth(3);
   MachineLimits limits(options.threads, static_cast<size_t>(report.weight_bytes));
 
   // Each figure's test, in the order they are reported; a round runs each once. A test's limit is the
-  // lower of its two: `rows` tokens per read of the weights at the read bandwidth (decode steps of `rows`
-  // sequences; 0 for prompt processing, which reads the weights once for hundreds of tokens), and the
-  // matrix-multiply rate over the FLOP per token.
+  // lower of its two: `rows` tokens per step at the read bandwidth, a step reading the weights once and
+  // each of its `rows` sequences' cached keys and values (decode; 0 for prompt processing, which reads the
+  // weights once for hundreds of tokens), and the matrix-multiply rate over the FLOP per token.
   //
   // A decode test's bandwidth is its own: the weights-sized buffer read once after each of its steps, on
   // the model's threads, timed apart from the steps; its figure and that bandwidth are the totals of all
@@ -133,6 +145,7 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
     double flops_per_token = 0;
     std::function<double()> prompt;  // prompt processing's tok/s
     int steps = 0;                   // decode steps per round
+    double cache_bytes = 0;          // decode: KV cache bytes one sequence's step reads, at the mean position
     double best = 0;                 // prompt processing: the best round's tok/s
     DecodeRun total;                 // decode: all rounds together
     double min_bandwidth = 0;        // decode: the lowest round's read bandwidth
@@ -146,6 +159,9 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
     t.flops_per_token = flops_per_token;
     t.prompt = std::move(prompt);
     t.steps = steps;
+    // A decode step at position p attends to p + 1 positions; the steps' positions run from the prompt's
+    // end, kDecodePrompt, to kDecodePrompt + steps - 1.
+    if (rows > 0) t.cache_bytes = report.kv_cache_bytes_per_position * (kDecodePrompt + (steps + 1) / 2.0);
     tests.push_back(std::move(t));
   };
   for (int n : options.prompt_lengths)
@@ -212,7 +228,9 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
       continue;
     }
     const double bandwidth = read_bandwidth(t);
-    const double bw_limit = t.rows * bandwidth / report.weight_bytes;
+    // A step reads the weights once and each sequence's cached keys and values.
+    const double step_bytes = report.weight_bytes + t.rows * t.cache_bytes;
+    const double bw_limit = t.rows * bandwidth / step_bytes;
     // Several sequences: the sgemm products between the steps; one: the best of the rounds' (a single
     // stream's arithmetic is a tenth of what the bandwidth allows).
     const double flops = t.rows > 1
@@ -220,9 +238,10 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
                              : report.sgemm_flops;
     const double step_flop_limit = flops / t.flops_per_token;
     const bool by_bandwidth = bw_limit < step_flop_limit;
-    report.figures.push_back(
-        {t.name, t.total.tokens / t.total.seconds, by_bandwidth ? bw_limit : step_flop_limit,
-         by_bandwidth ? "bandwidth" : "compute", t.flops_per_token, bandwidth, flops, t.rows > 1});
+    report.figures.push_back({t.name, t.total.tokens / t.total.seconds,
+                              by_bandwidth ? bw_limit : step_flop_limit,
+                              by_bandwidth ? "bandwidth" : "compute", t.flops_per_token, bandwidth, flops,
+                              t.rows > 1, t.rows * t.cache_bytes});
   }
   return report;
 }

@@ -38,6 +38,9 @@ struct BenchFigure {
   // between its steps (sgemm_between_steps); otherwise the report's sgemm_flops.
   double sgemm_flops = 0;
   bool sgemm_between_steps = false;
+  // A decode step's reads of the KV cache, all its sequences' at the test's mean position (0 for prompt
+  // processing): its bandwidth limit is set by these bytes and the weights'.
+  double kv_cache_bytes_per_step = 0;
 };
 
 struct ModelBenchReport {
@@ -55,9 +58,10 @@ struct ModelBenchReport {
   int bandwidth_reads = 0;
   std::string bandwidth_test;  // that test's name ("tg128"); empty without decode tests
   double peak_bandwidth_bytes_per_s = 0;
-  double dram_bandwidth_bytes_per_s = 0;  // streaming 2 GiB (beyond any cache), passes of one read
-  double sgemm_flops = 0;                 // best of the rounds (once per round, or after each prompt test)
-  double weight_bytes = 0;                // read once per decode step (in the run's type)
+  double dram_bandwidth_bytes_per_s = 0;   // streaming 2 GiB (beyond any cache), passes of one read
+  double sgemm_flops = 0;                  // best of the rounds (once per round, or after each prompt test)
+  double weight_bytes = 0;                 // read once per decode step (in the run's type)
+  double kv_cache_bytes_per_position = 0;  // one cached position's keys and values, all layers
   // A decode token's FLOP, 2 × the multiply-adds of the dense layers and the LM head. A test's own (in its
   // figure) also counts attention at the test's positions, and prompt processing the LM head once per
   // prompt: only the last position's logits are computed.

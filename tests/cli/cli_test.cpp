@@ -185,15 +185,19 @@ TEST(CliTest, BenchReportsEveryFigureBesideItsLimit) {
   EXPECT_GT(j["sgemm_gflop_s"].get<double>(), 0.1);
   EXPECT_EQ(j["dtype"], "f32");
   EXPECT_EQ(j["kv_cache_dtype"], "f16");
-  // A decode step of n sequences reads the weights once: its limit is the lower of n × bandwidth ÷
-  // weight bytes and the matrix-multiply rate ÷ the test's FLOP per token; prompt processing's is the
-  // latter. A decoded token's FLOP: the dense layers and the LM head (2 × their multiply-adds), plus
-  // attention over the positions it sees; a prompt token's: the LM head once per prompt.
+  // A decode step of n sequences reads the weights once and each sequence's cached keys and values: its
+  // limit is the lower of n × bandwidth ÷ those bytes and the matrix-multiply rate ÷ the test's FLOP per
+  // token; prompt processing's is the latter. A decoded token's FLOP: the dense layers and the LM head (2 ×
+  // their multiply-adds), plus attention over the positions it sees; a prompt token's: the LM head once per
+  // prompt.
   const auto config = nlohmann::json::parse(read_file(testing::test_model("tiny") + "/config.json"));
   const double layers = config["n_layer"].get<double>(), C = config["n_embd"].get<double>(),
                V = config["vocab_size"].get<double>();
   const double dense = 2 * layers * 12 * C * C, lm_head = 2 * V * C;
   EXPECT_NEAR(j["mflop_per_token"].get<double>() * 1e6, dense + lm_head, 1e-9 * (dense + lm_head));
+  // One position's keys and values over all layers, in F16 (--kv-cache-dtype f16).
+  const double kv_position = layers * 2 * C * 2;
+  EXPECT_NEAR(j["kv_cache_mb_per_position"].get<double>() * 1e6, kv_position, 1e-9 * kv_position);
   std::vector<std::string> names;
   for (const auto& f : j["figures"]) {
     const std::string name = f["name"];
@@ -226,7 +230,14 @@ TEST(CliTest, BenchReportsEveryFigureBesideItsLimit) {
     if (name == "tg8") {
       EXPECT_EQ(read, j["bandwidth_gb_s"].get<double>());
     }
-    const double per_pass = read * 1e3 / j["weight_mb"].get<double>();
+    // Position p attends to p + 1 positions: a decode step's sequence reads the cache at the mean of them.
+    const double cache = rows * kv_position * (p0 + p1 + 1) / 2;
+    if (rows > 0) {
+      EXPECT_NEAR(f["kv_cache_mb_per_step"].get<double>() * 1e6, cache, 1e-9 * cache) << f.dump();
+    } else {
+      EXPECT_FALSE(f.contains("kv_cache_mb_per_step")) << f.dump();
+    }
+    const double per_pass = read * 1e9 / (j["weight_mb"].get<double>() * 1e6 + cache);
     const double limit = rows > 0 ? std::min(rows * per_pass, compute) : compute;
     EXPECT_NEAR(f["limit_tokens_per_second"].get<double>(), limit, 1e-6 * limit) << f.dump();
     EXPECT_EQ(f["bound"], rows > 0 && rows * per_pass < compute ? "bandwidth" : "compute") << f.dump();
@@ -246,13 +257,15 @@ TEST(CliTest, BenchReportsEveryFigureBesideItsLimit) {
   EXPECT_GT(p["peak_bandwidth_gb_s"].get<double>(), 0.1);
   EXPECT_EQ(p["bandwidth_gb_s"], p["peak_bandwidth_gb_s"]);
   EXPECT_EQ(p["min_bandwidth_gb_s"], p["peak_bandwidth_gb_s"]);
+  // 128 sequences of 19 positions: more than a model's default cache budget (8 × 256 positions for tiny),
+  // which the bench sizes for its largest test.
   auto batched = testing::run_command({cortex_binary(), "bench", "--model", testing::test_model("tiny"),
-                                       "--decode-tokens", "0", "--batch-sizes", "4", "--batch-steps", "3",
+                                       "--decode-tokens", "0", "--batch-sizes", "128", "--batch-steps", "3",
                                        "--prompt-lengths", "0", "--rounds", "1", "--json"});
   ASSERT_EQ(batched.exit_code, 0) << batched.err;
   const auto b = nlohmann::json::parse(batched.out);
   EXPECT_EQ(b["bandwidth_reads_per_round"], 3);
-  EXPECT_EQ(b["bandwidth_test"], "batch4");
+  EXPECT_EQ(b["bandwidth_test"], "batch128");
   EXPECT_GT(b["sgemm_gflop_s"].get<double>(), 0.1) << "measured once per round without prompt tests";
   auto text = testing::run_command({cortex_binary(), "bench", "--model", testing::test_model("tiny"),
                                     "--decode-tokens", "0", "--batch-sizes", "0", "--prompt-lengths", "16",

@@ -97,6 +97,7 @@ void add_bench_command(CLI::App& app) {
                             {"blas_core", model::blas_core_name()},
                             {"blas_core_warning", model::blas_core_warning()},
                             {"weight_mb", r.weight_bytes / 1e6},
+                            {"kv_cache_mb_per_position", r.kv_cache_bytes_per_position / 1e6},
                             {"mflop_per_token", r.flops_per_token / 1e6}};
         for (const auto& f : r.figures) {
           j["figures"].push_back({{"name", f.name},
@@ -108,8 +109,10 @@ void add_bench_command(CLI::App& app) {
                                   {"limit_sgemm_gflop_s", f.sgemm_flops / 1e9},
                                   {"sgemm_between_steps", f.sgemm_between_steps}});
           // Decode tests only: prompt processing has no bandwidth limit.
-          if (f.bandwidth_bytes_per_s > 0)
+          if (f.bandwidth_bytes_per_s > 0) {
             j["figures"].back()["limit_read_bandwidth_gb_s"] = f.bandwidth_bytes_per_s / 1e9;
+            j["figures"].back()["kv_cache_mb_per_step"] = f.kv_cache_bytes_per_step / 1e6;
+          }
         }
         runs.push_back(std::move(j));
         continue;
@@ -135,17 +138,25 @@ void add_bench_command(CLI::App& app) {
           "sgemm above: the best of %d round%s\n",
           r.rounds, rounds_plural, r.rounds, rounds_plural);
       std::printf(
-          "model (%s weights, %s KV cache, %s kernels): %.0f MB of weights read per decode step, %.0f MFLOP "
-          "per decoded token (the dense layers and the LM head; a test's compute limit adds attention at its "
-          "positions, and prompt processing computes the LM head once per prompt)\n\n",
+          "model (%s weights, %s KV cache, %s kernels): %.0f MB of weights read per decode step, plus %.1f "
+          "KB "
+          "of KV cache per position each sequence attends to (a decode test's bandwidth limit counts both: "
+          "`MB/step`, at its mean position); %.0f MFLOP per decoded token (the dense layers and the LM head; "
+          "a test's compute limit adds attention at its positions, and prompt processing computes the LM "
+          "head "
+          "once per prompt)\n\n",
           r.dtype.c_str(), r.kv_cache_dtype.c_str(), r.isa.c_str(), r.weight_bytes / 1e6,
-          r.flops_per_token / 1e6);
-      std::printf("%-10s %12s %12s %10s  %-9s  %s\n", "test", "tok/s", "limit tok/s", "fraction", "bound by",
-                  "measured between steps");
+          r.kv_cache_bytes_per_position / 1e3, r.flops_per_token / 1e6);
+      std::printf("%-10s %12s %12s %10s  %-9s %9s  %s\n", "test", "tok/s", "limit tok/s", "fraction",
+                  "bound by", "MB/step", "measured between steps");
       for (const auto& f : r.figures) {
         std::printf("%-10s %12.1f %12.1f %9.0f%%  %-9s", f.name.c_str(), f.tokens_per_second,
                     f.limit_tokens_per_second, 100.0 * f.tokens_per_second / f.limit_tokens_per_second,
                     f.bound.c_str());
+        if (f.bandwidth_bytes_per_s > 0)
+          std::printf(" %9.1f", (r.weight_bytes + f.kv_cache_bytes_per_step) / 1e6);
+        else
+          std::printf(" %9s", "");
         if (f.bandwidth_bytes_per_s > 0) std::printf("  %.1f GB/s", f.bandwidth_bytes_per_s / 1e9);
         if (f.sgemm_between_steps) std::printf(", sgemm %.1f GFLOP/s", f.sgemm_flops / 1e9);
         std::printf("\n");
