@@ -95,11 +95,12 @@ TEST_P(KernelsTest, OneRowProductsMatchNaive) {
 // Every row count the small-batch kernels take (1..32, then past them; the in-major kernel takes prompts
 // of up to 128 rows with AVX-512, then sgemm's 129), on shapes whose column counts
 // leave partial 48-, 32- and 16-column strips and partial 8- and 16-column tiles, whose input sizes
-// span several k-blocks with a partial last one, and with enough columns per thread for the
-// prefetching of later strips and tiles to run; split across threads by input rows and by columns.
+// span several k-blocks (the in-major kernel's passes of 128 rows) with a partial last one, and with
+// enough columns per thread for the prefetching of later strips and tiles to run, from a pass's last
+// strips into the next pass's first; split across threads by input rows and by columns.
 TEST_P(KernelsTest, SmallBatchKernelsMatchNaiveForEveryRowCountAndRaggedShapes) {
   configure_blas_threads();
-  for (const auto& [I, O] : {std::pair{100, 229}, std::pair{64, 171}, std::pair{48, 400}, std::pair{17, 35},
+  for (const auto& [I, O] : {std::pair{300, 229}, std::pair{64, 171}, std::pair{260, 400}, std::pair{17, 35},
                              std::pair{40, 2100}}) {  // the last wide enough to split by columns
     auto w = random_vector(static_cast<size_t>(I) * O, 5), b = random_vector(O, 6);
     for (int threads : {1, 2, {}}) {
