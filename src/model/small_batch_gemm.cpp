@@ -365,6 +365,46 @@ struct Q8Rows {
   static constexpr size_t kBytesPerChunk = sizeof(BlockQ8_0);
 };
 
+#ifdef CORTEX_AVX512
+// The sums of 16 vectors, v[i]'s in lane i: the vectors' halves, quarters, pairs and single lanes added
+// together level by level (45 shuffles and adds for all 16, where summing each vector alone takes ~8).
+inline __m512 hsum16(const __m512* v) {
+  __m512 a[8], b[4], c[2];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i)  // lanes 0-1: v[2i]'s eight partial sums; lanes 2-3: v[2i + 1]'s
+    a[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
+                         _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i)  // lane l: v[4i + l]'s four partial sums
+    b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x88),
+                         _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xDD));
+#pragma GCC unroll 2
+  for (int i = 0; i < 2; ++i)  // lane l: two partial sums each of v[8i + l] and v[8i + 4 + l], interleaved
+    c[i] =
+        _mm512_add_ps(_mm512_unpacklo_ps(b[2 * i], b[2 * i + 1]), _mm512_unpackhi_ps(b[2 * i], b[2 * i + 1]));
+  // Lane l: v[l], v[4 + l], v[8 + l], v[12 + l]; then in order.
+  const __m512 d = _mm512_add_ps(_mm512_shuffle_ps(c[0], c[1], _MM_SHUFFLE(1, 0, 1, 0)),
+                                 _mm512_shuffle_ps(c[0], c[1], _MM_SHUFFLE(3, 2, 3, 2)));
+  return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), d);
+}
+
+// out[m·N + on + j·ojs] += the sum of acc[m][j]'s lanes, for all MR·NR sums at once (16 at a time).
+template <int MR, int NR>
+inline void add_sums(float* out, const __m512 (&acc)[MR][NR], int N, int on, int ojs) {
+  constexpr int kSums = MR * NR, kGroups = (kSums + 15) / 16;
+  __m512 v[kGroups * 16];
+#pragma GCC unroll 64
+  for (int i = 0; i < kGroups * 16; ++i) v[i] = i < kSums ? acc[i / NR][i % NR] : _mm512_setzero_ps();
+  alignas(64) float sums[kGroups * 16];
+#pragma GCC unroll 4
+  for (int g = 0; g < kGroups; ++g) _mm512_store_ps(sums + 16 * g, hsum16(v + 16 * g));
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 8
+    for (int j = 0; j < NR; ++j) out[static_cast<size_t>(m) * N + on + j * ojs] += sums[m * NR + j];
+}
+#endif
+
 // out[m, on + j·ojs] += dot(in[m, :], W[wn + j·wjs, :]) for m < MR, j < NR: each vector of W, widened
 // once, meets MR input rows in registers (MR·NR sums). Rows of W far apart are sequential streams far
 // apart, as the single-row kernels read (several streams keep more memory requests in flight). With
@@ -411,6 +451,12 @@ inline void tile_dot(float* out, const float* in, const Rows& w, int wn, int wjs
       }
     }
   }
+#ifdef CORTEX_AVX512
+  if constexpr (V::kWidth == 16 && MR * NR >= 4) {  // 1–3 % less time for 4–16 rows of F16 and Q8_0
+    add_sums<MR, NR>(out, acc, N, on, ojs);
+    return;
+  }
+#endif
 #pragma GCC unroll 8
   for (int m = 0; m < MR; ++m)
 #pragma GCC unroll 8
