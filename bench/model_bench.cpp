@@ -96,6 +96,10 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
         std::max(mo.kv_cache_tokens,
                  int64_t{b} * (int64_t{kDecodePrompt} + options.batch_steps + model::KvCache::kBlockTokens));
   auto model = model::Gpt2Model::load(options.model, mo);
+  // The cache's pages written once now: a decode test's first round would otherwise also time the system
+  // faulting in each new block's pages (on this VM, batch32's first round of F32 took ~1.9× as long as
+  // the next ones).
+  model->kv_cache().preallocate(mo.kv_cache_tokens);
   const auto& c = model->config();
   const double C = c.n_embd;
   const double layers = 2.0 * c.n_layer * (12.0 * C * C), lm_head = 2.0 * c.vocab_size * C;
@@ -145,7 +149,7 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
     double flops_per_token = 0;
     std::function<double()> prompt;  // prompt processing's tok/s
     int steps = 0;                   // decode steps per round
-    double cache_bytes = 0;          // decode: KV cache bytes one sequence's step reads, at the mean position
+    double cache_bytes = 0;          // decode: KV cache bytes a sequence's step reads, on average
     double best = 0;                 // prompt processing: the best round's tok/s
     DecodeRun total;                 // decode: all rounds together
     double min_bandwidth = 0;        // decode: the lowest round's read bandwidth
@@ -160,7 +164,7 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
     t.prompt = std::move(prompt);
     t.steps = steps;
     // A decode step at position p attends to p + 1 positions; the steps' positions run from the prompt's
-    // end, kDecodePrompt, to kDecodePrompt + steps - 1.
+    // end, kDecodePrompt, to kDecodePrompt + steps - 1: kDecodePrompt + (steps + 1) / 2 on average.
     if (rows > 0) t.cache_bytes = report.kv_cache_bytes_per_position * (kDecodePrompt + (steps + 1) / 2.0);
     tests.push_back(std::move(t));
   };

@@ -38,7 +38,7 @@ struct BenchFigure {
   // between its steps (sgemm_between_steps); otherwise the report's sgemm_flops.
   double sgemm_flops = 0;
   bool sgemm_between_steps = false;
-  // A decode step's reads of the KV cache, all its sequences' at the test's mean position (0 for prompt
+  // A decode step's reads of the KV cache, all its sequences', averaged over the test's steps (0 for prompt
   // processing): its bandwidth limit is set by these bytes and the weights'.
   double kv_cache_bytes_per_step = 0;
 };

@@ -1,5 +1,6 @@
 #include "model/kv_cache.h"
 
+#include <algorithm>
 #include <string>
 
 #include "model/kernel_table.h"
@@ -50,6 +51,18 @@ bool KvCache::reserve(KvSequence& seq, int new_length) {
     free_.pop_back();
   }
   return true;
+}
+
+int64_t KvCache::preallocate(int64_t tokens) {
+  const int64_t target = std::min(max_blocks_, (tokens + kBlockTokens - 1) / kBlockTokens);
+  int64_t added = 0;
+  for (; blocks_allocated() < target; ++added) {
+    auto* block = static_cast<std::byte*>(arena_.allocate(block_bytes()));
+    std::memset(block, 0, block_bytes());
+    blocks_.push_back(block);
+    free_.push_back(static_cast<int32_t>(blocks_.size() - 1));
+  }
+  return added;
 }
 
 void KvCache::release(KvSequence& seq) {

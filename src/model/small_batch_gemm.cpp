@@ -174,10 +174,11 @@ inline void tile_out_major_t512(float* out, const float* xt, const float* w, int
 
 // Rows of W per pass of the in-major kernel. A pass sweeps its rows of W left to right in 48-column
 // strips, as that many sequential streams; every block of 8 input rows reuses a strip from L1 (128 rows:
-// 24 KiB), and the accumulators are loaded and stored once per pass. On Zen 5 cores, F32 decode steps of
-// 2–32 rows (GPT-2 124M's dense layers, two threads, steps of A and B alternating) took 5–10 % less time
-// with 96 or 128 rows per pass than with the 16 (up to 8 rows) and 48 rows before, which had been chosen
-// on the Intel machine for fewer streams; alike with W on 2 MiB pages or in a mapped file's 4 KiB pages.
+// 24 KiB), and the accumulators are loaded and stored once per pass. On Zen 5 cores, with the prefetch
+// below, F32 products of 2–128 rows (GPT-2 124M's dense layers, two threads, steps of the old and new
+// kernels alternating) took 0–12 % less time than with the 16 (up to 8 rows) and 48 rows per pass before
+// (1.00× at 16 rows, 1.06–1.13× at the others), which had been chosen on the Intel machine for fewer
+// streams; 96 and 128 rows read alike, with W on 2 MiB pages or in a mapped file's 4 KiB pages.
 constexpr int kPassRows = 128;
 
 // How many strips ahead the in-major kernel prefetches W into L2. The last strips of a pass prefetch the
@@ -199,9 +200,10 @@ void in_major_512(float* out, const float* in, int ldx, const float* w, int rows
       // The strip kPrefetchStrips ahead (in this pass or, from the last ones, at the start of the next
       // pass when that is a whole one), its three lines per row of W shared among the row blocks.
       const int ahead = s + kPrefetchStrips;
-      const float* pf = ahead < strips ? w + static_cast<size_t>(k0) * N + n0 + 48 * ahead
-                                       : w + static_cast<size_t>(k1) * N + n0 + 48 * (ahead - strips);
       const bool prefetch = ahead < strips || (k1 + kPassRows <= K && ahead - strips < strips);
+      const float* pf = !prefetch        ? w
+                        : ahead < strips ? w + static_cast<size_t>(k0) * N + n0 + 48 * ahead
+                                         : w + static_cast<size_t>(k1) * N + n0 + 48 * (ahead - strips);
       for_row_blocks(rows, 8, [&]<int MR>(int r) {
         const int b = r / 8, l0 = b * 3 / blocks, l1 = (b + 1) * 3 / blocks;
         panel_in_major_512<MR, 3>(out + static_cast<size_t>(r) * N, in + static_cast<size_t>(r) * ldx, w, ldx,
@@ -366,12 +368,13 @@ struct Q8Rows {
 };
 
 #ifdef CORTEX_AVX512
-// The sums of 16 vectors, v[i]'s in lane i: the vectors' halves, quarters, pairs and single lanes added
-// together level by level (45 shuffles and adds for all 16, where summing each vector alone takes ~8).
+// The sums of 16 vectors, v[i]'s in element i: the vectors' halves, quarters, pairs and single elements
+// added together level by level (45 shuffles and adds and one permutation for all 16, where summing each
+// vector alone takes ~8). "Lane" below: a 128-bit lane of four elements.
 inline __m512 hsum16(const __m512* v) {
   __m512 a[8], b[4], c[2];
 #pragma GCC unroll 8
-  for (int i = 0; i < 8; ++i)  // lanes 0-1: v[2i]'s eight partial sums; lanes 2-3: v[2i + 1]'s
+  for (int i = 0; i < 8; ++i)  // lanes 0-1: v[2i]'s eight partial sums; lanes 2-3: v[2i + 1]'s eight
     a[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
                          _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
 #pragma GCC unroll 4
@@ -382,7 +385,7 @@ inline __m512 hsum16(const __m512* v) {
   for (int i = 0; i < 2; ++i)  // lane l: two partial sums each of v[8i + l] and v[8i + 4 + l], interleaved
     c[i] =
         _mm512_add_ps(_mm512_unpacklo_ps(b[2 * i], b[2 * i + 1]), _mm512_unpackhi_ps(b[2 * i], b[2 * i + 1]));
-  // Lane l: v[l], v[4 + l], v[8 + l], v[12 + l]; then in order.
+  // Lane l: the sums of v[l], v[4 + l], v[8 + l], v[12 + l]; then in order, element i v[i]'s.
   const __m512 d = _mm512_add_ps(_mm512_shuffle_ps(c[0], c[1], _MM_SHUFFLE(1, 0, 1, 0)),
                                  _mm512_shuffle_ps(c[0], c[1], _MM_SHUFFLE(3, 2, 3, 2)));
   return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), d);
@@ -452,7 +455,9 @@ inline void tile_dot(float* out, const float* in, const Rows& w, int wn, int wjs
     }
   }
 #ifdef CORTEX_AVX512
-  if constexpr (V::kWidth == 16 && MR * NR >= 4) {  // 1–3 % less time for 4–16 rows of F16 and Q8_0
+  // 1–3 % less time for 4–16 rows of F16 and Q8_0; below 8 sums (narrow tiles at a share's end), the
+  // tree over mostly zero padding would take more operations than the sums one by one.
+  if constexpr (V::kWidth == 16 && MR * NR >= 8) {
     add_sums<MR, NR>(out, acc, N, on, ojs);
     return;
   }

@@ -273,6 +273,19 @@ TEST(CliTest, BenchReportsEveryFigureBesideItsLimit) {
   ASSERT_EQ(text.exit_code, 0) << text.err;
   EXPECT_NE(text.out.find("best single read of a weights-sized buffer; no decode test"), std::string::npos)
       << text.out;
+  // The text table's `MB/step`: the weights and the F32 cache a tg200 step reads on average (its steps
+  // attend to 17..216 positions: ~0.12 MB of tiny's cache, beside ~13 MB of weights).
+  auto decode = testing::run_command({cortex_binary(), "bench", "--model", testing::test_model("tiny"),
+                                      "--decode-tokens", "200", "--batch-sizes", "0", "--prompt-lengths", "0",
+                                      "--rounds", "1"});
+  ASSERT_EQ(decode.exit_code, 0) << decode.err;
+  std::smatch row;
+  ASSERT_TRUE(std::regex_search(
+      decode.out, row,
+      std::regex(R"(\ntg200 +[0-9.]+ +[0-9.]+ +[0-9]+%  bandwidth +([0-9.]+)  [0-9.]+ GB/s\n)")))
+      << decode.out;
+  const double step_mb = j["weight_mb"].get<double>() + layers * 2 * C * 4 * (16 + 100.5) / 1e6;
+  EXPECT_NEAR(std::stod(row[1]), step_mb, 0.051) << decode.out;
 }
 
 // The table rows of compare_builds.sh's output that match `row`: its first two groups, space-separated.

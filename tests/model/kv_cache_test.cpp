@@ -39,6 +39,26 @@ TEST(KvCacheTest, AllocatesBlocksOnDemandAndReusesReleasedOnes) {
   EXPECT_EQ(cache.blocks_allocated(), 4) << "released blocks are reused, not allocated anew";
 }
 
+TEST(KvCacheTest, PreallocatedBlocksServeLaterSequencesWithinTheBudget) {
+  KvCache cache(small_config(), 64);  // 4 blocks of 16
+  EXPECT_EQ(cache.preallocate(17), 2) << "17 positions take two blocks";
+  EXPECT_EQ(cache.blocks_allocated(), 2);
+  EXPECT_EQ(cache.blocks_in_use(), 0) << "preallocated blocks wait in the free list";
+  EXPECT_EQ(cache.preallocate(10), 0) << "enough blocks exist already";
+  KvSequence a;
+  EXPECT_TRUE(cache.reserve(a, 32));
+  EXPECT_EQ(cache.blocks_allocated(), 2) << "the sequence took the preallocated blocks";
+  // Each block is written through: zeros wherever the sequence has not stored anything yet.
+  for (int pos = 0; pos < 32; pos += 7)
+    for (int layer = 0; layer < 2; ++layer)
+      EXPECT_EQ(static_cast<const float*>(cache.value(a, layer, pos))[3], 0.f);
+  EXPECT_EQ(cache.preallocate(1000), 2) << "never past the budget";
+  EXPECT_EQ(cache.blocks_allocated(), 4);
+  KvSequence b;
+  EXPECT_TRUE(cache.reserve(b, 32));
+  EXPECT_FALSE(cache.reserve(b, 33)) << "budget spent";
+}
+
 // The value a row holds at index i, read back as stored.
 float stored(const KvCache& cache, const void* row, int i) {
   if (cache.dtype() == DType::kF16) return fp16_to_fp32(static_cast<const uint16_t*>(row)[i]);

@@ -138,26 +138,26 @@ void add_bench_command(CLI::App& app) {
           "sgemm above: the best of %d round%s\n",
           r.rounds, rounds_plural, r.rounds, rounds_plural);
       std::printf(
-          "model (%s weights, %s KV cache, %s kernels): %.0f MB of weights read per decode step, plus %.1f "
-          "KB "
-          "of KV cache per position each sequence attends to (a decode test's bandwidth limit counts both: "
-          "`MB/step`, at its mean position); %.0f MFLOP per decoded token (the dense layers and the LM head; "
-          "a test's compute limit adds attention at its positions, and prompt processing computes the LM "
-          "head "
-          "once per prompt)\n\n",
+          "model (%s weights, %s KV cache, %s kernels): %.0f MB of weights read per decode step, %.0f MFLOP "
+          "per decoded token (the dense layers and the LM head; a test's compute limit adds attention at its "
+          "positions, and prompt processing computes the LM head once per prompt)\n",
           r.dtype.c_str(), r.kv_cache_dtype.c_str(), r.isa.c_str(), r.weight_bytes / 1e6,
-          r.kv_cache_bytes_per_position / 1e3, r.flops_per_token / 1e6);
+          r.flops_per_token / 1e6);
+      std::printf(
+          "a decode step reads the weights once and each sequence's KV cache, %.1f KB per position it "
+          "attends to: `MB/step`, averaged over the test's steps, sets its bandwidth limit\n\n",
+          r.kv_cache_bytes_per_position / 1e3);
       std::printf("%-10s %12s %12s %10s  %-9s %9s  %s\n", "test", "tok/s", "limit tok/s", "fraction",
                   "bound by", "MB/step", "measured between steps");
       for (const auto& f : r.figures) {
-        std::printf("%-10s %12.1f %12.1f %9.0f%%  %-9s", f.name.c_str(), f.tokens_per_second,
-                    f.limit_tokens_per_second, 100.0 * f.tokens_per_second / f.limit_tokens_per_second,
-                    f.bound.c_str());
-        if (f.bandwidth_bytes_per_s > 0)
-          std::printf(" %9.1f", (r.weight_bytes + f.kv_cache_bytes_per_step) / 1e6);
-        else
-          std::printf(" %9s", "");
-        if (f.bandwidth_bytes_per_s > 0) std::printf("  %.1f GB/s", f.bandwidth_bytes_per_s / 1e9);
+        std::printf("%-10s %12.1f %12.1f %9.0f%%  ", f.name.c_str(), f.tokens_per_second,
+                    f.limit_tokens_per_second, 100.0 * f.tokens_per_second / f.limit_tokens_per_second);
+        if (f.bandwidth_bytes_per_s == 0) {  // prompt processing: no bandwidth limit, nothing between steps
+          std::printf("%s\n", f.bound.c_str());
+          continue;
+        }
+        std::printf("%-9s %9.1f  %.1f GB/s", f.bound.c_str(),
+                    (r.weight_bytes + f.kv_cache_bytes_per_step) / 1e6, f.bandwidth_bytes_per_s / 1e9);
         if (f.sgemm_between_steps) std::printf(", sgemm %.1f GFLOP/s", f.sgemm_flops / 1e9);
         std::printf("\n");
       }
