@@ -87,19 +87,17 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
   mo.threads = options.threads;
   mo.dtype = options.dtype;
   mo.kv_cache_dtype = options.kv_cache_dtype;
+  // Cache positions a decode test's `rows` sequences hold at most (whole blocks each).
+  auto decode_tokens = [](int rows, int steps) {
+    return int64_t{rows} * (int64_t{kDecodePrompt} + steps + model::KvCache::kBlockTokens);
+  };
   // A cache budget for the largest test (one test's sequences at a time; blocks are allocated as used):
   // the default, 8 contexts' worth, is smaller than 32 sequences of a long decode test on a short model.
-  mo.kv_cache_tokens = int64_t{kDecodePrompt} + options.decode_tokens + model::KvCache::kBlockTokens;
+  mo.kv_cache_tokens = decode_tokens(1, options.decode_tokens);
   for (int n : options.prompt_lengths) mo.kv_cache_tokens = std::max<int64_t>(mo.kv_cache_tokens, n);
   for (int b : options.batch_sizes)
-    mo.kv_cache_tokens =
-        std::max(mo.kv_cache_tokens,
-                 int64_t{b} * (int64_t{kDecodePrompt} + options.batch_steps + model::KvCache::kBlockTokens));
+    mo.kv_cache_tokens = std::max(mo.kv_cache_tokens, decode_tokens(b, options.batch_steps));
   auto model = model::Gpt2Model::load(options.model, mo);
-  // The cache's pages written once now: a decode test's first round would otherwise also time the system
-  // faulting in each new block's pages (on this VM, batch32's first round of F32 took ~1.9× as long as
-  // the next ones).
-  model->kv_cache().preallocate(mo.kv_cache_tokens);
   const auto& c = model->config();
   const double C = c.n_embd;
   const double layers = 2.0 * c.n_layer * (12.0 * C * C), lm_head = 2.0 * c.vocab_size * C;
@@ -155,6 +153,7 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
     double min_bandwidth = 0;        // decode: the lowest round's read bandwidth
   };
   std::vector<Test> tests;
+  int64_t cache_tokens = 0;  // positions the tests hold at most (their steps fitted to the context)
   auto add = [&](std::string name, int rows, double flops_per_token, std::function<double()> prompt,
                  int steps) {
     Test t;
@@ -165,14 +164,19 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
     t.steps = steps;
     // A decode step at position p attends to p + 1 positions; the steps' positions run from the prompt's
     // end, kDecodePrompt, to kDecodePrompt + steps - 1: kDecodePrompt + (steps + 1) / 2 on average.
-    if (rows > 0) t.cache_bytes = report.kv_cache_bytes_per_position * (kDecodePrompt + (steps + 1) / 2.0);
+    if (rows > 0) {
+      t.cache_bytes = report.kv_cache_bytes_per_position * (kDecodePrompt + (steps + 1) / 2.0);
+      cache_tokens = std::max(cache_tokens, decode_tokens(rows, steps));
+    }
     tests.push_back(std::move(t));
   };
   for (int n : options.prompt_lengths)
-    if (n > 0 && n <= c.n_ctx)
+    if (n > 0 && n <= c.n_ctx) {
+      cache_tokens = std::max<int64_t>(cache_tokens, n);
       add(
           "pp" + std::to_string(n), 0, layers + lm_head / n + attention(0, n),
           [&, n] { return prompt_rate(*model, n); }, 0);
+    }
   const int decode_steps = std::min(options.decode_tokens, c.n_ctx - kDecodePrompt - 1);
   if (decode_steps > 0)
     add("tg" + std::to_string(decode_steps), 1,
@@ -184,6 +188,11 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
       add("batch" + std::to_string(b), b,
           report.flops_per_token + attention(kDecodePrompt, kDecodePrompt + batch_steps), nullptr,
           batch_steps);
+
+  // The cache's pages written once now: a decode test's first round would otherwise also time the system
+  // faulting in each new block's pages (on this VM, batch32's first round of F32 took ~1.9× as long as
+  // the next ones).
+  model->kv_cache().preallocate(cache_tokens);
 
   const bool prompt_tests =
       std::any_of(tests.begin(), tests.end(), [](const Test& t) { return t.rows == 0; });
