@@ -43,10 +43,7 @@ bool KvCache::reserve(KvSequence& seq, int new_length) {
   const int64_t fresh = static_cast<int64_t>(extra) - static_cast<int64_t>(free_.size());
   if (fresh > 0 && blocks_allocated() + fresh > max_blocks_) return false;
   while (seq.blocks.size() < needed) {
-    if (free_.empty()) {
-      blocks_.push_back(static_cast<std::byte*>(arena_.allocate(block_bytes())));
-      free_.push_back(static_cast<int32_t>(blocks_.size() - 1));
-    }
+    if (free_.empty()) add_free_block();
     seq.blocks.push_back(free_.back());
     free_.pop_back();
   }
@@ -56,13 +53,14 @@ bool KvCache::reserve(KvSequence& seq, int new_length) {
 int64_t KvCache::preallocate(int64_t tokens) {
   const int64_t target = std::min(max_blocks_, (tokens + kBlockTokens - 1) / kBlockTokens);
   int64_t added = 0;
-  for (; blocks_allocated() < target; ++added) {
-    auto* block = static_cast<std::byte*>(arena_.allocate(block_bytes()));
-    std::memset(block, 0, block_bytes());
-    blocks_.push_back(block);
-    free_.push_back(static_cast<int32_t>(blocks_.size() - 1));
-  }
+  for (; blocks_allocated() < target; ++added) std::memset(add_free_block(), 0, block_bytes());
   return added;
+}
+
+std::byte* KvCache::add_free_block() {
+  blocks_.push_back(static_cast<std::byte*>(arena_.allocate(block_bytes())));
+  free_.push_back(static_cast<int32_t>(blocks_.size() - 1));
+  return blocks_.back();
 }
 
 void KvCache::release(KvSequence& seq) {

@@ -57,6 +57,8 @@ class KvCache {
   size_t block_bytes() const { return block_values_ * value_bytes_; }
 
  private:
+  // Allocates a block from the arena (its pages not yet written) into the free list; returns it.
+  std::byte* add_free_block();
   std::byte* slot(const KvSequence& seq, int layer, int kv, int pos) const {
     std::byte* block = blocks_[static_cast<size_t>(seq.blocks[static_cast<size_t>(pos / kBlockTokens)])];
     return block + ((static_cast<size_t>(layer) * 2 + kv) * kBlockTokens + pos % kBlockTokens) * n_embd_ *
