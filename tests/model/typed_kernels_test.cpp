@@ -4,7 +4,9 @@
 // three threads.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -71,6 +73,28 @@ std::vector<double> reference(const std::vector<float>& in, const std::vector<fl
 // relative to their size.
 constexpr double kTolerance = 2e-4;
 
+// How far each output of a product may be from the reference: kTolerance for the summation order, and for
+// one row of Q8_0 weights the rounding of x to int16 blocks (each value within half a step of the
+// 32-value block's largest magnitude / 32767: matvec_typed.cpp), Σ_k |W[n][k]| · step(k) / 2.
+std::vector<double> allowed_error(DType t, const std::vector<float>& in, const std::vector<float>& w,
+                                  const std::vector<double>& expect, int rows, int K, int N) {
+  std::vector<double> allowed(expect.size());
+  for (size_t i = 0; i < expect.size(); ++i) allowed[i] = kTolerance * (1 + std::fabs(expect[i]));
+  if (t != DType::kQ8_0 || rows != 1) return allowed;
+  std::vector<double> half_step(static_cast<size_t>(K));
+  for (int b = 0; b < K / kQ8Block; ++b) {
+    double m = 0;
+    for (int e = 0; e < kQ8Block; ++e)
+      m = std::max(m, double{std::fabs(in[static_cast<size_t>(b * kQ8Block + e)])});
+    for (int e = 0; e < kQ8Block; ++e) half_step[static_cast<size_t>(b * kQ8Block + e)] = m / 32767 / 2;
+  }
+  for (int n = 0; n < N; ++n)
+    for (int k = 0; k < K; ++k)
+      allowed[static_cast<size_t>(n)] +=
+          std::fabs(double{w[static_cast<size_t>(n) * K + k]}) * half_step[static_cast<size_t>(k)];
+  return allowed;
+}
+
 // Runs with one instruction set's kernels selected (restored after).
 class TypedKernelsTest : public ::testing::TestWithParam<std::tuple<Isa, DType>> {
  protected:
@@ -100,17 +124,17 @@ TEST_P(TypedKernelsTest, LinearMatchesTheScalarReferenceForEveryRowCount) {
         if (threads == 3 && rows % 5 != 1) continue;  // a sample with three threads keeps the test fast
         auto in = random_vector(static_cast<size_t>(rows) * K, 13 + static_cast<uint32_t>(rows), 1.f);
         auto expect = reference(in, m.f32, bias, rows, K, N);
+        const auto allowed = allowed_error(t, in, m.f32, expect, rows, K, N);
         std::vector<float> out(static_cast<size_t>(rows) * N, -7.f);
         linear_forward(out.data(), in.data(), L, rows, false, pool);
         for (size_t i = 0; i < out.size(); ++i)
-          ASSERT_NEAR(out[i], expect[i], kTolerance * (1 + std::fabs(expect[i])))
+          ASSERT_NEAR(out[i], expect[i], allowed[i])
               << dtype_name(t) << " K " << K << " N " << N << " threads " << threads << " rows " << rows
               << " at " << i;
         std::vector<float> acc(out.size(), 1.5f);  // accumulate: added to what is there
         linear_forward(acc.data(), in.data(), L, rows, true, pool);
         for (size_t i = 0; i < acc.size(); ++i)
-          ASSERT_NEAR(acc[i], expect[i] + 1.5, kTolerance * (1 + std::fabs(expect[i])))
-              << dtype_name(t) << " accumulating, rows " << rows;
+          ASSERT_NEAR(acc[i], expect[i] + 1.5, allowed[i]) << dtype_name(t) << " accumulating, rows " << rows;
       }
     }
   }
@@ -126,6 +150,7 @@ TEST_P(TypedKernelsTest, OneRowProductsReadInPiecesMatchTheScalarReference) {
   const auto& [m, bias, L] = layer;
   auto in = random_vector(K, 43, 1.f);
   auto expect = reference(in, m.f32, bias, 1, K, N);
+  const auto allowed = allowed_error(t, in, m.f32, expect, 1, K, N);
   for (int threads : {1, 2, 3}) {
     ThreadPool pool(threads);
     for (int rep = 0; rep < 20; ++rep) {
@@ -137,8 +162,7 @@ TEST_P(TypedKernelsTest, OneRowProductsReadInPiecesMatchTheScalarReference) {
       std::vector<float> expect_gelu = out;
       gelu_forward(expect_gelu.data(), expect_gelu.size());
       for (size_t i = 0; i < out.size(); ++i) {
-        ASSERT_NEAR(out[i], expect[i], kTolerance * (1 + std::fabs(expect[i])))
-            << threads << " threads, column " << i;
+        ASSERT_NEAR(out[i], expect[i], allowed[i]) << threads << " threads, column " << i;
         ASSERT_NEAR(acc[i], out[i] + 1.5f, 1e-5f * (1 + std::fabs(out[i])))
             << threads << " threads, accumulating, column " << i;
         // GELU's vector and scalar paths (a run's tail) differ in the last bits.
@@ -226,6 +250,7 @@ TEST_P(TypedKernelsTest, KernelsWriteOnlyTheirColumnRange) {
   for (const int rows : {1, 3, 5, 17, 32}) {
     auto in = random_vector(static_cast<size_t>(rows) * K, 22, 1.f);
     auto expect = reference(in, m.f32, zero, rows, K, N);
+    const auto allowed = allowed_error(t, in, m.f32, expect, rows, K, N);
     std::vector<float> out(expect.size(), 0.f);
     if (rows == 1)
       table().matvec_typed(out.data(), in.data(), m.data.data(), t, K, n0, n1);
@@ -237,9 +262,33 @@ TEST_P(TypedKernelsTest, KernelsWriteOnlyTheirColumnRange) {
         if (n < n0 || n >= n1)
           ASSERT_EQ(out[i], 0.f) << "rows " << rows << " column " << n;
         else
-          ASSERT_NEAR(out[i], expect[i], kTolerance * (1 + std::fabs(expect[i]))) << "rows " << rows;
+          ASSERT_NEAR(out[i], expect[i], allowed[i]) << "rows " << rows;
       }
   }
+}
+
+// A NaN or an infinity in an input row makes every output of that row NaN or infinite (one row of Q8_0
+// weights takes x as int16 blocks: such a block must not round to numbers), and leaves the other rows'
+// outputs as they are.
+TEST_P(TypedKernelsTest, NonFiniteInputsComeOutNonFinite) {
+  const DType t = std::get<1>(GetParam());
+  const int K = 128, N = 70;
+  const TypedLayer layer(t, N, K, 71);
+  const auto& [m, bias, L] = layer;
+  ThreadPool pool(2);
+  for (const float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                          -std::numeric_limits<float>::infinity()})
+    for (const int rows : {1, 3}) {
+      auto in = random_vector(static_cast<size_t>(rows) * K, 72, 1.f);
+      in[static_cast<size_t>(K + 37) % in.size()] = bad;  // row 1 of 3, or the only row
+      const int bad_row = rows == 1 ? 0 : 1;
+      std::vector<float> out(static_cast<size_t>(rows) * N, 0.f);
+      linear_forward(out.data(), in.data(), L, rows, false, pool);
+      for (int r = 0; r < rows; ++r)
+        for (int n = 0; n < N; ++n)
+          ASSERT_EQ(std::isfinite(out[static_cast<size_t>(r) * N + n]), r != bad_row)
+              << bad << " rows " << rows << " row " << r << " column " << n;
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(IsasAndTypes, TypedKernelsTest,
