@@ -7,6 +7,7 @@
 #include <string>
 #include <utility>
 
+#include "bench/cpu_times.h"
 #include "bench/machine_limits.h"
 #include "model/gpt2_model.h"
 #include "model/kernel_table.h"
@@ -43,11 +44,17 @@ constexpr int kDecodePrompt = 16;
 // step, on the model's own threads (so that the steps and the reads share the machine's moments); with
 // several sequences, which arithmetic may bound, also the seconds of one of its sgemm products after
 // every step.
+// The CPU time the machine's CPUs spent during the steps and between them (the reads and products), read
+// from /proc/stat around each (outside the timed spans): how much of it the hypervisor stole in each.
+// cpu_times is false where /proc/stat could not be read.
 struct DecodeRun {
   double tokens = 0, seconds = 0, read_seconds = 0, sgemm_seconds = 0;
+  CpuTimes step_cpu, between_cpu;
+  bool cpu_times = true;
   DecodeRun& operator+=(const DecodeRun& r) {
     tokens += r.tokens, seconds += r.seconds, read_seconds += r.read_seconds,
         sgemm_seconds += r.sgemm_seconds;
+    step_cpu += r.step_cpu, between_cpu += r.between_cpu, cpu_times = cpu_times && r.cpu_times;
     return *this;
   }
 };
@@ -69,11 +76,20 @@ DecodeRun decode_run(model::Gpt2Model& model, int rows, int steps, MachineLimits
   for (int s = 0; s < steps; ++s) {
     for (int i = 0; i < rows; ++i) tokens[static_cast<size_t>(i)] = (s * 31 + i * 7 + 1) % c.vocab_size;
     logits.clear();
+    const auto before = read_cpu_times();
     const auto start = SteadyClock::now();
     model.forward(batch, &logits);
     run.seconds += seconds_since(start);
+    const auto stepped = read_cpu_times();
     run.read_seconds += probe.timed_read(model.pool());
     if (rows > 1) run.sgemm_seconds += probe.timed_sgemm(model.pool());
+    const auto after = read_cpu_times();
+    if (before && stepped && after) {
+      run.step_cpu += *stepped - *before;
+      run.between_cpu += *after - *stepped;
+    } else {
+      run.cpu_times = false;
+    }
   }
   run.tokens = static_cast<double>(rows) * steps;
   return run;
@@ -255,6 +271,10 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
                               by_bandwidth ? bw_limit : step_flop_limit,
                               by_bandwidth ? "bandwidth" : "compute", t.flops_per_token, bandwidth, flops,
                               t.rows > 1, t.rows * t.cache_bytes});
+    if (t.total.cpu_times) {
+      report.figures.back().steal_in_steps = t.total.step_cpu.steal_share();
+      report.figures.back().steal_between_steps = t.total.between_cpu.steal_share();
+    }
   }
   return report;
 }

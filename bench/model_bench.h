@@ -41,6 +41,10 @@ struct BenchFigure {
   // A decode step's reads of the KV cache, all its sequences', averaged over the test's steps (0 for prompt
   // processing): its bandwidth limit is set by these bytes and the weights'.
   double kv_cache_bytes_per_step = 0;
+  // Decode tests: the share of all CPUs' time the hypervisor stole during the steps and between them
+  // (/proc/stat's steal; nullopt where it cannot be read). A fraction of the limit is taken in the steps'
+  // moments and the reads': where more was stolen in the steps, it reads low for reasons of the machine.
+  std::optional<double> steal_in_steps = std::nullopt, steal_between_steps = std::nullopt;
 };
 
 struct ModelBenchReport {

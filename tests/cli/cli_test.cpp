@@ -226,6 +226,17 @@ TEST(CliTest, BenchReportsEveryFigureBesideItsLimit) {
     const double read = rows > 0 ? f["limit_read_bandwidth_gb_s"].get<double>() : 0;
     if (rows > 0) {
       EXPECT_GT(read, 0.1) << f.dump();
+      // The share of CPU time stolen by the hypervisor in the steps and between them: a share, or null
+      // where too little time passed for /proc/stat's ticks (a few milliseconds of steps on tiny).
+      for (const char* key : {"cpu_steal_in_steps", "cpu_steal_between_steps"}) {
+        ASSERT_TRUE(f.contains(key)) << key << " " << f.dump();
+        if (!f[key].is_null()) {
+          EXPECT_GE(f[key].get<double>(), 0) << f.dump();
+          EXPECT_LE(f[key].get<double>(), 1) << f.dump();
+        }
+      }
+    } else {
+      EXPECT_FALSE(f.contains("cpu_steal_in_steps")) << f.dump();
     }
     if (name == "tg8") {
       EXPECT_EQ(read, j["bandwidth_gb_s"].get<double>());
@@ -282,7 +293,10 @@ TEST(CliTest, BenchReportsEveryFigureBesideItsLimit) {
   std::smatch row;
   ASSERT_TRUE(std::regex_search(
       decode.out, row,
-      std::regex(R"(\ntg200 +[0-9.]+ +[0-9.]+ +[0-9]+%  bandwidth +([0-9.]+)  [0-9.]+ GB/s\n)")))
+      std::regex(
+          R"(\ntg200 +[0-9.]+ +[0-9.]+ +[0-9]+%  bandwidth +([0-9.]+)  [0-9.]+ GB/s(; stolen [0-9]+% in steps, [0-9]+% between)?\n)")))
+      << decode.out;
+  EXPECT_NE(decode.out.find("`stolen`: the share of CPU time the hypervisor took"), std::string::npos)
       << decode.out;
   const double step_mb = j["weight_mb"].get<double>() + layers * 2 * C * 4 * (16 + 100.5) / 1e6;
   EXPECT_NEAR(std::stod(row[1]), step_mb, 0.051) << decode.out;

@@ -112,6 +112,11 @@ void add_bench_command(CLI::App& app) {
           if (f.bandwidth_bytes_per_s > 0) {
             j["figures"].back()["limit_read_bandwidth_gb_s"] = f.bandwidth_bytes_per_s / 1e9;
             j["figures"].back()["kv_cache_mb_per_step"] = f.kv_cache_bytes_per_step / 1e6;
+            auto share = [](const std::optional<double>& v) {
+              return v ? nlohmann::json(*v) : nlohmann::json();
+            };
+            j["figures"].back()["cpu_steal_in_steps"] = share(f.steal_in_steps);
+            j["figures"].back()["cpu_steal_between_steps"] = share(f.steal_between_steps);
           }
         }
         runs.push_back(std::move(j));
@@ -145,7 +150,8 @@ void add_bench_command(CLI::App& app) {
           r.flops_per_token / 1e6);
       std::printf(
           "a decode step reads the weights once and each sequence's KV cache, %.1f KB per position it "
-          "attends to: `MB/step`, averaged over the test's steps, sets its bandwidth limit\n\n",
+          "attends to: `MB/step`, averaged over the test's steps, sets its bandwidth limit; `stolen`: the "
+          "share of CPU time the hypervisor took, during the steps and between them\n\n",
           r.kv_cache_bytes_per_position / 1e3);
       std::printf("%-10s %12s %12s %10s  %-9s %9s  %s\n", "test", "tok/s", "limit tok/s", "fraction",
                   "bound by", "MB/step", "measured between steps");
@@ -159,6 +165,9 @@ void add_bench_command(CLI::App& app) {
         std::printf("%-9s %9.1f  %.1f GB/s", f.bound.c_str(),
                     (r.weight_bytes + f.kv_cache_bytes_per_step) / 1e6, f.bandwidth_bytes_per_s / 1e9);
         if (f.sgemm_between_steps) std::printf(", sgemm %.1f GFLOP/s", f.sgemm_flops / 1e9);
+        if (f.steal_in_steps && f.steal_between_steps)
+          std::printf("; stolen %.0f%% in steps, %.0f%% between", 100 * *f.steal_in_steps,
+                      100 * *f.steal_between_steps);
         std::printf("\n");
       }
       std::printf("\n");
