@@ -1,7 +1,8 @@
 // Matrix-vector products with W stored [out, in] as F32, F16 or Q8_0 (single-stream decode, bound by the
 // bytes of W read): F16 weights are converted to F32 in registers as they stream in, never written back;
-// Q8_0's are widened to int16 and multiplied with x rounded to int16 blocks (q8_0_quarters). Compiled once
-// per instruction set (kernel_isa.h).
+// with AVX2 and AVX-512, Q8_0's are widened to int16 and multiplied with x rounded to int16 blocks
+// (q8_0_quarters; the few rows after a range's quarters, and the portable build, take x as it is).
+// Compiled once per instruction set (kernel_isa.h).
 #include <cstddef>
 #include <limits>
 #include <string>
@@ -118,8 +119,14 @@ void widening_quarters(float* y, const float* x, const T* w, int K, Quarters r) 
 // x in blocks of 32 values, each an int16 times the block's scale: x[32b + e] ≈ d[b] · q[32b + e], with
 // d[b] the block's largest magnitude / 32767. Each value is off by at most d[b] / 2, 2^-16 of the block's
 // largest: 256 times finer than Q8_0's rounding of W's blocks (2^-8 of their largest). A block holding NaN
-// or an infinity gets d = NaN, so that every row's sum comes out NaN, as it does with x as it is. A block
-// whose values are all below kSmallest in magnitude is taken as zeros (32767 / m would overflow).
+// or an infinity gets d = NaN, so that every row's sum comes out NaN (with x as it is, NaN or ±∞: not a
+// number either way). A block whose values are all below kSmallest in magnitude is taken as zeros
+// (32767 / m overflows below ~1e-34; kSmallest leaves a margin). Rounding is to nearest (cvtps_epi32 in
+// the default MXCSR mode, which nothing here changes).
+//
+// A sequence's Q8_0 products thus differ in the last bits between a step it runs alone (one row: x
+// rounded) and one it shares with others (x as it is), as they already did by summation order
+// (gpt2_forward_test's batch-against-alone check holds the logits within 1e-4 on its tiny model).
 struct Int16Blocks {
   AlignedVector<int16_t> q;
   std::vector<float> d;
@@ -186,8 +193,10 @@ const Int16Blocks& int16_blocks(const float* x, int nb) {
 // - Once per two blocks (68 bytes) left one line in 17 to the hardware prefetchers: 1–9 % more time in
 //   six runs (AVX2's kernel ~1 %).
 // - Into L1 rather than L2: ~7 % less time (on the Intel cores this was first measured on, no difference).
-// The int16 products replaced widening W's int8 values to floats (per 32 values, two widenings to int32
-// and two conversions against one widening to int16 and one pmaddwd). Measured the same way:
+// The int16 products replaced widening W's int8 values to floats: per 32 values and row, AVX-512's kernel
+// widened to int32 and converted twice (AVX2's four times) and multiplied three times; it now widens to
+// int16 once (AVX2 twice), multiplies in pairs once (AVX2 twice, and adds), then converts, scales and
+// accumulates once. Measured the same way:
 // - With W in L2 (cortex_linear_bench's cached matrix, one thread), where the arithmetic is what counts,
 //   the float kernel took 1.22–1.25× this one's time with AVX-512, 1.36–1.41× with AVX2. One scale for
 //   the whole of x rather than per block saved ~3 % more; not taken, as one outlier in x would coarsen
