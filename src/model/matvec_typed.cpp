@@ -201,8 +201,9 @@ const Int16Blocks& int16_blocks(const float* x, int nb) {
 //   the float kernel took 1.22–1.25× this one's time with AVX-512, 1.36–1.41× with AVX2. One scale for
 //   the whole of x rather than per block saved ~3 % more; not taken, as one outlier in x would coarsen
 //   every block's values.
-// - A decode step's products from memory on two threads: at ~70 GB/s the float kernel took 1.05–1.09×
-//   this one's time (AVX2's 1.23×); at 40–50 GB/s, where memory alone sets the pace, 0.98–1.03×.
+// - A decode step's products from memory on two threads (124M's 131 MB of Q8_0): at 53–58 GB/s the float
+//   kernel took 1.05–1.08× this one's time (AVX2's 1.23× at 50 GB/s); at 31–40 GB/s, where memory alone
+//   sets the pace, 0.97–1.00×.
 void q8_0_quarters(float* y, const float* x, const BlockQ8_0* w, int K, Quarters r) {
   const int nb = K / kQ8Block;
   const size_t bs = static_cast<size_t>(nb);
