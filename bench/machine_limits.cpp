@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "model/kernels.h"
 #include "util/clock.h"
+#include "util/error.h"
 #include "util/page_arena.h"
 
 #if defined(__x86_64__)
@@ -68,28 +70,41 @@ constexpr int kM = 512, kK = 768, kN = 3072;  // the MLP's first product for a b
 }  // namespace
 
 struct MachineLimits::Buffers {
-  PageArena arena;
-  float* stream = nullptr;     // in arena
+  std::unique_ptr<PageArena> arena;  // holds `stream`, replaced when a larger one is needed
+  float* stream = nullptr;
+  size_t stream_floats = 0;
   std::vector<float> a, b, c;  // sgemm operands [kM, kK], [kK, kN], [kM, kN]
 };
 
-MachineLimits::MachineLimits(int threads, size_t bytes)
-    : pool_(threads),
-      floats_(std::max<size_t>(bytes / sizeof(float) / 1024 * 1024, 1 << 20)),
-      buffers_(std::make_unique<Buffers>()) {
+MachineLimits::MachineLimits(int threads) : pool_(threads), buffers_(std::make_unique<Buffers>()) {
   model::configure_blas_threads();
-  buffers_->stream = static_cast<float*>(buffers_->arena.allocate(floats_ * sizeof(float)));
-  float* s = buffers_->stream;
-  pool_.parallel_for(
-      floats_, [&](size_t b, size_t e) { std::fill(s + b, s + e, 1.f); }, 1024);
   buffers_->a.assign(static_cast<size_t>(kM) * kK, 0.5f);
   buffers_->b.assign(static_cast<size_t>(kK) * kN, 0.25f);
   buffers_->c.assign(static_cast<size_t>(kM) * kN, 0.f);
 }
 
+void MachineLimits::set_read_bytes(size_t bytes) {
+  floats_ = std::max<size_t>(bytes / sizeof(float) / 1024 * 1024, 1 << 20);
+  Buffers& m = *buffers_;
+  if (floats_ <= m.stream_floats) return;
+  m.stream = nullptr, m.stream_floats = 0;
+  m.arena.reset();  // the old pages go back before the new ones are taken
+  m.arena = std::make_unique<PageArena>();
+  m.stream = static_cast<float*>(m.arena->allocate(floats_ * sizeof(float)));
+  m.stream_floats = floats_;
+  float* s = m.stream;
+  pool_.parallel_for(
+      floats_, [&](size_t b, size_t e) { std::fill(s + b, s + e, 1.f); }, 1024);
+}
+
 MachineLimits::~MachineLimits() = default;
 
+size_t MachineLimits::allocated_bytes() const {
+  return buffers_->stream_floats * sizeof(float);
+}
+
 double MachineLimits::timed_read(ThreadPool& pool) {
+  if (floats_ == 0) throw invalid_argument("MachineLimits: no buffer to read (set_read_bytes)");
   const float* buf = buffers_->stream;
   const size_t n = floats_;
   std::vector<float> partial(static_cast<size_t>(pool.size()));

@@ -18,19 +18,29 @@ namespace cortex::bench {
 
 class MachineLimits {
  public:
-  // `bytes`: the size of the working set being compared (a model's weights). On machines whose last-level
-  // cache holds a large share of that set, a buffer far beyond it would understate what streaming it
-  // reaches. Allocates and touches the buffer once.
-  MachineLimits(int threads, size_t bytes);
+  // `threads`: this object's own (read_bandwidth, sgemm_flops). No buffer to read until set_read_bytes.
+  explicit MachineLimits(int threads);
   ~MachineLimits();
+
+  // From now on the reads below take the buffer's first `bytes` (rounded down to 4 KiB, at least 4 MiB):
+  // the size of the working set being compared (a model's weights; on machines whose last-level cache
+  // holds a large share of that set, a buffer far beyond it would understate what streaming it reaches).
+  // Allocates and touches a buffer of that size when the one held is smaller, and otherwise reads a
+  // prefix of it: one object serves a benchmark's buffers of several sizes with the pages of one
+  // allocation (a VM backs fresh pages as they are first written, which took 1–13 s of system time per
+  // 2 GiB on the machine the figures in docs/performance.md come from).
+  void set_read_bytes(size_t bytes);
+  int threads() const { return pool_.size(); }
+  // Bytes of the buffer held (the largest set_read_bytes so far), of which the reads take buffer_bytes().
+  size_t allocated_bytes() const;
 
   // Bytes per second read by this object's threads streaming the buffer: the best of `passes` reads of
   // it. On a shared machine the best of such short passes (a few milliseconds each) catches moments of more
   // bandwidth than any test of hundreds of milliseconds can average.
   double read_bandwidth(int passes);
-  // Seconds `pool`'s threads take to read the whole buffer once (read_bandwidth's passes on this object's
-  // threads; a test's own threads for reads interleaved with its steps, so that the test and the reads
-  // share the machine's moments).
+  // Seconds `pool`'s threads take to read the buffer's first buffer_bytes() once (read_bandwidth's passes on
+  // this object's threads; a test's own threads for reads interleaved with its steps, so that the test and
+  // the reads share the machine's moments).
   double timed_read(ThreadPool& pool);
   size_t buffer_bytes() const { return floats_ * sizeof(float); }
   // FLOP/s of an sgemm on the batched MLP shape (OpenBLAS, one slice of columns per thread, as the model
@@ -42,7 +52,7 @@ class MachineLimits {
 
  private:
   ThreadPool pool_;
-  size_t floats_;
+  size_t floats_ = 0;  // read from the buffer (set_read_bytes)
   struct Buffers;
   std::unique_ptr<Buffers> buffers_;
 };

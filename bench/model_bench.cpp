@@ -97,8 +97,11 @@ DecodeRun decode_run(model::Gpt2Model& model, int rows, int steps, MachineLimits
 }
 }  // namespace
 
-ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
+ModelBenchReport run_model_bench(const ModelBenchOptions& options, MachineLimits& limits) {
   if (options.rounds < 1) throw invalid_argument("rounds must be at least 1");
+  if (limits.threads() != options.threads)
+    throw invalid_argument("the machine's limits are read on " + std::to_string(limits.threads()) +
+                           " threads, the run's on " + std::to_string(options.threads));
   ModelBenchReport report;
   model::ModelOptions mo;
   mo.threads = options.threads;
@@ -134,8 +137,9 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options) {
       static_cast<double>(model->kv_cache().block_bytes()) / model::KvCache::kBlockTokens;
   report.rounds = options.rounds;
   report.isa = model::isa_name(model::kernels().isa);
-  report.dram_bandwidth_bytes_per_s = MachineLimits(options.threads, size_t{2} << 30).read_bandwidth(3);
-  MachineLimits limits(options.threads, static_cast<size_t>(report.weight_bytes));
+  limits.set_read_bytes(size_t{2} << 30);
+  report.dram_bandwidth_bytes_per_s = limits.read_bandwidth(3);
+  limits.set_read_bytes(static_cast<size_t>(report.weight_bytes));
 
   // Each figure's test, in the order they are reported; a round runs each once. A test's limit is the
   // lower of its two: `rows` tokens per step at the read bandwidth, a step reading the weights once and

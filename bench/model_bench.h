@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/machine_limits.h"
 #include "model/tensor.h"
 
 namespace cortex::bench {
@@ -73,6 +74,10 @@ struct ModelBenchReport {
   std::vector<BenchFigure> figures;
 };
 
-ModelBenchReport run_model_bench(const ModelBenchOptions& options);
+// `limits` (of options.threads threads) reads its buffer for the run's limits: 2 GiB for the reference
+// figure (dram_bandwidth_bytes_per_s), then the weights' size for the tests'. The runs of one process
+// share one, so that they read the pages of one allocation of 2 GiB (more for weights beyond that)
+// rather than each clearing its own (MachineLimits::set_read_bytes).
+ModelBenchReport run_model_bench(const ModelBenchOptions& options, MachineLimits& limits);
 
 }  // namespace cortex::bench

@@ -48,7 +48,9 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option(
       "--model", o->model.model,
       "Model folder or .gguf, or a URI: file://, s3://, https://, hf:// (default: a random GPT-2 124M)");
-  cmd->add_option("--threads", o->model.threads, "Compute threads")->capture_default_str();
+  cmd->add_option("--threads", o->model.threads, "Compute threads")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
   cmd->add_option("--decode-tokens", o->model.decode_tokens, "Single-stream decode steps (0 for none)")
       ->capture_default_str();
   cmd->add_option("--batch-steps", o->model.batch_steps, "Steps of batched decode")->capture_default_str();
@@ -78,10 +80,11 @@ void add_bench_command(CLI::App& app) {
     for (const auto& d : o->dtypes) dtypes.push_back(model::parse_dtype(d));  // all checked before any run
     if (dtypes.empty()) dtypes.push_back(std::nullopt);
     if (!o->kv_cache_dtype.empty()) o->model.kv_cache_dtype = model::parse_kv_cache_dtype(o->kv_cache_dtype);
+    bench::MachineLimits limits(o->model.threads);  // one buffer for all the runs
     nlohmann::json runs = nlohmann::json::array();
     for (const auto& dtype : dtypes) {
       o->model.dtype = dtype;
-      auto r = bench::run_model_bench(o->model);
+      auto r = bench::run_model_bench(o->model, limits);
       if (o->json) {
         nlohmann::json j = {{"dtype", r.dtype},
                             {"kv_cache_dtype", r.kv_cache_dtype},

@@ -1,0 +1,48 @@
+// The buffer behind `cortex bench`'s read-bandwidth limits: one allocation serves reads of several sizes.
+#include "bench/machine_limits.h"
+
+#include <gtest/gtest.h>
+
+#include "util/error.h"
+
+namespace cortex::bench {
+namespace {
+
+constexpr size_t kMiB = size_t{1} << 20;
+
+TEST(MachineLimitsTest, NothingToReadBeforeASizeIsSet) {
+  MachineLimits limits(2);
+  EXPECT_EQ(limits.threads(), 2);
+  EXPECT_EQ(limits.buffer_bytes(), 0u);
+  EXPECT_EQ(limits.allocated_bytes(), 0u);
+  EXPECT_THROW(limits.read_bandwidth(1), Error);
+  ThreadPool pool(1);
+  EXPECT_THROW(limits.timed_read(pool), Error);
+}
+
+TEST(MachineLimitsTest, ReadsAPrefixOfTheLargestBufferSoFar) {
+  MachineLimits limits(2);
+  limits.set_read_bytes(16 * kMiB + 100);  // rounded down to whole 4 KiB
+  EXPECT_EQ(limits.buffer_bytes(), 16 * kMiB);
+  EXPECT_EQ(limits.allocated_bytes(), 16 * kMiB);
+  const double sixteen = limits.read_bandwidth(1);
+  EXPECT_GT(sixteen, 0);
+
+  limits.set_read_bytes(8 * kMiB);  // a prefix: no new buffer
+  EXPECT_EQ(limits.buffer_bytes(), 8 * kMiB);
+  EXPECT_EQ(limits.allocated_bytes(), 16 * kMiB);
+  EXPECT_GT(limits.read_bandwidth(1), 0);
+
+  limits.set_read_bytes(1000);  // at least 4 MiB
+  EXPECT_EQ(limits.buffer_bytes(), 4 * kMiB);
+  EXPECT_EQ(limits.allocated_bytes(), 16 * kMiB);
+
+  limits.set_read_bytes(24 * kMiB);  // beyond the buffer: a larger one replaces it
+  EXPECT_EQ(limits.buffer_bytes(), 24 * kMiB);
+  EXPECT_EQ(limits.allocated_bytes(), 24 * kMiB);
+  ThreadPool pool(2);
+  EXPECT_GT(limits.timed_read(pool), 0);
+}
+
+}  // namespace
+}  // namespace cortex::bench
