@@ -36,10 +36,7 @@ double prompt_rate(model::Gpt2Model& model, int n) {
   return n / seconds_since(start);
 }
 
-// Tokens of the prompt each decode test's sequences start from.
-constexpr int kDecodePrompt = 16;
-
-// `steps` decode steps of `rows` sequences at once, each after a kDecodePrompt-token prompt: the tokens
+// `steps` decode steps of `rows` sequences at once, each after a `depth`-token prompt: the tokens
 // decoded, the steps' seconds, and the seconds of one read of `probe`'s weights-sized buffer after every
 // step, on the model's own threads (so that the steps and the reads share the machine's moments); with
 // several sequences, which arithmetic may bound, also the seconds of one of its sgemm products after
@@ -58,7 +55,7 @@ struct DecodeRun {
     return *this;
   }
 };
-DecodeRun decode_run(model::Gpt2Model& model, int rows, int steps, MachineLimits& probe) {
+DecodeRun decode_run(model::Gpt2Model& model, int rows, int steps, int depth, MachineLimits& probe) {
   const auto& c = model.config();
   std::vector<std::unique_ptr<model::Sequence>> seqs;
   std::vector<model::BatchEntry> batch;
@@ -66,7 +63,7 @@ DecodeRun decode_run(model::Gpt2Model& model, int rows, int steps, MachineLimits
   std::vector<float> logits;
   for (int i = 0; i < rows; ++i) {
     seqs.push_back(model.new_sequence());
-    auto prompt = random_tokens(kDecodePrompt, c.vocab_size, 3 + static_cast<uint32_t>(i));
+    auto prompt = random_tokens(depth, c.vocab_size, 3 + static_cast<uint32_t>(i));
     model::BatchEntry e{seqs.back().get(), prompt};
     logits.clear();
     model.forward(std::span(&e, 1), &logits);
@@ -108,17 +105,29 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options, MachineLimits
   mo.dtype = options.dtype;
   mo.kv_cache_dtype = options.kv_cache_dtype;
   // Cache positions a decode test's `rows` sequences hold at most (whole blocks each).
-  auto decode_tokens = [](int rows, int steps) {
-    return int64_t{rows} * (int64_t{kDecodePrompt} + steps + model::KvCache::kBlockTokens);
+  auto decode_tokens = [](int rows, int depth, int steps) {
+    return int64_t{rows} * (int64_t{depth} + steps + model::KvCache::kBlockTokens);
   };
+  if (options.decode_depths.empty()) throw invalid_argument("no decode depth given");
+  for (int d : options.decode_depths)
+    if (d < 1)
+      throw invalid_argument("a decode depth must be at least 1 token (got " + std::to_string(d) + ")");
+  const int max_depth = *std::max_element(options.decode_depths.begin(), options.decode_depths.end());
   // A cache budget for the largest test (one test's sequences at a time; blocks are allocated as used):
   // the default, 8 contexts' worth, is smaller than 32 sequences of a long decode test on a short model.
-  mo.kv_cache_tokens = decode_tokens(1, options.decode_tokens);
+  mo.kv_cache_tokens = decode_tokens(1, max_depth, options.decode_tokens);
   for (int n : options.prompt_lengths) mo.kv_cache_tokens = std::max<int64_t>(mo.kv_cache_tokens, n);
   for (int b : options.batch_sizes)
-    mo.kv_cache_tokens = std::max(mo.kv_cache_tokens, decode_tokens(b, options.batch_steps));
+    mo.kv_cache_tokens = std::max(mo.kv_cache_tokens, decode_tokens(b, max_depth, options.batch_steps));
   auto model = model::Gpt2Model::load(options.model, mo);
   const auto& c = model->config();
+  const bool decode_tests =
+      options.decode_tokens > 0 || std::any_of(options.batch_sizes.begin(), options.batch_sizes.end(),
+                                               [&](int b) { return b > 0 && options.batch_steps > 0; });
+  if (decode_tests && max_depth >= c.n_ctx - 1)
+    throw invalid_argument("decode depth " + std::to_string(max_depth) +
+                           " leaves no room for a step in the model's " + std::to_string(c.n_ctx) +
+                           " positions");
   const double C = c.n_embd;
   const double layers = 2.0 * c.n_layer * (12.0 * C * C), lm_head = 2.0 * c.vocab_size * C;
   report.flops_per_token = layers + lm_head;
@@ -164,7 +173,8 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options, MachineLimits
   // beside them are the best of the rounds.
   struct Test {
     std::string name;
-    int rows = 0;  // sequences per decode step; 0 for prompt processing
+    int rows = 0;   // sequences per decode step; 0 for prompt processing
+    int depth = 0;  // decode: the prompt's tokens before the first step
     double flops_per_token = 0;
     std::function<double()> prompt;  // prompt processing's tok/s
     int steps = 0;                   // decode steps per round
@@ -176,18 +186,19 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options, MachineLimits
   std::vector<Test> tests;
   int64_t cache_tokens = 0;  // positions the tests hold at most (their steps fitted to the context)
   auto add = [&](std::string name, int rows, double flops_per_token, std::function<double()> prompt,
-                 int steps) {
+                 int steps, int depth) {
     Test t;
     t.name = std::move(name);
     t.rows = rows;
+    t.depth = depth;
     t.flops_per_token = flops_per_token;
     t.prompt = std::move(prompt);
     t.steps = steps;
     // A decode step at position p attends to p + 1 positions; the steps' positions run from the prompt's
-    // end, kDecodePrompt, to kDecodePrompt + steps - 1: kDecodePrompt + (steps + 1) / 2 on average.
+    // end, depth, to depth + steps - 1: depth + (steps + 1) / 2 on average.
     if (rows > 0) {
-      t.cache_bytes = report.kv_cache_bytes_per_position * (kDecodePrompt + (steps + 1) / 2.0);
-      cache_tokens = std::max(cache_tokens, decode_tokens(rows, steps));
+      t.cache_bytes = report.kv_cache_bytes_per_position * (depth + (steps + 1) / 2.0);
+      cache_tokens = std::max(cache_tokens, decode_tokens(rows, depth, steps));
     }
     tests.push_back(std::move(t));
   };
@@ -196,19 +207,22 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options, MachineLimits
       cache_tokens = std::max<int64_t>(cache_tokens, n);
       add(
           "pp" + std::to_string(n), 0, layers + lm_head / n + attention(0, n),
-          [&, n] { return prompt_rate(*model, n); }, 0);
+          [&, n] { return prompt_rate(*model, n); }, 0, 0);
     }
-  const int decode_steps = std::min(options.decode_tokens, c.n_ctx - kDecodePrompt - 1);
-  if (decode_steps > 0)
-    add("tg" + std::to_string(decode_steps), 1,
-        report.flops_per_token + attention(kDecodePrompt, kDecodePrompt + decode_steps), nullptr,
-        decode_steps);
-  const int batch_steps = std::min(options.batch_steps, c.n_ctx - kDecodePrompt - 1);
-  for (int b : options.batch_sizes)
-    if (b > 0 && batch_steps > 0)
-      add("batch" + std::to_string(b), b,
-          report.flops_per_token + attention(kDecodePrompt, kDecodePrompt + batch_steps), nullptr,
-          batch_steps);
+  // Per depth, the single-stream test and then the batched ones, their steps fitted to the context.
+  for (int depth : options.decode_depths) {
+    const std::string suffix =
+        depth == ModelBenchOptions::kDefaultDecodeDepth ? "" : "@d" + std::to_string(depth);
+    const int decode_steps = std::min(options.decode_tokens, c.n_ctx - depth - 1);
+    if (decode_steps > 0)
+      add("tg" + std::to_string(decode_steps) + suffix, 1,
+          report.flops_per_token + attention(depth, depth + decode_steps), nullptr, decode_steps, depth);
+    const int batch_steps = std::min(options.batch_steps, c.n_ctx - depth - 1);
+    for (int b : options.batch_sizes)
+      if (b > 0 && batch_steps > 0)
+        add("batch" + std::to_string(b) + suffix, b,
+            report.flops_per_token + attention(depth, depth + batch_steps), nullptr, batch_steps, depth);
+  }
 
   // The cache's pages written once now: a decode test's first round would otherwise also time the system
   // faulting in each new block's pages (on this VM, batch32's first round of F32 took ~1.9× as long as
@@ -227,7 +241,7 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options, MachineLimits
         t.best = std::max(t.best, t.prompt());
         report.sgemm_flops = std::max(report.sgemm_flops, limits.sgemm_flops(3));
       } else {
-        const DecodeRun r = decode_run(*model, t.rows, t.steps, limits);
+        const DecodeRun r = decode_run(*model, t.rows, t.steps, t.depth, limits);
         const double b = buffer * t.steps / r.read_seconds;
         t.min_bandwidth = round == 0 ? b : std::min(t.min_bandwidth, b);
         t.total += r;
@@ -258,7 +272,7 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options, MachineLimits
     const double flop_limit = report.sgemm_flops / t.flops_per_token;
     if (t.rows == 0) {
       report.figures.push_back(
-          {t.name, t.best, flop_limit, "compute", t.flops_per_token, 0, report.sgemm_flops});
+          {t.name, 0, t.best, flop_limit, "compute", t.flops_per_token, 0, report.sgemm_flops});
       continue;
     }
     const double bandwidth = read_bandwidth(t);
@@ -272,7 +286,7 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options, MachineLimits
                              : report.sgemm_flops;
     const double step_flop_limit = flops / t.flops_per_token;
     const bool by_bandwidth = bw_limit < step_flop_limit;
-    report.figures.push_back({t.name, t.total.tokens / t.total.seconds,
+    report.figures.push_back({t.name, t.depth, t.total.tokens / t.total.seconds,
                               by_bandwidth ? bw_limit : step_flop_limit,
                               by_bandwidth ? "bandwidth" : "compute", t.flops_per_token, bandwidth, flops,
                               t.rows > 1, t.rows * t.cache_bytes});

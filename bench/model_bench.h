@@ -20,6 +20,11 @@ struct ModelBenchOptions {
   int decode_tokens = 128;
   std::vector<int> batch_sizes = {8, 32};
   int batch_steps = 64;
+  // Decode tests run at each depth: their sequences' first step follows a prompt of that many tokens
+  // (llama-bench's "tg128 @ d1024"). Tests at another depth than kDefaultDecodeDepth are named with it
+  // ("tg128@d1024"); their limits count the cache their steps read at those positions.
+  static constexpr int kDefaultDecodeDepth = 16;
+  std::vector<int> decode_depths = {kDefaultDecodeDepth};
   // Every test and its limits are measured once per round: decode tests report the totals of all rounds
   // beside the reads (and, batched, the sgemm products) between their steps, prompt tests and the compute
   // limit beside them the best round (see run_model_bench and bench/machine_limits.h).
@@ -27,7 +32,8 @@ struct ModelBenchOptions {
 };
 
 struct BenchFigure {
-  std::string name;  // "pp512", "tg", "batch32"
+  std::string name;      // "pp512", "tg128", "batch32", "tg128@d1024"
+  int decode_depth = 0;  // decode tests: the prompt's tokens before the first step (0 for prompt processing)
   double tokens_per_second = 0;
   double limit_tokens_per_second = 0;  // what the machine's bandwidth or FLOP rate allows
   std::string bound;                   // "bandwidth" or "compute"

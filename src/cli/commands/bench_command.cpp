@@ -54,6 +54,11 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--decode-tokens", o->model.decode_tokens, "Single-stream decode steps (0 for none)")
       ->capture_default_str();
   cmd->add_option("--batch-steps", o->model.batch_steps, "Steps of batched decode")->capture_default_str();
+  cmd->add_option("--decode-depths", o->model.decode_depths,
+                  "Prompt tokens before the decode tests' first step (comma-separated: the decode tests run "
+                  "at each; tests at another depth than 16 are named with it, as tg128@d1024)")
+      ->delimiter(',')
+      ->capture_default_str();
   cmd->add_option("--prompt-lengths", o->model.prompt_lengths,
                   "Prompt-processing tests: tokens per prompt (comma-separated; 0 for none)")
       ->delimiter(',')
@@ -113,6 +118,7 @@ void add_bench_command(CLI::App& app) {
                                   {"sgemm_between_steps", f.sgemm_between_steps}});
           // Decode tests only: prompt processing has no bandwidth limit.
           if (f.bandwidth_bytes_per_s > 0) {
+            j["figures"].back()["decode_depth"] = f.decode_depth;
             j["figures"].back()["limit_read_bandwidth_gb_s"] = f.bandwidth_bytes_per_s / 1e9;
             j["figures"].back()["kv_cache_mb_per_step"] = f.kv_cache_bytes_per_step / 1e6;
             auto share = [](const std::optional<double>& v) {
