@@ -109,9 +109,15 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options, MachineLimits
     return int64_t{rows} * (int64_t{depth} + steps + model::KvCache::kBlockTokens);
   };
   if (options.decode_depths.empty()) throw invalid_argument("no decode depth given");
-  for (int d : options.decode_depths)
+  for (size_t i = 0; i < options.decode_depths.size(); ++i) {
+    const int d = options.decode_depths[i];
     if (d < 1)
       throw invalid_argument("a decode depth must be at least 1 token (got " + std::to_string(d) + ")");
+    if (std::find(options.decode_depths.begin(),
+                  options.decode_depths.begin() + static_cast<std::ptrdiff_t>(i),
+                  d) != options.decode_depths.begin() + static_cast<std::ptrdiff_t>(i))
+      throw invalid_argument("decode depth " + std::to_string(d) + " is given twice");
+  }
   const int max_depth = *std::max_element(options.decode_depths.begin(), options.decode_depths.end());
   // A cache budget for the largest test (one test's sequences at a time; blocks are allocated as used):
   // the default, 8 contexts' worth, is smaller than 32 sequences of a long decode test on a short model.

@@ -211,6 +211,10 @@ TEST(CliTest, BenchRunsTheDecodeTestsAtEachDepth) {
                                     "--decode-depths", "0", "--rounds", "1"});
   EXPECT_NE(none.exit_code, 0);
   EXPECT_NE(none.err.find("a decode depth must be at least 1 token (got 0)"), std::string::npos) << none.err;
+  auto twice = testing::run_command({cortex_binary(), "bench", "--model", testing::test_model("tiny"),
+                                     "--decode-depths", "16,40,16", "--rounds", "1"});
+  EXPECT_NE(twice.exit_code, 0);
+  EXPECT_NE(twice.err.find("decode depth 16 is given twice"), std::string::npos) << twice.err;
 }
 
 TEST(CliTest, BenchReportsEveryFigureBesideItsLimit) {
