@@ -84,17 +84,20 @@ MachineLimits::MachineLimits(int threads) : pool_(threads), buffers_(std::make_u
 }
 
 void MachineLimits::set_read_bytes(size_t bytes) {
-  floats_ = std::max<size_t>(bytes / sizeof(float) / 1024 * 1024, 1 << 20);
+  const size_t floats = std::max<size_t>(bytes / sizeof(float) / 1024 * 1024, 1 << 20);
   Buffers& m = *buffers_;
-  if (floats_ <= m.stream_floats) return;
-  m.stream = nullptr, m.stream_floats = 0;
-  m.arena.reset();  // the old pages go back before the new ones are taken
-  m.arena = std::make_unique<PageArena>();
-  m.stream = static_cast<float*>(m.arena->allocate(floats_ * sizeof(float)));
-  m.stream_floats = floats_;
-  float* s = m.stream;
-  pool_.parallel_for(
-      floats_, [&](size_t b, size_t e) { std::fill(s + b, s + e, 1.f); }, 1024);
+  if (floats > m.stream_floats) {
+    // The old pages go back before the new ones are taken; until the new buffer is written, none is held
+    // (an allocation that throws leaves nothing to read).
+    floats_ = 0, m.stream = nullptr, m.stream_floats = 0;
+    m.arena.reset();
+    m.arena = std::make_unique<PageArena>();
+    float* s = static_cast<float*>(m.arena->allocate(floats * sizeof(float)));
+    pool_.parallel_for(
+        floats, [&](size_t b, size_t e) { std::fill(s + b, s + e, 1.f); }, 1024);
+    m.stream = s, m.stream_floats = floats;
+  }
+  floats_ = floats;
 }
 
 MachineLimits::~MachineLimits() = default;

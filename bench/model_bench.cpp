@@ -94,6 +94,17 @@ DecodeRun decode_run(model::Gpt2Model& model, int rows, int steps, int depth, Ma
 }
 }  // namespace
 
+void check_decode_depths(const std::vector<int>& depths) {
+  if (depths.empty()) throw invalid_argument("no decode depth given");
+  for (size_t i = 0; i < depths.size(); ++i) {
+    const int d = depths[i];
+    if (d < 1)
+      throw invalid_argument("a decode depth must be at least 1 token (got " + std::to_string(d) + ")");
+    if (std::count(depths.begin(), depths.begin() + static_cast<std::ptrdiff_t>(i), d) > 0)
+      throw invalid_argument("decode depth " + std::to_string(d) + " is given twice");
+  }
+}
+
 ModelBenchReport run_model_bench(const ModelBenchOptions& options, MachineLimits& limits) {
   if (options.rounds < 1) throw invalid_argument("rounds must be at least 1");
   if (limits.threads() != options.threads)
@@ -108,17 +119,10 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options, MachineLimits
   auto decode_tokens = [](int rows, int depth, int steps) {
     return int64_t{rows} * (int64_t{depth} + steps + model::KvCache::kBlockTokens);
   };
-  if (options.decode_depths.empty()) throw invalid_argument("no decode depth given");
-  for (size_t i = 0; i < options.decode_depths.size(); ++i) {
-    const int d = options.decode_depths[i];
-    if (d < 1)
-      throw invalid_argument("a decode depth must be at least 1 token (got " + std::to_string(d) + ")");
-    if (std::find(options.decode_depths.begin(),
-                  options.decode_depths.begin() + static_cast<std::ptrdiff_t>(i),
-                  d) != options.decode_depths.begin() + static_cast<std::ptrdiff_t>(i))
-      throw invalid_argument("decode depth " + std::to_string(d) + " is given twice");
-  }
-  const int max_depth = *std::max_element(options.decode_depths.begin(), options.decode_depths.end());
+  check_decode_depths(options.decode_depths);
+  std::vector<int> depths = options.decode_depths;
+  std::sort(depths.begin(), depths.end());  // the shallowest first: the report's bandwidth is its tests'
+  const int max_depth = depths.back();
   // A cache budget for the largest test (one test's sequences at a time; blocks are allocated as used):
   // the default, 8 contexts' worth, is smaller than 32 sequences of a long decode test on a short model.
   mo.kv_cache_tokens = decode_tokens(1, max_depth, options.decode_tokens);
@@ -130,7 +134,7 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options, MachineLimits
   const bool decode_tests =
       options.decode_tokens > 0 || std::any_of(options.batch_sizes.begin(), options.batch_sizes.end(),
                                                [&](int b) { return b > 0 && options.batch_steps > 0; });
-  if (decode_tests && max_depth >= c.n_ctx - 1)
+  if (decode_tests && max_depth >= c.n_ctx)
     throw invalid_argument("decode depth " + std::to_string(max_depth) +
                            " leaves no room for a step in the model's " + std::to_string(c.n_ctx) +
                            " positions");
@@ -216,14 +220,15 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options, MachineLimits
           [&, n] { return prompt_rate(*model, n); }, 0, 0);
     }
   // Per depth, the single-stream test and then the batched ones, their steps fitted to the context.
-  for (int depth : options.decode_depths) {
+  // A sequence holds n_ctx positions: after a prompt of `depth` tokens, n_ctx - depth steps at most.
+  for (int depth : depths) {
     const std::string suffix =
         depth == ModelBenchOptions::kDefaultDecodeDepth ? "" : "@d" + std::to_string(depth);
-    const int decode_steps = std::min(options.decode_tokens, c.n_ctx - depth - 1);
+    const int decode_steps = std::min(options.decode_tokens, c.n_ctx - depth);
     if (decode_steps > 0)
       add("tg" + std::to_string(decode_steps) + suffix, 1,
           report.flops_per_token + attention(depth, depth + decode_steps), nullptr, decode_steps, depth);
-    const int batch_steps = std::min(options.batch_steps, c.n_ctx - depth - 1);
+    const int batch_steps = std::min(options.batch_steps, c.n_ctx - depth);
     for (int b : options.batch_sizes)
       if (b > 0 && batch_steps > 0)
         add("batch" + std::to_string(b) + suffix, b,

@@ -20,9 +20,11 @@ struct ModelBenchOptions {
   int decode_tokens = 128;
   std::vector<int> batch_sizes = {8, 32};
   int batch_steps = 64;
-  // Decode tests run at each depth: their sequences' first step follows a prompt of that many tokens
-  // (llama-bench's "tg128 @ d1024"). Tests at another depth than kDefaultDecodeDepth are named with it
-  // ("tg128@d1024"); their limits count the cache their steps read at those positions.
+  // Decode tests run at each depth, shallowest first: their sequences' first step follows a prompt of
+  // that many tokens (llama-bench's "tg128 @ d512"). Tests at another depth than kDefaultDecodeDepth are
+  // named with it ("tg128@d880"); their limits count the cache their steps read at those positions. Each
+  // round prefills every sequence of every decode test again, untimed: 32 sequences at depth 880 are 28K
+  // prompt tokens a round (~15 s at 1,900 tok/s).
   static constexpr int kDefaultDecodeDepth = 16;
   std::vector<int> decode_depths = {kDefaultDecodeDepth};
   // Every test and its limits are measured once per round: decode tests report the totals of all rounds
@@ -32,7 +34,7 @@ struct ModelBenchOptions {
 };
 
 struct BenchFigure {
-  std::string name;      // "pp512", "tg128", "batch32", "tg128@d1024"
+  std::string name;      // "pp512", "tg128", "batch32", "tg128@d880"
   int decode_depth = 0;  // decode tests: the prompt's tokens before the first step (0 for prompt processing)
   double tokens_per_second = 0;
   double limit_tokens_per_second = 0;  // what the machine's bandwidth or FLOP rate allows
@@ -79,6 +81,11 @@ struct ModelBenchReport {
   double flops_per_token = 0;
   std::vector<BenchFigure> figures;
 };
+
+// Throws invalid_argument unless every depth is at least 1 and given once (run_model_bench checks them
+// too; a caller may check before it fetches a model). Whether a depth leaves room for a step depends on
+// the model's context, which run_model_bench checks once the model has loaded.
+void check_decode_depths(const std::vector<int>& depths);
 
 // `limits` (of options.threads threads) reads its buffer for the run's limits: 2 GiB for the reference
 // figure (dram_bandwidth_bytes_per_s), then the weights' size for the tests'. The runs of one process

@@ -169,15 +169,17 @@ TEST(CliTest, CompletionScriptsAreValidShell) {
 }
 
 TEST(CliTest, BenchRunsTheDecodeTestsAtEachDepth) {
-  auto r =
-      testing::run_command({cortex_binary(), "bench", "--model", testing::test_model("tiny"),
-                            "--decode-tokens", "8", "--batch-sizes", "4", "--batch-steps", "4",
-                            "--prompt-lengths", "0", "--rounds", "1", "--decode-depths", "16,100", "--json"});
+  // Depths in any order run shallowest first; 255 leaves tiny's 256 positions room for one step.
+  auto r = testing::run_command({cortex_binary(), "bench", "--model", testing::test_model("tiny"),
+                                 "--decode-tokens", "8", "--batch-sizes", "4", "--batch-steps", "4",
+                                 "--prompt-lengths", "0", "--rounds", "1", "--decode-depths", "100,255,16",
+                                 "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   const auto config = nlohmann::json::parse(read_file(testing::test_model("tiny") + "/config.json"));
   const double layers = config["n_layer"].get<double>(), C = config["n_embd"].get<double>(),
                V = config["vocab_size"].get<double>();
+  ASSERT_EQ(config["n_positions"].get<int>(), 256);
   const double kv_position = layers * 2 * C * 4;  // an F32 cache
   std::vector<std::string> names;
   for (const auto& f : j["figures"]) {
@@ -185,9 +187,10 @@ TEST(CliTest, BenchRunsTheDecodeTestsAtEachDepth) {
     names.push_back(name);
     // Each test's steps start after a prompt of its depth: their positions, their cache reads and their
     // attention's FLOP follow from it.
-    const int depth = name.ends_with("@d100") ? 100 : 16;
+    const int depth = name.ends_with("@d100") ? 100 : name.ends_with("@d255") ? 255 : 16;
     EXPECT_EQ(f["decode_depth"], depth) << f.dump();
-    const int rows = name.starts_with("tg") ? 1 : 4, steps = name.starts_with("tg") ? 8 : 4;
+    const int rows = name.starts_with("tg") ? 1 : 4;
+    const int steps = std::min(name.starts_with("tg") ? 8 : 4, 256 - depth);
     const double p0 = depth, p1 = depth + steps;
     const double cache = rows * kv_position * (p0 + p1 + 1) / 2;
     EXPECT_NEAR(f["kv_cache_mb_per_step"].get<double>() * 1e6, cache, 1e-9 * cache) << f.dump();
@@ -196,25 +199,27 @@ TEST(CliTest, BenchRunsTheDecodeTestsAtEachDepth) {
     EXPECT_NEAR(f["mflop_per_token"].get<double>() * 1e6, flops, 1e-9 * flops) << f.dump();
     EXPECT_GT(f["tokens_per_second"].get<double>(), 0) << f.dump();
   }
-  EXPECT_EQ(names, (std::vector<std::string>{"tg8", "batch4", "tg8@d100", "batch4@d100"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"tg8", "batch4", "tg8@d100", "batch4@d100", "tg1@d255",
+                                             "batch4@d255"}));
   EXPECT_EQ(j["bandwidth_test"], "tg8");
 
-  // A depth that leaves no position for a step, or no prompt at all, is refused before anything runs.
+  // A depth that leaves no position for a step is refused once the model is known, before any buffer
+  // is cleared or test run; one below 1 or given twice before the model is even looked for.
   auto full = testing::run_command({cortex_binary(), "bench", "--model", testing::test_model("tiny"),
-                                    "--decode-depths", "16,255", "--rounds", "1"});
+                                    "--decode-depths", "16,256", "--rounds", "1"});
   EXPECT_NE(full.exit_code, 0);
-  EXPECT_NE(full.err.find("decode depth 255 leaves no room for a step in the model's 256 positions"),
+  EXPECT_NE(full.err.find("decode depth 256 leaves no room for a step in the model's 256 positions"),
             std::string::npos)
       << full.err;
   EXPECT_EQ(full.out, "");
-  auto none = testing::run_command({cortex_binary(), "bench", "--model", testing::test_model("tiny"),
-                                    "--decode-depths", "0", "--rounds", "1"});
-  EXPECT_NE(none.exit_code, 0);
-  EXPECT_NE(none.err.find("a decode depth must be at least 1 token (got 0)"), std::string::npos) << none.err;
-  auto twice = testing::run_command({cortex_binary(), "bench", "--model", testing::test_model("tiny"),
-                                     "--decode-depths", "16,40,16", "--rounds", "1"});
-  EXPECT_NE(twice.exit_code, 0);
-  EXPECT_NE(twice.err.find("decode depth 16 is given twice"), std::string::npos) << twice.err;
+  for (const auto& [depths, message] : std::vector<std::pair<std::string, std::string>>{
+           {"0", "a decode depth must be at least 1 token (got 0)"},
+           {"16,40,16", "decode depth 16 is given twice"}}) {
+    auto bad = testing::run_command({cortex_binary(), "bench", "--model", "/nonexistent/model",
+                                     "--decode-depths", depths, "--rounds", "1"});
+    EXPECT_NE(bad.exit_code, 0) << depths;
+    EXPECT_NE(bad.err.find(message), std::string::npos) << depths << ": " << bad.err;
+  }
 }
 
 TEST(CliTest, BenchReportsEveryFigureBesideItsLimit) {

@@ -1,4 +1,5 @@
 // cortex bench: engine throughput beside the machine's limits, measured in the same run.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -56,7 +57,9 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--batch-steps", o->model.batch_steps, "Steps of batched decode")->capture_default_str();
   cmd->add_option("--decode-depths", o->model.decode_depths,
                   "Prompt tokens before the decode tests' first step (comma-separated: the decode tests run "
-                  "at each; tests at another depth than 16 are named with it, as tg128@d1024)")
+                  "at each, shallowest first; tests at another depth than 16 are named with it, as "
+                  "tg128@d880). Every round prefills each test's sequences again, untimed: with large "
+                  "depths, --batch-sizes 0 keeps to the single stream")
       ->delimiter(',')
       ->capture_default_str();
   cmd->add_option("--prompt-lengths", o->model.prompt_lengths,
@@ -80,6 +83,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_flag("--json", o->json, "Print the report as JSON");
   cmd->callback([o, cmd] {
     if (cmd->got_subcommand("tokenizer") || cmd->got_subcommand("serve")) return;  // they run only their own
+    bench::check_decode_depths(o->model.decode_depths);  // before a model is fetched or written
     o->model.model = o->model.model.empty() ? default_bench_model() : local_model_path(o->model.model);
     std::vector<std::optional<model::DType>> dtypes;
     for (const auto& d : o->dtypes) dtypes.push_back(model::parse_dtype(d));  // all checked before any run
@@ -162,10 +166,12 @@ void add_bench_command(CLI::App& app) {
           "attends to: `MB/step`, averaged over the test's steps, sets its bandwidth limit; `stolen`: the "
           "share of CPU time the hypervisor took, during the steps and between them\n\n",
           r.kv_cache_bytes_per_position / 1e3);
-      std::printf("%-10s %12s %12s %10s  %-9s %9s  %s\n", "test", "tok/s", "limit tok/s", "fraction",
+      int width = 10;  // the names' column: "batch32@d880" is wider
+      for (const auto& f : r.figures) width = std::max(width, static_cast<int>(f.name.size()));
+      std::printf("%-*s %12s %12s %10s  %-9s %9s  %s\n", width, "test", "tok/s", "limit tok/s", "fraction",
                   "bound by", "MB/step", "measured between steps");
       for (const auto& f : r.figures) {
-        std::printf("%-10s %12.1f %12.1f %9.0f%%  ", f.name.c_str(), f.tokens_per_second,
+        std::printf("%-*s %12.1f %12.1f %9.0f%%  ", width, f.name.c_str(), f.tokens_per_second,
                     f.limit_tokens_per_second, 100.0 * f.tokens_per_second / f.limit_tokens_per_second);
         if (f.bandwidth_bytes_per_s == 0) {  // prompt processing: no bandwidth limit, nothing between steps
           std::printf("%s\n", f.bound.c_str());
