@@ -94,15 +94,15 @@ DecodeRun decode_run(model::Gpt2Model& model, int rows, int steps, int depth, Ma
 }
 }  // namespace
 
-void check_decode_depths(const std::vector<int>& depths) {
+std::vector<int> sorted_decode_depths(std::vector<int> depths) {
   if (depths.empty()) throw invalid_argument("no decode depth given");
-  for (size_t i = 0; i < depths.size(); ++i) {
-    const int d = depths[i];
-    if (d < 1)
-      throw invalid_argument("a decode depth must be at least 1 token (got " + std::to_string(d) + ")");
-    if (std::count(depths.begin(), depths.begin() + static_cast<std::ptrdiff_t>(i), d) > 0)
-      throw invalid_argument("decode depth " + std::to_string(d) + " is given twice");
-  }
+  std::sort(depths.begin(), depths.end());
+  if (depths.front() < 1)
+    throw invalid_argument("a decode depth must be at least 1 token (got " + std::to_string(depths.front()) +
+                           ")");
+  if (auto twice = std::adjacent_find(depths.begin(), depths.end()); twice != depths.end())
+    throw invalid_argument("decode depth " + std::to_string(*twice) + " is given twice");
+  return depths;
 }
 
 ModelBenchReport run_model_bench(const ModelBenchOptions& options, MachineLimits& limits) {
@@ -119,9 +119,8 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options, MachineLimits
   auto decode_tokens = [](int rows, int depth, int steps) {
     return int64_t{rows} * (int64_t{depth} + steps + model::KvCache::kBlockTokens);
   };
-  check_decode_depths(options.decode_depths);
-  std::vector<int> depths = options.decode_depths;
-  std::sort(depths.begin(), depths.end());  // the shallowest first: the report's bandwidth is its tests'
+  // The shallowest first: the report's bandwidth is its tests'.
+  const std::vector<int> depths = sorted_decode_depths(options.decode_depths);
   const int max_depth = depths.back();
   // A cache budget for the largest test (one test's sequences at a time; blocks are allocated as used):
   // the default, 8 contexts' worth, is smaller than 32 sequences of a long decode test on a short model.

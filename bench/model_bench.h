@@ -82,10 +82,10 @@ struct ModelBenchReport {
   std::vector<BenchFigure> figures;
 };
 
-// Throws invalid_argument unless every depth is at least 1 and given once (run_model_bench checks them
-// too; a caller may check before it fetches a model). Whether a depth leaves room for a step depends on
-// the model's context, which run_model_bench checks once the model has loaded.
-void check_decode_depths(const std::vector<int>& depths);
+// The depths in ascending order; throws invalid_argument unless every one is at least 1 and given once
+// (run_model_bench checks them too; a caller may check before it fetches a model). Whether a depth leaves
+// room for a step depends on the model's context, which run_model_bench checks once the model has loaded.
+std::vector<int> sorted_decode_depths(std::vector<int> depths);
 
 // `limits` (of options.threads threads) reads its buffer for the run's limits: 2 GiB for the reference
 // figure (dram_bandwidth_bytes_per_s), then the weights' size for the tests'. The runs of one process

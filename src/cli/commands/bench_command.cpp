@@ -83,7 +83,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_flag("--json", o->json, "Print the report as JSON");
   cmd->callback([o, cmd] {
     if (cmd->got_subcommand("tokenizer") || cmd->got_subcommand("serve")) return;  // they run only their own
-    bench::check_decode_depths(o->model.decode_depths);  // before a model is fetched or written
+    bench::sorted_decode_depths(o->model.decode_depths);  // checked before a model is fetched or written
     o->model.model = o->model.model.empty() ? default_bench_model() : local_model_path(o->model.model);
     std::vector<std::optional<model::DType>> dtypes;
     for (const auto& d : o->dtypes) dtypes.push_back(model::parse_dtype(d));  // all checked before any run
