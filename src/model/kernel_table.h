@@ -6,9 +6,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "model/cpu_isa.h"
 #include "model/tensor.h"
+#include "util/aligned_vector.h"
 
 namespace cortex::model {
 
@@ -20,6 +22,13 @@ inline constexpr int kMaxAttentionGroup = 6;
 // Query rows that attention_rows takes at once (one per vector lane); its scores need room for this many
 // rows of every position.
 inline constexpr int kAttentionTileRows = 16;
+
+// x rounded to blocks of 32 values for the one-row Q8_0 products of the AVX2 and AVX-512 sets
+// (matvec_typed.cpp says how): q[32b + e] · d[b] ≈ x[32b + e].
+struct Int16Blocks {
+  AlignedVector<int16_t> q;
+  std::vector<float> d;
+};
 
 struct KernelTable {
   Isa isa;
@@ -66,8 +75,14 @@ struct KernelTable {
   // so): rows o0 + j·q + i for j in 0..3 and i in [i0, i1), i1 <= q; each stream prefetched a fixed
   // distance ahead across its rows (within the quarter), so pieces taken front to back keep the
   // prefetching running ahead across them.
-  void (*matvec_typed_quarters)(float* y, const float* x, const void* w, DType t, int K, int o0, int q,
-                                int i0, int i1);
+  // xi: x rounded by round_to_int16_blocks, for Q8_0 weights (a product's pieces then share one rounding);
+  // nullptr has the call round x itself. Ignored for other types and by the portable set.
+  void (*matvec_typed_quarters)(float* y, const float* x, const Int16Blocks* xi, const void* w, DType t,
+                                int K, int o0, int q, int i0, int i1);
+  // *out = x[0:K] rounded to int16 blocks (K a multiple of 32), as matvec_typed_quarters takes it: what its
+  // Q8_0 rows read, in the sets that read such blocks; the portable set, which reads x as it is, leaves
+  // *out empty.
+  void (*round_to_int16_blocks)(Int16Blocks* out, const float* x, int K);
   // out[r, n] += dot(in[r, :], W[n, :]) for 2..kSmallBatchRows rows and n in [n0, n1).
   void (*small_batch_gemm_out_major_typed)(float* out, const float* in, const void* w, DType t, int rows,
                                            int K, int N, int n0, int n1);

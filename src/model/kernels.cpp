@@ -176,14 +176,24 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
         for (int o = a; o < b; ++o) out[o] += L.bias[o];
       activate_run(out + a, static_cast<size_t>(b - a));
     };
+    // Q8_0's kernels read x rounded to int16 blocks: each thread rounds it once, at its first piece, into
+    // a buffer of its own that its next products reuse.
+    thread_local Int16Blocks x_blocks;
+    const bool round_x = L.dtype == DType::kQ8_0;
+    std::vector<uint8_t> rounded(round_x ? static_cast<size_t>(threads) : 0);
     pool.run_shares([&](int t) { return share(t).pieces; },
-                    [&](int, int t, uint32_t piece) {
+                    [&](int thread, int t, uint32_t piece) {
                       const Share h = share(t);
                       const int a = static_cast<int>(piece) * grain, b = std::min(h.q, a + grain);
                       if (b > a) {
+                        if (round_x && !rounded[static_cast<size_t>(thread)]) {
+                          k.round_to_int16_blocks(&x_blocks, in, I);
+                          rounded[static_cast<size_t>(thread)] = 1;
+                        }
                         for (int j = 0; j < 4; ++j)
                           begin_columns(h.begin + j * h.q + a, h.begin + j * h.q + b);
-                        k.matvec_typed_quarters(out, in, L.weight, L.dtype, I, h.begin, h.q, a, b);
+                        k.matvec_typed_quarters(out, in, round_x ? &x_blocks : nullptr, L.weight, L.dtype, I,
+                                                h.begin, h.q, a, b);
                         for (int j = 0; j < 4; ++j) end_columns(h.begin + j * h.q + a, h.begin + j * h.q + b);
                       }
                       const int rest = h.begin + 4 * h.q;

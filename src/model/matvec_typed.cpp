@@ -127,15 +127,13 @@ void widening_quarters(float* y, const float* x, const T* w, int K, Quarters r) 
 // A sequence's Q8_0 products thus differ in the last bits between a step it runs alone (one row: x
 // rounded) and one it shares with others (x as it is), as they already did by summation order
 // (gpt2_forward_test's batch-against-alone check holds the logits within 1e-4 on its tiny model).
-struct Int16Blocks {
-  AlignedVector<int16_t> q;
-  std::vector<float> d;
-};
-
-// x's nb blocks as int16 (a buffer per thread, reused by the thread's next call).
-const Int16Blocks& int16_blocks(const float* x, int nb) {
+//
+// linear_forward rounds x once per thread and product and hands the blocks to every piece the thread
+// takes (round_to_int16_blocks below): rounded per piece, as before, a Q8_0 decode step took 2–2.5 % more
+// time (alternating steps at 60–90 GB/s, ~2 ms a step), its 2–3 pieces per thread and product each
+// rounding 768 or 3072 values.
+void round_blocks(Int16Blocks& blocks, const float* x, int nb) {
   constexpr float kSmallest = 1e-30f;
-  thread_local Int16Blocks blocks;
   blocks.q.resize(static_cast<size_t>(nb) * kQ8Block);
   blocks.d.resize(static_cast<size_t>(nb));
   for (int b = 0; b < nb; ++b) {
@@ -176,11 +174,22 @@ const Int16Blocks& int16_blocks(const float* x, int nb) {
     const float d = m >= kSmallest ? m / 32767.f : 0.f;
     blocks.d[static_cast<size_t>(b)] = finite ? d : std::numeric_limits<float>::quiet_NaN();
   }
+}
+
+// xi, or x's nb blocks rounded now when it is null (a buffer per thread, reused by the thread's next call).
+const Int16Blocks& int16_blocks(const Int16Blocks* xi, const float* x, int nb) {
+  if (xi != nullptr) {
+    if (xi->d.size() != static_cast<size_t>(nb))
+      throw invalid_argument("Q8_0 product: x's int16 blocks were rounded from another length");
+    return *xi;
+  }
+  thread_local Int16Blocks blocks;
+  round_blocks(blocks, x, nb);
   return blocks;
 }
 #endif
 
-// Q8_0 rows: x is taken as int16 blocks (int16_blocks); per block, each row's int8 values widen to int16
+// Q8_0 rows: x is taken as int16 blocks (round_blocks); per block, each row's int8 values widen to int16
 // and multiply x's in pairs summed to int32 (pmaddwd), and their sum, scaled by the row's d and x's, goes
 // into one accumulator per row. Each stream is prefetched into L1 2 KiB ahead across its rows, as F16's
 // are, once per block (34 bytes). Measured on two Zen 5 cores with a decode step's products
@@ -204,7 +213,8 @@ const Int16Blocks& int16_blocks(const float* x, int nb) {
 // - A decode step's products from memory on two threads (124M's 131 MB of Q8_0): at 53–58 GB/s the float
 //   kernel took 1.05–1.08× this one's time (AVX2's 1.23× at 50 GB/s); at 31–40 GB/s, where memory alone
 //   sets the pace, 0.97–1.00×.
-void q8_0_quarters(float* y, const float* x, const BlockQ8_0* w, int K, Quarters r) {
+void q8_0_quarters(float* y, const float* x, const Int16Blocks* x_blocks, const BlockQ8_0* w, int K,
+                   Quarters r) {
   const int nb = K / kQ8Block;
   const size_t bs = static_cast<size_t>(nb);
   const float* scale = fp16_table();
@@ -212,7 +222,7 @@ void q8_0_quarters(float* y, const float* x, const BlockQ8_0* w, int K, Quarters
   constexpr size_t kAhead = 2048;                                         // bytes
   const size_t qs = static_cast<size_t>(r.q) * bs;                        // blocks in each quarter
   const size_t rb = bs * sizeof(BlockQ8_0), qb = qs * sizeof(BlockQ8_0);  // bytes in a row, in a quarter
-  const Int16Blocks& xi = int16_blocks(x, nb);
+  const Int16Blocks& xi = int16_blocks(x_blocks, x, nb);
 #endif
 #ifdef CORTEX_AVX512
   for (int i = r.i0; i < r.i1; ++i) {
@@ -260,6 +270,7 @@ void q8_0_quarters(float* y, const float* x, const BlockQ8_0* w, int K, Quarters
     for (int j = 0; j < 4; ++j) y[r.o0 + j * r.q + i] += Vec8::hsum(acc[j]);
   }
 #else
+  (void)x_blocks;  // the portable rows read x as it is
   for (int j = 0; j < 4; ++j)
     for (int i = r.i0; i < r.i1; ++i) {
       const int o = r.o0 + j * r.q + i;
@@ -276,15 +287,16 @@ void check_type(DType t, int K) {
                            " are not supported (F32, F16, Q8_0)");
 }
 
-// The rows in r of W stored as t (checked by the caller).
-void quarters_of(float* y, const float* x, const void* w, DType t, int K, Quarters r) {
+// The rows in r of W stored as t (checked by the caller); x_blocks as matvec_typed_quarters takes it.
+void quarters_of(float* y, const float* x, const Int16Blocks* x_blocks, const void* w, DType t, int K,
+                 Quarters r) {
   switch (t) {
     case DType::kF32:
       return widening_quarters(y, x, static_cast<const float*>(w), K, r);
     case DType::kF16:
       return widening_quarters(y, x, static_cast<const uint16_t*>(w), K, r);
     default:
-      return q8_0_quarters(y, x, static_cast<const BlockQ8_0*>(w), K, r);
+      return q8_0_quarters(y, x, x_blocks, static_cast<const BlockQ8_0*>(w), K, r);
   }
 }
 
@@ -294,7 +306,7 @@ void matvec_typed(float* y, const float* x, const void* w, DType t, int K, int o
   // Whole quarters of the range, then its last (o1 - o0) % 4 rows one at a time.
   check_type(t, K);
   const int q = (o1 - o0) / 4;
-  if (q > 0) quarters_of(y, x, w, t, K, {o0, q, 0, q});
+  if (q > 0) quarters_of(y, x, nullptr, w, t, K, {o0, q, 0, q});
   const size_t row_bytes = dtype_bytes(t, K);
   for (int o = o0 + 4 * q; o < o1; ++o) {
     const void* row = static_cast<const std::byte*>(w) + static_cast<size_t>(o) * row_bytes;
@@ -311,10 +323,21 @@ void matvec_typed(float* y, const float* x, const void* w, DType t, int K, int o
   }
 }
 
-void matvec_typed_quarters(float* y, const float* x, const void* w, DType t, int K, int o0, int q, int i0,
-                           int i1) {
+void matvec_typed_quarters(float* y, const float* x, const Int16Blocks* xi, const void* w, DType t, int K,
+                           int o0, int q, int i0, int i1) {
   check_type(t, K);
-  quarters_of(y, x, w, t, K, {o0, q, i0, i1});
+  quarters_of(y, x, xi, w, t, K, {o0, q, i0, i1});
+}
+
+void round_to_int16_blocks(Int16Blocks* out, const float* x, int K) {
+  if (K % kQ8Block != 0) throw invalid_argument("int16 blocks take whole blocks of 32 values");
+#if defined(CORTEX_AVX512) || defined(CORTEX_AVX2)
+  round_blocks(*out, x, K / kQ8Block);
+#else
+  (void)x;
+  out->q.clear();
+  out->d.clear();
+#endif
 }
 
 CORTEX_ISA_END

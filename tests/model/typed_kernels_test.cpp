@@ -236,20 +236,40 @@ TEST_P(TypedKernelsTest, BatchedProductsReadInPiecesMatchTheScalarReference) {
 }
 
 // The kernel for pieces of a range in quarters computes, piece after piece in any order, what the whole
-// range's product does (the same sums in the same order).
+// range's product does (the same sums in the same order), whether each piece rounds x itself or all take
+// x's int16 blocks rounded once (round_to_int16_blocks, as linear_forward hands them to a thread's pieces).
 TEST_P(TypedKernelsTest, QuartersInPiecesEqualTheWholeRange) {
   const DType t = std::get<1>(GetParam());
   const int K = 96, N = 203, o0 = 5, o1 = 202;  // 197 rows: quarters of 49, one row after them
   TypedMatrix m = make_matrix(t, N, K, 51);
   auto in = random_vector(K, 52, 1.f);
-  std::vector<float> whole(static_cast<size_t>(N), 0.f), pieces(whole.size(), 0.f);
+  Int16Blocks blocks;
+  table().round_to_int16_blocks(&blocks, in.data(), K);
+  EXPECT_EQ(blocks.d.size(),
+            rounds_x(std::get<0>(GetParam()), t, 1) ? size_t{K / kQ8Block} : blocks.d.size());
+  std::vector<float> whole(static_cast<size_t>(N), 0.f);
   table().matvec_typed(whole.data(), in.data(), m.data.data(), t, K, o0, o1);
   const int q = (o1 - o0) / 4;
-  for (int i1 = q; i1 > 0; i1 -= 10)  // from the back, as a thread taking another's pieces does
-    table().matvec_typed_quarters(pieces.data(), in.data(), m.data.data(), t, K, o0, q, std::max(0, i1 - 10),
-                                  i1);
-  table().matvec_typed(pieces.data(), in.data(), m.data.data(), t, K, o0 + 4 * q, o1);
-  for (int n = 0; n < N; ++n) ASSERT_EQ(pieces[static_cast<size_t>(n)], whole[static_cast<size_t>(n)]) << n;
+  const Int16Blocks* const rounded_once = &blocks;
+  for (const Int16Blocks* xi : {static_cast<const Int16Blocks*>(nullptr), rounded_once}) {
+    std::vector<float> pieces(whole.size(), 0.f);
+    for (int i1 = q; i1 > 0; i1 -= 10)  // from the back, as a thread taking another's pieces does
+      table().matvec_typed_quarters(pieces.data(), in.data(), xi, m.data.data(), t, K, o0, q,
+                                    std::max(0, i1 - 10), i1);
+    table().matvec_typed(pieces.data(), in.data(), m.data.data(), t, K, o0 + 4 * q, o1);
+    for (int n = 0; n < N; ++n)
+      ASSERT_EQ(pieces[static_cast<size_t>(n)], whole[static_cast<size_t>(n)])
+          << n << (xi ? ", x rounded once" : "");
+  }
+  if (rounds_x(std::get<0>(GetParam()), t, 1)) {
+    // Blocks rounded from an x of another length are refused, not read past their end.
+    Int16Blocks shorter;
+    table().round_to_int16_blocks(&shorter, in.data(), K - kQ8Block);
+    std::vector<float> y(static_cast<size_t>(N), 0.f);
+    EXPECT_THROW(
+        table().matvec_typed_quarters(y.data(), in.data(), &shorter, m.data.data(), t, K, o0, q, 0, q),
+        Error);
+  }
 }
 
 // GELU fused into the typed products (one row, a few, sgemm's panels) equals the product then GELU.
@@ -334,6 +354,8 @@ TEST(TypedKernelsErrors, UnsupportedCasesThrow) {
     const KernelTable& k = kernel_table(isa);
     EXPECT_THROW(k.matvec_typed(y.data(), x.data(), w.data(), DType::kBF16, 40, 0, 1), Error);
     EXPECT_THROW(k.matvec_typed(y.data(), x.data(), w.data(), DType::kQ8_0, 40, 0, 1), Error);  // K % 32
+    Int16Blocks blocks;
+    EXPECT_THROW(k.round_to_int16_blocks(&blocks, x.data(), 40), Error);  // not whole blocks of 32
   }
   ThreadPool pool(1);
   Linear in_major{w.data(), nullptr, 32, 2, true, DType::kF16};
