@@ -111,6 +111,16 @@ void for_pieces(ThreadPool& pool, size_t n, size_t piece, size_t align, F&& fn) 
       });
 }
 
+namespace {
+// The calling thread's buffer for x rounded to int16 blocks. A thread_local declared in linear_forward
+// itself would not do: the pool's workers run only its lambdas, never pass its declaration, and their
+// copies would then never be destroyed (LeakSanitizer reports their buffers at exit).
+Int16Blocks& thread_x_blocks() {
+  thread_local Int16Blocks blocks;
+  return blocks;
+}
+}  // namespace
+
 void linear_forward(float* out, const float* in, const Linear& L, int rows, bool accumulate, ThreadPool& pool,
                     Activation activation) {
   const KernelTable& k = kernels();
@@ -177,8 +187,7 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
       activate_run(out + a, static_cast<size_t>(b - a));
     };
     // Q8_0's kernels read x rounded to int16 blocks: each thread rounds it once, at its first piece, into
-    // a buffer of its own that its next products reuse.
-    thread_local Int16Blocks x_blocks;
+    // a buffer of its own that its next products reuse (thread_x_blocks).
     const bool round_x = L.dtype == DType::kQ8_0;
     std::vector<uint8_t> rounded(round_x ? static_cast<size_t>(threads) : 0);
     pool.run_shares([&](int t) { return share(t).pieces; },
@@ -186,14 +195,14 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
                       const Share h = share(t);
                       const int a = static_cast<int>(piece) * grain, b = std::min(h.q, a + grain);
                       if (b > a) {
+                        Int16Blocks* x_blocks = round_x ? &thread_x_blocks() : nullptr;
                         if (round_x && !rounded[static_cast<size_t>(thread)]) {
-                          k.round_to_int16_blocks(&x_blocks, in, I);
+                          k.round_to_int16_blocks(x_blocks, in, I);
                           rounded[static_cast<size_t>(thread)] = 1;
                         }
                         for (int j = 0; j < 4; ++j)
                           begin_columns(h.begin + j * h.q + a, h.begin + j * h.q + b);
-                        k.matvec_typed_quarters(out, in, round_x ? &x_blocks : nullptr, L.weight, L.dtype, I,
-                                                h.begin, h.q, a, b);
+                        k.matvec_typed_quarters(out, in, x_blocks, L.weight, L.dtype, I, h.begin, h.q, a, b);
                         for (int j = 0; j < 4; ++j) end_columns(h.begin + j * h.q + a, h.begin + j * h.q + b);
                       }
                       const int rest = h.begin + 4 * h.q;
