@@ -129,8 +129,8 @@ void widening_quarters(float* y, const float* x, const T* w, int K, Quarters r) 
 // (gpt2_forward_test's batch-against-alone check holds the logits within 1e-4 on its tiny model).
 //
 // linear_forward rounds x once per thread and product and hands the blocks to every piece the thread
-// takes (round_to_int16_blocks below): rounded per piece, as before, a Q8_0 decode step took 2–2.5 % more
-// time (alternating steps at 60–90 GB/s, ~2 ms a step), its 2–3 pieces per thread and product each
+// takes (round_to_int16_blocks below): rounded per piece, as before, a Q8_0 decode step took 1.7–2.4 %
+// more time (alternating steps at 60–90 GB/s, ~2 ms a step), its 2–3 pieces per thread and product each
 // rounding 768 or 3072 values.
 void round_blocks(Int16Blocks& blocks, const float* x, int nb) {
   constexpr float kSmallest = 1e-30f;
