@@ -110,16 +110,24 @@ double MachineLimits::timed_read(ThreadPool& pool) {
   if (floats_ == 0) throw invalid_argument("MachineLimits: no buffer to read (set_read_bytes)");
   const float* buf = buffers_->stream;
   const size_t n = floats_;
-  std::vector<float> partial(static_cast<size_t>(pool.size()));
+  // Pieces of 2 MiB (four streams of 512 KiB), each thread's share of them contiguous: a thread done
+  // with its share takes pieces from the back of the other's, as the model's products do, so that a
+  // thread slowed down for a while does not set the read's time alone (halves of fixed size did: one
+  // thread then often idled for a third of the read, long enough to fall asleep before the next step).
+  constexpr size_t kPieceFloats = size_t{1} << 19;
+  const size_t pieces = (n + kPieceFloats - 1) / kPieceFloats, threads = static_cast<size_t>(pool.size());
+  const auto first = [&](size_t share) { return pieces * share / threads; };
+  std::vector<float> partial(threads);
   auto start = SteadyClock::now();
-  pool.run([&](int t) {
-    size_t per = n / static_cast<size_t>(pool.size()) / 1024 * 1024;
-    size_t b = per * static_cast<size_t>(t), e = t + 1 == pool.size() ? n : b + per;
-    partial[static_cast<size_t>(t)] = sum_range(buf + b, e - b);
-  });
+  pool.run_shares([&](int t) { return first(static_cast<size_t>(t) + 1) - first(static_cast<size_t>(t)); },
+                  [&](int thread, int share, uint32_t piece) {
+                    const size_t b = (first(static_cast<size_t>(share)) + piece) * kPieceFloats;
+                    partial[static_cast<size_t>(thread)] +=
+                        sum_range(buf + b, std::min(n, b + kPieceFloats) - b);
+                  });
   const double seconds = seconds_since(start);
-  volatile float sink = 0;
-  for (float p : partial) sink = sink + p;
+  last_read_sum_ = 0;
+  for (float p : partial) last_read_sum_ += p;
   return seconds;
 }
 

@@ -42,6 +42,9 @@ class MachineLimits {
   // this object's threads; a test's own threads for reads interleaved with its steps, so that the test and
   // the reads share the machine's moments).
   double timed_read(ThreadPool& pool);
+  // The sum of the values the last read took (the buffer holds ones, so: how many it read), which keeps
+  // the read from being optimised away and lets a test check that every value was read once.
+  double last_read_sum() const { return last_read_sum_; }
   size_t buffer_bytes() const { return floats_ * sizeof(float); }
   // FLOP/s of an sgemm on the batched MLP shape (OpenBLAS, one slice of columns per thread, as the model
   // calls it): the best of `passes` products.
@@ -53,6 +56,7 @@ class MachineLimits {
  private:
   ThreadPool pool_;
   size_t floats_ = 0;  // read from the buffer (set_read_bytes)
+  double last_read_sum_ = 0;
   struct Buffers;
   std::unique_ptr<Buffers> buffers_;
 };
