@@ -7,12 +7,15 @@
 //   build/bench/cortex_linear_bench --benchmark_filter='q8_0/rows:8'
 #include <benchmark/benchmark.h>
 
+#include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "model/kernel_table.h"
 #include "model/kernels.h"
 #include "model/weight_types.h"
 #include "util/aligned_vector.h"
@@ -137,6 +140,72 @@ void BM_CachedMatrix(benchmark::State& state, const Layout& layout) {
       benchmark::Counter(steps * rows * 2.0 * in * out / 1e9, benchmark::Counter::kIsRate);
 }
 
+// What a decode step's division into products costs, apart from their arithmetic: 125 MB of [out, 768]
+// Q8_0 rows (about a Q8_0 step's weights) read by two threads with fixed halves, each as four streams a
+// quarter of its half apart (matvec_typed_quarters, as single-row products read), whole and in `slices`
+// parts three ways, the four reads in turn in every iteration so that they share the machine's moments
+// (on a shared machine reads minutes apart differ by more than what is measured here):
+// - whole: one fork, each stream read from start to end;
+// - forks_new_streams: a fork per slice, each slice a contiguous range of rows, so that every fork's
+//   streams start at new addresses (as a step's products do);
+// - forks_running_streams: a fork per slice, each slice the next rows of every stream, so that the
+//   streams run on from one fork to the next;
+// - one_fork_new_streams: one fork, each thread taking the slices of forks_new_streams in turn.
+// Counters: each read's GB/s and its time over the whole read's.
+void BM_SlicedRead(benchmark::State& state) {
+  const int slices = static_cast<int>(state.range(0));
+  constexpr int K = 768, O = 8 * 19200;  // rows: 8 streams of 19,200, a multiple of every slice count
+  static AlignedVector<std::byte> w;
+  const size_t bytes = model::dtype_bytes(DType::kQ8_0, static_cast<int64_t>(O) * K);
+  if (w.empty()) {
+    w.resize(bytes);
+    std::vector<float> row(K, 0.01f);
+    for (int o = 0; o < O; ++o)
+      model::convert_from_f32(w.data() + bytes / O * o, DType::kQ8_0, row.data(), K);
+  }
+  const model::KernelTable& k = model::kernels();
+  std::vector<float> x(K, 0.5f), y(O);
+  model::Int16Blocks xb[2];
+  for (auto& b : xb) k.round_to_int16_blocks(&b, x.data(), K);
+  ThreadPool pool(2);
+  const int Q = O / 8, c = Q / slices;  // rows per stream; per stream and slice
+  auto read = [&](int t, int o0, int q, int i0, int i1) {
+    k.matvec_typed_quarters(y.data(), x.data(), &xb[t], w.data(), DType::kQ8_0, K, o0, q, i0, i1);
+  };
+  auto slice = [&](int t, int i) { read(t, i * 8 * c + t * 4 * c, c, 0, c); };
+  const std::function<void()> reads[4] = {
+      [&] { pool.run([&](int t) { read(t, t * 4 * Q, Q, 0, Q); }); },
+      [&] {
+        for (int i = 0; i < slices; ++i) pool.run([&](int t) { slice(t, i); });
+      },
+      [&] {
+        for (int i = 0; i < slices; ++i) pool.run([&](int t) { read(t, t * 4 * Q, Q, i * c, (i + 1) * c); });
+      },
+      [&] {
+        pool.run([&](int t) {
+          for (int i = 0; i < slices; ++i) slice(t, i);
+        });
+      }};
+  double seconds[4] = {0, 0, 0, 0};
+  int turn = 0;
+  for (auto _ : state) {
+    for (int j = 0; j < 4; ++j) {
+      const int r = (turn + j) % 4;  // each read first in turn
+      const auto start = std::chrono::steady_clock::now();
+      reads[r]();
+      seconds[r] += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    }
+    ++turn;
+    benchmark::DoNotOptimize(y.data());
+  }
+  const char* names[4] = {"whole", "forks_new_streams", "forks_running_streams", "one_fork_new_streams"};
+  const double n = static_cast<double>(state.iterations());
+  for (int r = 0; r < 4; ++r) {
+    state.counters[std::string(names[r]) + "_GB/s"] = n * static_cast<double>(bytes) / seconds[r] / 1e9;
+    if (r > 0) state.counters[std::string(names[r]) + "_time/whole"] = seconds[r] / seconds[0];
+  }
+}
+
 const bool registered = [] {
   for (const Layout& layout : kLayouts)
     benchmark::RegisterBenchmark((std::string("decode_step/") + layout.name).c_str(), BM_DecodeStep, layout)
@@ -157,6 +226,14 @@ const bool registered = [] {
         ->Repetitions(3)
         ->ReportAggregatesOnly(true)
         ->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark("sliced_read/q8_0", BM_SlicedRead)
+      ->ArgNames({"slices"})
+      ->Arg(12)
+      ->Arg(48)
+      ->Arg(192)
+      ->UseRealTime()
+      ->MinTime(1.0)
+      ->Unit(benchmark::kMillisecond);
   return true;
 }();
 
