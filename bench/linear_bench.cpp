@@ -7,6 +7,7 @@
 //   build/bench/cortex_linear_bench --benchmark_filter='q8_0/rows:8'
 #include <benchmark/benchmark.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <functional>
@@ -14,6 +15,8 @@
 #include <random>
 #include <string>
 #include <vector>
+
+#include <immintrin.h>
 
 #include "model/kernel_table.h"
 #include "model/kernels.h"
@@ -150,7 +153,9 @@ void BM_CachedMatrix(benchmark::State& state, const Layout& layout) {
 //   streams start at new addresses (as a step's products do);
 // - forks_running_streams: a fork per slice, each slice the next rows of every stream, so that the
 //   streams run on from one fork to the next;
-// - one_fork_new_streams: one fork, each thread taking the slices of forks_new_streams in turn.
+// - one_fork_new_streams: one fork, each thread taking the slices of forks_new_streams in turn;
+// - barriers_new_streams: the same with the threads meeting at a barrier after each slice (what a step
+//   run as one fork with barriers between its products would do in place of a fork per product).
 // Counters: each read's GB/s and its time over the whole read's.
 void BM_SlicedRead(benchmark::State& state) {
   const int slices = static_cast<int>(state.range(0));
@@ -173,7 +178,7 @@ void BM_SlicedRead(benchmark::State& state) {
     k.matvec_typed_quarters(y.data(), x.data(), &xb[t], w.data(), DType::kQ8_0, K, o0, q, i0, i1);
   };
   auto slice = [&](int t, int i) { read(t, i * 8 * c + t * 4 * c, c, 0, c); };
-  const std::function<void()> reads[4] = {
+  const std::function<void()> reads[5] = {
       [&] { pool.run([&](int t) { read(t, t * 4 * Q, Q, 0, Q); }); },
       [&] {
         for (int i = 0; i < slices; ++i) pool.run([&](int t) { slice(t, i); });
@@ -185,12 +190,22 @@ void BM_SlicedRead(benchmark::State& state) {
         pool.run([&](int t) {
           for (int i = 0; i < slices; ++i) slice(t, i);
         });
+      },
+      [&] {
+        std::atomic<int> arrived{0};
+        pool.run([&](int t) {
+          for (int i = 0; i < slices; ++i) {
+            slice(t, i);
+            arrived.fetch_add(1, std::memory_order_acq_rel);
+            while (arrived.load(std::memory_order_acquire) < 2 * (i + 1)) _mm_pause();
+          }
+        });
       }};
-  double seconds[4] = {0, 0, 0, 0};
+  double seconds[5] = {0, 0, 0, 0, 0};
   int turn = 0;
   for (auto _ : state) {
-    for (int j = 0; j < 4; ++j) {
-      const int r = (turn + j) % 4;  // each read first in turn
+    for (int j = 0; j < 5; ++j) {
+      const int r = (turn + j) % 5;  // each read first in turn
       const auto start = std::chrono::steady_clock::now();
       reads[r]();
       seconds[r] += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -198,9 +213,10 @@ void BM_SlicedRead(benchmark::State& state) {
     ++turn;
     benchmark::DoNotOptimize(y.data());
   }
-  const char* names[4] = {"whole", "forks_new_streams", "forks_running_streams", "one_fork_new_streams"};
+  const char* names[5] = {"whole", "forks_new_streams", "forks_running_streams", "one_fork_new_streams",
+                          "barriers_new_streams"};
   const double n = static_cast<double>(state.iterations());
-  for (int r = 0; r < 4; ++r) {
+  for (int r = 0; r < 5; ++r) {
     state.counters[std::string(names[r]) + "_GB/s"] = n * static_cast<double>(bytes) / seconds[r] / 1e9;
     if (r > 0) state.counters[std::string(names[r]) + "_time/whole"] = seconds[r] / seconds[0];
   }
