@@ -2,9 +2,11 @@
 // the LM head, through linear_forward as the model calls it) for a few rows at once, per weight type
 // and layout, on random weights. Counters: tokens/s, GFLOP/s and weight GB/s, to compare with
 // `cortex bench`'s limits. Attention, LayerNorm and sampling are left out on purpose: this isolates the
-// matrix kernels.
+// matrix kernels. Beside them: the kernels' arithmetic with W in L2 (cached_matrix), and what dividing a
+// step's reading into products costs (sliced_read).
 //
 //   build/bench/cortex_linear_bench --benchmark_filter='q8_0/rows:8'
+//   build/bench/cortex_linear_bench --benchmark_filter=sliced_read --benchmark_counters_tabular=true
 #include <benchmark/benchmark.h>
 
 #include <atomic>
@@ -146,7 +148,7 @@ void BM_CachedMatrix(benchmark::State& state, const Layout& layout) {
 // What a decode step's division into products costs, apart from their arithmetic: 125 MB of [out, 768]
 // Q8_0 rows (about a Q8_0 step's weights) read by two threads with fixed halves, each as four streams a
 // quarter of its half apart (matvec_typed_quarters, as single-row products read), whole and in `slices`
-// parts three ways, the four reads in turn in every iteration so that they share the machine's moments
+// parts four ways, the five reads in turn in every iteration so that they share the machine's moments
 // (on a shared machine reads minutes apart differ by more than what is measured here):
 // - whole: one fork, each stream read from start to end;
 // - forks_new_streams: a fork per slice, each slice a contiguous range of rows, so that every fork's
