@@ -28,6 +28,10 @@ struct ModelOptions {
   // Type of the KV cache's values: F32, or F16 for half the cache's memory and the attention's reads
   // (keys and values rounded to IEEE half).
   DType kv_cache_dtype = DType::kF32;
+  // A single sequence's one-token steps (single-stream decode) run as one fork of the pool with its
+  // threads meeting at a barrier between products (forward_one_token); true runs them as every other
+  // step runs, a fork per product and per attention, to compare the two.
+  bool fork_per_product = false;
 };
 
 class Gpt2Model;
@@ -81,6 +85,9 @@ class Gpt2Model {
   friend class Sequence;
   Gpt2Model(std::unique_ptr<Gpt2Weights> weights, const ModelOptions& options);
   void attention(float* out, const float* qkv, std::span<const BatchEntry> batch, int layer);
+  // The layers and the LM head for one sequence's one new token (x_'s first row holds its embedding),
+  // its logits into `logits`: one fork of the pool for the whole step, see the definition.
+  void forward_one_token(KvSequence& kv, float* logits);
   void layernorm(float* out, const float* in, const float* weight, const float* bias, int rows);
 
   std::unique_ptr<Gpt2Weights> weights_;
@@ -91,6 +98,17 @@ class Gpt2Model {
   AlignedVector<float> x_, xn_, qkv_, att_, hidden_;
   std::vector<AlignedVector<float>>
       scores_;  // per thread, [max(kMaxAttentionGroup, kAttentionTileRows), n_ctx]
+  // forward_one_token's: one Shares per product of a step, the barrier between them, and per thread its
+  // own LayerNorm output [C] and the cache blocks its attention reads.
+  bool fork_per_product_;
+  std::vector<ThreadPool::Shares> step_shares_;
+  SpinBarrier step_barrier_;
+  std::vector<AlignedVector<float>> step_xn_;
+  struct CacheBlocks {  // where each block of positions starts, keys then values, as the cache holds them
+    std::vector<const float*> f32;
+    std::vector<const uint16_t*> f16;
+  };
+  std::vector<CacheBlocks> step_blocks_;
 };
 
 }  // namespace cortex::model

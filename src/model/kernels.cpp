@@ -74,6 +74,9 @@ constexpr int kMinColumnsPerThread = 1024;
 // Most bytes of W converted to F32 at a time per thread in prompt processing (linear_forward below).
 constexpr size_t kPrefillPanelBytes = size_t{8} << 20;
 
+// Column splits (threads' parts, pieces) fall on multiples of this (see linear_forward).
+constexpr size_t kColumnAlign = 16;
+
 // Bytes of W per stream in one piece of a single-row product (below): a piece (four streams) is ~512
 // KiB, ~15 us of reading on one core. On Zen 5 cores, a decode step's products took 1–3 % less time than
 // with 32 KiB per stream (and 5–12 % less than with 8 KiB) in runs alternating step by step, and about as
@@ -121,6 +124,82 @@ Int16Blocks& thread_x_blocks() {
 }
 }  // namespace
 
+// One row, W stored [out, in] (any type): a share of W's rows per thread (as ThreadPool::part splits
+// them), each read as four streams a quarter apart (matvec_typed_quarters) in pieces of `grain_` rows per
+// stream; a thread done with its share takes pieces from the back of another's (ThreadPool::Shares).
+// With fixed shares, one thread waited 5–10 % of each product for the other on this shared machine. Each
+// output column is one row's dot product, whichever thread computes it: the results do not depend on who
+// took what.
+OneRowProduct::OneRowProduct(float* out, const Linear& L, bool accumulate, Activation activation, int threads)
+    : out_(out),
+      L_(L),
+      accumulate_(accumulate),
+      activation_(activation),
+      threads_(threads),
+      grain_(std::max(
+          1, static_cast<int>(kPieceStreamBytes / std::max<size_t>(1, dtype_bytes(L.dtype, L.in))))) {
+  if (L.in_major) throw invalid_argument("OneRowProduct: W must be stored [out, in]");
+}
+
+OneRowProduct::Share OneRowProduct::share(int t) const {
+  const size_t parts = static_cast<size_t>(threads_), n = static_cast<size_t>(L_.out);
+  const size_t per = ((n + parts - 1) / parts + kColumnAlign - 1) / kColumnAlign * kColumnAlign;
+  const size_t begin = std::min(n, per * static_cast<size_t>(t)), end = std::min(n, begin + per);
+  Share h{static_cast<int>(begin), static_cast<int>(end), static_cast<int>(end - begin) / 4, 0};
+  h.pieces = h.end > h.begin ? std::max(1, (h.q + grain_ - 1) / grain_) : 0;
+  return h;
+}
+
+int OneRowProduct::pieces(int share_index) const {
+  return share(share_index).pieces;
+}
+
+void OneRowProduct::run(int share_index, uint32_t piece, const float* in, uint8_t* rounded) const {
+  const KernelTable& k = kernels();
+  const int I = L_.in;
+  float* const out = out_;
+  // Output columns [a, b) of the row: zeroed (unless accumulating) before a kernel adds to them, the
+  // bias added and the activation applied after. The bias is read once per token, and the stream of W
+  // has evicted it since: loaded before the kernel, each of its lines stalled the thread for a read
+  // from memory (~2 % of a Q8_0 decode's samples on the bias's loads), so its lines are prefetched
+  // here and added once the kernel's reading has hidden their latency.
+  auto begin_columns = [&](int a, int b) {
+    if (!accumulate_) std::fill(out + a, out + b, 0.f);
+    if (L_.bias != nullptr && b > a) {  // a line per 64 bytes from a, and the line of b - 1
+      for (int o = a; o < b; o += 16) __builtin_prefetch(L_.bias + o, 0, 3);
+      __builtin_prefetch(L_.bias + b - 1, 0, 3);
+    }
+  };
+  auto end_columns = [&](int a, int b) {
+    if (L_.bias != nullptr)
+      for (int o = a; o < b; ++o) out[o] += L_.bias[o];
+    if (activation_ == Activation::kGelu) k.gelu_forward(out + a, static_cast<size_t>(b - a));
+  };
+  const Share h = share(share_index);
+  const int a = static_cast<int>(piece) * grain_, b = std::min(h.q, a + grain_);
+  if (b > a) {
+    // Q8_0's kernels read x rounded to int16 blocks: each thread rounds it once, at its first piece, into
+    // a buffer of its own that its next products reuse (thread_x_blocks).
+    Int16Blocks* x_blocks = nullptr;
+    if (L_.dtype == DType::kQ8_0) {
+      x_blocks = &thread_x_blocks();
+      if (!*rounded) {
+        k.round_to_int16_blocks(x_blocks, in, I);
+        *rounded = 1;
+      }
+    }
+    for (int j = 0; j < 4; ++j) begin_columns(h.begin + j * h.q + a, h.begin + j * h.q + b);
+    k.matvec_typed_quarters(out, in, x_blocks, L_.weight, L_.dtype, I, h.begin, h.q, a, b);
+    for (int j = 0; j < 4; ++j) end_columns(h.begin + j * h.q + a, h.begin + j * h.q + b);
+  }
+  const int rest = h.begin + 4 * h.q;
+  if (piece == 0 && rest < h.end) {
+    begin_columns(rest, h.end);
+    k.matvec_typed(out, in, L_.weight, L_.dtype, I, rest, h.end);
+    end_columns(rest, h.end);
+  }
+}
+
 void linear_forward(float* out, const float* in, const Linear& L, int rows, bool accumulate, ThreadPool& pool,
                     Activation activation) {
   const KernelTable& k = kernels();
@@ -146,71 +225,15 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
   // a range differently by their place in it (AVX2's Q8_0 tiles of 16 rows of W from its start, GELU's
   // scalar tail after its last vector): on multiples of 16, a column's arithmetic, and so its last bits,
   // do not depend on where a piece begins or ends.
-  constexpr size_t kAlign = 16;
+  constexpr size_t kAlign = kColumnAlign;
   static_assert(kAlign % 16 == 0);
   const int threads = pool.size();
   if (rows == 1 && !L.in_major) {
-    // One row, W stored [out, in] (any type): a share of W's rows per thread (as parallel_for splits
-    // them), each read as four streams a quarter apart (matvec_typed_quarters) in pieces of `grain` rows
-    // per stream; a thread done with its share takes pieces from the back of another's
-    // (ThreadPool::run_shares). With fixed shares, one thread waited 5–10 % of each product for the other
-    // on this shared machine. Each output column is one row's dot product, whichever thread computes it:
-    // the results do not depend on who took what.
-    struct Share {
-      int begin, end;  // W's rows
-      int q;           // rows per quarter; piece 0 also does the rows after the quarters
-      int pieces;
-    };
-    const int grain =
-        std::max(1, static_cast<int>(kPieceStreamBytes / std::max<size_t>(1, dtype_bytes(L.dtype, I))));
-    auto share = [&](int t) {
-      const auto [begin, end] = pool.part(static_cast<size_t>(O), t, kAlign);
-      Share h{static_cast<int>(begin), static_cast<int>(end), static_cast<int>(end - begin) / 4, 0};
-      h.pieces = h.end > h.begin ? std::max(1, (h.q + grain - 1) / grain) : 0;
-      return h;
-    };
-    // Output columns [a, b) of the row: zeroed (unless accumulating) before a kernel adds to them, the
-    // bias added and the activation applied after. The bias is read once per token, and the stream of W
-    // has evicted it since: loaded before the kernel, each of its lines stalled the thread for a read
-    // from memory (~2 % of a Q8_0 decode's samples on the bias's loads), so its lines are prefetched
-    // here and added once the kernel's reading has hidden their latency.
-    auto begin_columns = [&](int a, int b) {
-      if (!accumulate) std::fill(out + a, out + b, 0.f);
-      if (L.bias != nullptr && b > a) {  // a line per 64 bytes from a, and the line of b - 1
-        for (int o = a; o < b; o += 16) __builtin_prefetch(L.bias + o, 0, 3);
-        __builtin_prefetch(L.bias + b - 1, 0, 3);
-      }
-    };
-    auto end_columns = [&](int a, int b) {
-      if (L.bias != nullptr)
-        for (int o = a; o < b; ++o) out[o] += L.bias[o];
-      activate_run(out + a, static_cast<size_t>(b - a));
-    };
-    // Q8_0's kernels read x rounded to int16 blocks: each thread rounds it once, at its first piece, into
-    // a buffer of its own that its next products reuse (thread_x_blocks).
-    const bool round_x = L.dtype == DType::kQ8_0;
-    std::vector<uint8_t> rounded(round_x ? static_cast<size_t>(threads) : 0);
-    pool.run_shares([&](int t) { return share(t).pieces; },
+    const OneRowProduct product(out, L, accumulate, activation, threads);
+    std::vector<uint8_t> rounded(static_cast<size_t>(threads));  // per thread: x rounded for Q8_0 yet
+    pool.run_shares([&](int t) { return product.pieces(t); },
                     [&](int thread, int t, uint32_t piece) {
-                      const Share h = share(t);
-                      const int a = static_cast<int>(piece) * grain, b = std::min(h.q, a + grain);
-                      if (b > a) {
-                        Int16Blocks* x_blocks = round_x ? &thread_x_blocks() : nullptr;
-                        if (round_x && !rounded[static_cast<size_t>(thread)]) {
-                          k.round_to_int16_blocks(x_blocks, in, I);
-                          rounded[static_cast<size_t>(thread)] = 1;
-                        }
-                        for (int j = 0; j < 4; ++j)
-                          begin_columns(h.begin + j * h.q + a, h.begin + j * h.q + b);
-                        k.matvec_typed_quarters(out, in, x_blocks, L.weight, L.dtype, I, h.begin, h.q, a, b);
-                        for (int j = 0; j < 4; ++j) end_columns(h.begin + j * h.q + a, h.begin + j * h.q + b);
-                      }
-                      const int rest = h.begin + 4 * h.q;
-                      if (piece == 0 && rest < h.end) {
-                        begin_columns(rest, h.end);
-                        k.matvec_typed(out, in, L.weight, L.dtype, I, rest, h.end);
-                        end_columns(rest, h.end);
-                      }
+                      product.run(t, piece, in, &rounded[static_cast<size_t>(thread)]);
                     });
     return;
   }

@@ -33,6 +33,35 @@ enum class Activation { kNone, kGelu };
 void linear_forward(float* out, const float* in, const Linear& layer, int rows, bool accumulate,
                     ThreadPool& pool, Activation activation = Activation::kNone);
 
+// linear_forward for one row of W stored [out, in] (any type), divided for `threads` threads: share t
+// (t < threads) is a range of W's rows, in pieces(t) pieces; run() computes one piece's output columns
+// (zeroed first unless accumulating, the bias added and the activation applied after). linear_forward
+// hands the pieces to its pool's threads (ThreadPool::run_shares); a caller running several products
+// inside one ThreadPool::run hands them out itself (ThreadPool::Shares). Every piece of every share must
+// run once; each output column comes from one piece, so the results do not depend on which thread ran it.
+class OneRowProduct {
+ public:
+  OneRowProduct(float* out, const Linear& layer, bool accumulate, Activation activation, int threads);
+  int pieces(int share) const;
+  // On the calling thread, with x = in; `rounded` is that thread's flag for this product, 0 before its
+  // first piece: Q8_0's kernels take x rounded to int16 blocks, which a thread does once per product.
+  void run(int share, uint32_t piece, const float* in, uint8_t* rounded) const;
+
+ private:
+  struct Share {
+    int begin, end;  // W's rows
+    int q;           // rows per quarter; piece 0 also does the rows after the quarters
+    int pieces;
+  };
+  Share share(int t) const;
+  float* out_;
+  Linear L_;
+  bool accumulate_;
+  Activation activation_;
+  int threads_;
+  int grain_;  // rows per stream in a piece
+};
+
 // x[i] = exp(x[i] - shift) for i < n; returns the sum of the results (softmax's denominator).
 float exp_and_sum(float* x, int n, float shift);
 

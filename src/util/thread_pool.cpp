@@ -15,8 +15,11 @@ namespace {
 constexpr int kSpinIterations = 1 << 14;
 }  // namespace
 
-ThreadPool::ThreadPool(int threads)
-    : share_pieces_(std::make_unique<SharePieces[]>(static_cast<size_t>(std::max(1, threads)))) {
+ThreadPool::Shares::Shares(int parts)
+    : s_(std::make_unique<SharePieces[]>(static_cast<size_t>(std::max(1, parts)))),
+      parts_(std::max(1, parts)) {}
+
+ThreadPool::ThreadPool(int threads) : shares_(threads) {
   for (int i = 1; i < std::max(1, threads); ++i) workers_.emplace_back([this, i] { worker_loop(i); });
 }
 
@@ -56,7 +59,7 @@ void ThreadPool::run(const std::function<void(int)>& fn) {
 }
 
 // The memory order is relaxed: run() publishes the ranges to the workers and their results to the caller.
-bool ThreadPool::take(SharePieces& s, bool last, uint32_t* piece) {
+bool ThreadPool::Shares::take(SharePieces& s, bool last, uint32_t* piece) {
   uint64_t v = s.range.load(std::memory_order_relaxed);
   for (;;) {
     const auto begin = static_cast<uint32_t>(v >> 32), end = static_cast<uint32_t>(v);
@@ -88,6 +91,18 @@ void ThreadPool::worker_loop(int index) {
     if (stop_.load()) return;
     (*task_)(index);
     pending_.fetch_sub(1, std::memory_order_release);
+  }
+}
+
+void SpinBarrier::wait(uint64_t* passed) {
+  const uint64_t target = static_cast<uint64_t>(threads_) * ++*passed;
+  arrived_.fetch_add(1, std::memory_order_acq_rel);
+  for (int spins = 0; arrived_.load(std::memory_order_acquire) < target; ++spins) {
+    if (spins < kSpinIterations) {
+      CORTEX_CPU_RELAX();
+    } else {
+      std::this_thread::yield();
+    }
   }
 }
 

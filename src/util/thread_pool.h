@@ -31,11 +31,44 @@ class ThreadPool {
 
   void run(const std::function<void(int)>& fn);
 
+  // Work in shares of pieces, taken by the threads of one run(): set() each share's piece count before the
+  // run; inside it, thread t calls take_all(t, fn), which calls fn(share, piece) for its own share's
+  // pieces front to back and then for pieces from the back of the other shares until none are left, so
+  // that a thread slowed down for a while (a shared machine) does not keep the others waiting. One Shares
+  // serves one round of work at a time (run_shares below); a run() doing several rounds between barriers
+  // keeps one per round.
+  class Shares {
+   public:
+    explicit Shares(int parts);
+    void set(int share, uint32_t pieces) {
+      s_[static_cast<size_t>(share)].range.store(pieces, std::memory_order_relaxed);
+    }
+    template <class F>
+    void take_all(int t, F&& fn) {
+      uint32_t p;
+      while (take(s_[static_cast<size_t>(t)], false, &p)) fn(t, p);
+      for (int i = 1; i < parts_; ++i) {
+        const int s = (t + i) % parts_;
+        while (take(s_[static_cast<size_t>(s)], true, &p)) fn(s, p);
+      }
+    }
+
+   private:
+    // A share's pieces not yet taken, [begin, end) in one word (begin in the high half): its own thread
+    // takes them from the front, the others from the back, each piece by one compare-and-swap. On a cache
+    // line of its own, so that a thread's takes from its share stay in its cache until another steals.
+    struct alignas(64) SharePieces {
+      std::atomic<uint64_t> range{0};
+    };
+    // Takes the first (or last) piece left in s into *piece; false when none is left.
+    static bool take(SharePieces& s, bool last, uint32_t* piece);
+    std::unique_ptr<SharePieces[]> s_;
+    int parts_;
+  };
+
   // Work in size() shares, share t made of pieces(t) pieces: calls fn(thread, share, piece) once for
-  // every piece of every share (piece counts below 2^32), on the thread of index `thread`. Each thread does
-  // the pieces of its own share front to back, then takes pieces from the back of the other shares until none
-  // are left, so that a thread slowed down for a while (a shared machine) does not keep the others waiting at
-  // the join.
+  // every piece of every share (piece counts below 2^32), on the thread of index `thread`, the pieces
+  // taken as Shares::take_all takes them.
   template <class Pieces, class F>
   void run_shares(Pieces&& pieces, F&& fn) {
     const int parts = size();
@@ -43,17 +76,8 @@ class ThreadPool {
       for (uint32_t p = 0, n = static_cast<uint32_t>(pieces(0)); p < n; ++p) fn(0, 0, p);
       return;
     }
-    for (int t = 0; t < parts; ++t)
-      share_pieces_[static_cast<size_t>(t)].range.store(static_cast<uint32_t>(pieces(t)),
-                                                        std::memory_order_relaxed);
-    run([&](int t) {
-      uint32_t p;
-      while (take(share_pieces_[static_cast<size_t>(t)], false, &p)) fn(t, t, p);
-      for (int i = 1; i < parts; ++i) {
-        const int s = (t + i) % parts;
-        while (take(share_pieces_[static_cast<size_t>(s)], true, &p)) fn(t, s, p);
-      }
-    });
+    for (int t = 0; t < parts; ++t) shares_.set(t, static_cast<uint32_t>(pieces(t)));
+    run([&](int t) { shares_.take_all(t, [&](int s, uint32_t p) { fn(t, s, p); }); });
   }
 
   // Thread t's part of [0, n) split into size() contiguous parts: ceil(n / size()) rounded up to a
@@ -80,18 +104,9 @@ class ThreadPool {
   }
 
  private:
-  // A share's pieces not yet taken, [begin, end) in one word (begin in the high half): its own thread
-  // takes them from the front, the others from the back, each piece by one compare-and-swap. On a cache
-  // line of its own, so that a thread's takes from its share stay in its cache until another steals.
-  struct alignas(64) SharePieces {
-    std::atomic<uint64_t> range{0};
-  };
-  // Takes the first (or last) piece left in s into *piece; false when none is left.
-  static bool take(SharePieces& s, bool last, uint32_t* piece);
-
   void worker_loop(int index);
 
-  std::unique_ptr<SharePieces[]> share_pieces_;  // one per thread, for run_shares
+  Shares shares_;  // for run_shares
 
   std::vector<std::thread> workers_;
   const std::function<void(int)>* task_ = nullptr;  // valid while a run() is in progress
@@ -101,6 +116,21 @@ class ThreadPool {
   std::mutex mutex_;                                // guards sleeping and waking only
   std::condition_variable wake_;
   std::atomic<bool> stop_{false};
+};
+
+// The threads of one ThreadPool::run() meeting between rounds of work: each calls wait(&passed) as often
+// as the others, `passed` being its own count of the barriers it has passed (0 at the run's start), and
+// returns once all have arrived; what each wrote before arriving is visible to all after. reset() between
+// runs, with no thread inside. A thread waits spinning and then yielding, as the pool's caller does.
+class SpinBarrier {
+ public:
+  explicit SpinBarrier(int threads) : threads_(threads) {}
+  void reset() { arrived_.store(0, std::memory_order_relaxed); }
+  void wait(uint64_t* passed);
+
+ private:
+  alignas(64) std::atomic<uint64_t> arrived_{0};
+  int threads_;
 };
 
 }  // namespace cortex
