@@ -135,5 +135,45 @@ TEST(ThreadPoolTest, AThreadDoneWithItsShareTakesPiecesFromTheBackOfAnother) {
   for (size_t i = 0; i < hits.size(); ++i) ASSERT_EQ(hits[i].load(), 1) << "piece " << i;
 }
 
+// Rounds inside one run(), as a decode step's products are: each round's slots written by whichever
+// thread takes them, every thread then reading all of them after the barrier. No thread may pass a
+// barrier before all have arrived (it would read a slot of the round not yet written), and every slot is
+// written once per round.
+TEST(ThreadPoolTest, ThreadsMeetAtABarrierBetweenRoundsOfShares) {
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    constexpr int kRounds = 200, kPiecesPerShare = 3;
+    const size_t slots = static_cast<size_t>(threads) * kPiecesPerShare;
+    std::vector<ThreadPool::Shares> rounds;
+    for (int r = 0; r < kRounds; ++r) rounds.emplace_back(threads);
+    SpinBarrier barrier(threads);
+    std::vector<std::atomic<int>> written(slots);  // the round that last wrote each slot, + 1
+    std::atomic<int> early{0}, twice{0};
+    for (int rep = 0; rep < 3; ++rep) {
+      for (auto& w : written) w = 0;
+      for (auto& r : rounds)
+        for (int t = 0; t < threads; ++t) r.set(t, kPiecesPerShare);
+      barrier.reset();
+      pool.run([&](int t) {
+        uint64_t passed = 0;
+        for (int r = 0; r < kRounds; ++r) {
+          rounds[static_cast<size_t>(r)].take_all(t, [&](int share, uint32_t piece) {
+            auto& slot = written[static_cast<size_t>(share) * kPiecesPerShare + piece];
+            if (slot.exchange(r + 1) != r) twice++;
+          });
+          barrier.wait(&passed);
+          for (auto& w : written)
+            if (w.load() < r + 1) early++;
+          barrier.wait(&passed);
+        }
+        EXPECT_EQ(passed, 2u * kRounds);
+      });
+      EXPECT_EQ(early.load(), 0) << threads << " threads";
+      EXPECT_EQ(twice.load(), 0) << threads << " threads";
+      for (auto& w : written) EXPECT_EQ(w.load(), kRounds);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace cortex
