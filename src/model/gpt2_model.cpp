@@ -106,7 +106,7 @@ void Gpt2Model::forward(std::span<const BatchEntry> batch, std::vector<float>* l
       }
     }
   }
-  bool one_token = !fork_per_product_ && T == 1 && pool_.size() > 1;
+  bool one_token = !fork_per_product_ && T == 1 && pool_.size() > 1 && !weights_->lm_head.in_major;
   for (const LayerWeights& w : weights_->layers)
     for (const Linear* L : {&w.attn_qkv, &w.attn_proj, &w.mlp_fc, &w.mlp_proj}) one_token &= !L->in_major;
   if (one_token) {
