@@ -31,9 +31,13 @@ Gpt2Model::Gpt2Model(std::unique_ptr<Gpt2Weights> weights, const ModelOptions& o
       kv_cache_(weights_->config(),
                 options.kv_cache_tokens > 0 ? options.kv_cache_tokens : int64_t{8} * weights_->config().n_ctx,
                 options.kv_cache_dtype),
-      fork_per_product_(options.fork_per_product),
       step_barrier_(pool_.size()) {
   configure_blas_threads();
+  // One-token steps as one fork (forward_one_token) where every matrix is stored [out, in].
+  one_token_steps_ = !options.fork_per_product && pool_.size() > 1 && !weights_->lm_head.in_major;
+  for (const LayerWeights& w : weights_->layers)
+    for (const Linear* L : {&w.attn_qkv, &w.attn_proj, &w.mlp_fc, &w.mlp_proj})
+      one_token_steps_ = one_token_steps_ && !L->in_major;
   const size_t threads = static_cast<size_t>(pool_.size());
   step_xn_.assign(threads, AlignedVector<float>(static_cast<size_t>(config().n_embd)));
   step_blocks_.resize(threads);
@@ -106,10 +110,7 @@ void Gpt2Model::forward(std::span<const BatchEntry> batch, std::vector<float>* l
       }
     }
   }
-  bool one_token = !fork_per_product_ && T == 1 && pool_.size() > 1 && !weights_->lm_head.in_major;
-  for (const LayerWeights& w : weights_->layers)
-    for (const Linear* L : {&w.attn_qkv, &w.attn_proj, &w.mlp_fc, &w.mlp_proj}) one_token &= !L->in_major;
-  if (one_token) {
+  if (one_token_steps_ && T == 1) {
     const size_t offset = logits->size();
     logits->resize(offset + static_cast<size_t>(cfg.vocab_size));
     forward_one_token(batch[0].sequence->kv_, logits->data() + offset);

@@ -100,7 +100,7 @@ class Gpt2Model {
       scores_;  // per thread, [max(kMaxAttentionGroup, kAttentionTileRows), n_ctx]
   // forward_one_token's: one Shares per product of a step, the barrier between them, and per thread its
   // own LayerNorm output [C] and the cache blocks its attention reads.
-  bool fork_per_product_;
+  bool one_token_steps_ = false;  // whether one-token steps of one sequence go through forward_one_token
   std::vector<ThreadPool::Shares> step_shares_;
   SpinBarrier step_barrier_;
   std::vector<AlignedVector<float>> step_xn_;

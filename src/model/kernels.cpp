@@ -142,9 +142,7 @@ OneRowProduct::OneRowProduct(float* out, const Linear& L, bool accumulate, Activ
 }
 
 OneRowProduct::Share OneRowProduct::share(int t) const {
-  const size_t parts = static_cast<size_t>(threads_), n = static_cast<size_t>(L_.out);
-  const size_t per = ((n + parts - 1) / parts + kColumnAlign - 1) / kColumnAlign * kColumnAlign;
-  const size_t begin = std::min(n, per * static_cast<size_t>(t)), end = std::min(n, begin + per);
+  const auto [begin, end] = ThreadPool::part(static_cast<size_t>(L_.out), threads_, t, kColumnAlign);
   Share h{static_cast<int>(begin), static_cast<int>(end), static_cast<int>(end - begin) / 4, 0};
   h.pieces = h.end > h.begin ? std::max(1, (h.q + grain_ - 1) / grain_) : 0;
   return h;
@@ -230,10 +228,13 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
   const int threads = pool.size();
   if (rows == 1 && !L.in_major) {
     const OneRowProduct product(out, L, accumulate, activation, threads);
-    std::vector<uint8_t> rounded(static_cast<size_t>(threads));  // per thread: x rounded for Q8_0 yet
+    // Per thread: x rounded for Q8_0 yet (run() neither reads nor writes it for the other types).
+    std::vector<uint8_t> rounded(L.dtype == DType::kQ8_0 ? static_cast<size_t>(threads) : 0);
+    uint8_t unused = 0;
     pool.run_shares([&](int t) { return product.pieces(t); },
                     [&](int thread, int t, uint32_t piece) {
-                      product.run(t, piece, in, &rounded[static_cast<size_t>(thread)]);
+                      product.run(t, piece, in,
+                                  rounded.empty() ? &unused : &rounded[static_cast<size_t>(thread)]);
                     });
     return;
   }

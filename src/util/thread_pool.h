@@ -83,8 +83,12 @@ class ThreadPool {
   // Thread t's part of [0, n) split into size() contiguous parts: ceil(n / size()) rounded up to a
   // multiple of `align` each, the last ones shorter or empty. What parallel_for hands each thread.
   std::pair<size_t, size_t> part(size_t n, int t, size_t align = 1) const {
-    const size_t parts = static_cast<size_t>(size());
-    const size_t per = ((n + parts - 1) / parts + align - 1) / align * align;
+    return part(n, size(), t, align);
+  }
+  // The same for `parts` threads, without a pool.
+  static std::pair<size_t, size_t> part(size_t n, int parts, int t, size_t align) {
+    const size_t p = static_cast<size_t>(parts);
+    const size_t per = ((n + p - 1) / p + align - 1) / align * align;
     const size_t begin = std::min(n, per * static_cast<size_t>(t));
     return {begin, std::min(n, begin + per)};
   }
