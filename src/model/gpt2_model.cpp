@@ -150,12 +150,14 @@ void Gpt2Model::forward(std::span<const BatchEntry> batch, std::vector<float>* l
 // One fork of the pool for the whole step, in place of a fork per product and per attention (61 for
 // 124M): the threads go through the layers together, each product's pieces shared out and taken as
 // linear_forward's are (ThreadPool::Shares, one per product, set before the fork), and meet at a barrier
-// after each product, after the new keys and values are stored and after attention. A barrier costs less
-// than a fork and join: the threads are already running, and each starts the next product as soon as the
-// last one arrives (cortex_linear_bench's sliced_read: ~4 % of the reading time at 2.6 MB per product and
-// ~9 % at 0.65 MB, at ~80 GB/s). Each thread computes the LayerNorms into a buffer of its own, where the
-// caller's did while the others waited. Every output column comes from the same kernels as with forks, so
-// the logits are the same to the bit.
+// after each product and after attention. A barrier costs less than a fork and join: the threads are
+// already running, and each starts the next product as soon as the last one arrives (cortex_linear_bench's
+// sliced_read: ~4 % of the reading time at 2.6 MB per product and ~9 % at 0.65 MB, at ~80 GB/s). Each
+// thread computes the LayerNorms into a buffer of its own, where the caller's did while the others
+// waited, and stores its own heads' new keys and values before attending with them: a barrier fewer per
+// layer than one thread storing them all, as fast within the noise (0.997× and 1.00× the step time in two
+// comparisons). Every output column comes from the same kernels as with forks, so the logits are the
+// same to the bit.
 void Gpt2Model::forward_one_token(KvSequence& kv, float* logits) {
   const Gpt2Config& cfg = config();
   const int C = cfg.n_embd, H = cfg.n_head, D = cfg.head_dim(), threads = pool_.size();
@@ -193,10 +195,11 @@ void Gpt2Model::forward_one_token(KvSequence& kv, float* logits) {
       const T* const* keys = blocks.data();
       const T* const* values = keys + (n + kBlock - 1) / kBlock;
       for (int g = t; g < groups; g += threads) {
-        const int h0 = g * per_group;
+        const int h0 = g * per_group, heads = std::min(per_group, H - h0);
+        kv_cache_.store(kv, layer, kv.length, qkv_.data() + C, qkv_.data() + 2 * C, h0 * D, heads * D);
         attention_rows(att_.data(), static_cast<size_t>(C), qkv_.data(), 3 * static_cast<size_t>(C), 1, keys,
-                       values, kBlock, static_cast<size_t>(C), h0, std::min(per_group, H - h0), kv.length, D,
-                       scale, scores_[static_cast<size_t>(t)].data());
+                       values, kBlock, static_cast<size_t>(C), h0, heads, kv.length, D, scale,
+                       scores_[static_cast<size_t>(t)].data());
       }
     };
     for (int l = 0; l < cfg.n_layer; ++l) {
@@ -204,8 +207,6 @@ void Gpt2Model::forward_one_token(KvSequence& kv, float* logits) {
       const size_t first = 4 * static_cast<size_t>(l);
       layernorm_forward(xn, x_.data(), w.ln_1_weight, w.ln_1_bias, 1, C, eps);
       product(first, xn);  // qkv
-      step_barrier_.wait(&passed);
-      if (t == 0) kv_cache_.store(kv, l, kv.length, qkv_.data() + C, qkv_.data() + 2 * C);
       step_barrier_.wait(&passed);
       if (kv_cache_.dtype() == DType::kF16)
         attend(l, step_blocks_[static_cast<size_t>(t)].f16);

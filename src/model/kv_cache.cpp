@@ -23,16 +23,18 @@ KvCache::KvCache(const Gpt2Config& config, int64_t max_tokens, DType dtype)
       block_values_(static_cast<size_t>(config.n_layer) * 2 * kBlockTokens * config.n_embd),
       max_blocks_((max_tokens + kBlockTokens - 1) / kBlockTokens) {}
 
-void KvCache::store(const KvSequence& seq, int layer, int pos, const float* key, const float* value) {
-  std::byte* k = slot(seq, layer, 0, pos);
-  std::byte* v = slot(seq, layer, 1, pos);
+void KvCache::store(const KvSequence& seq, int layer, int pos, const float* key, const float* value,
+                    int first, int count) {
+  if (count < 0) count = n_embd_ - first;
+  std::byte* k = slot(seq, layer, 0, pos) + static_cast<size_t>(first) * value_bytes_;
+  std::byte* v = slot(seq, layer, 1, pos) + static_cast<size_t>(first) * value_bytes_;
   if (dtype_ == DType::kF16) {
     const KernelTable& kt = kernels();
-    kt.narrow_to_f16(reinterpret_cast<uint16_t*>(k), key, n_embd_);
-    kt.narrow_to_f16(reinterpret_cast<uint16_t*>(v), value, n_embd_);
+    kt.narrow_to_f16(reinterpret_cast<uint16_t*>(k), key + first, count);
+    kt.narrow_to_f16(reinterpret_cast<uint16_t*>(v), value + first, count);
   } else {
-    std::memcpy(k, key, static_cast<size_t>(n_embd_) * sizeof(float));
-    std::memcpy(v, value, static_cast<size_t>(n_embd_) * sizeof(float));
+    std::memcpy(k, key + first, static_cast<size_t>(count) * sizeof(float));
+    std::memcpy(v, value + first, static_cast<size_t>(count) * sizeof(float));
   }
 }
 

@@ -45,8 +45,10 @@ class KvCache {
   int64_t preallocate(int64_t tokens);
 
   DType dtype() const { return dtype_; }
-  // Writes one position's key and value rows (n_embd floats each), converted to dtype().
-  void store(const KvSequence& seq, int layer, int pos, const float* key, const float* value);
+  // Writes one position's key and value rows (n_embd floats each), converted to dtype(): columns [first,
+  // first + count) of them (count < 0: to the end), so that threads may each store their heads' part.
+  void store(const KvSequence& seq, int layer, int pos, const float* key, const float* value, int first = 0,
+             int count = -1);
   // The key (value) row of one position as stored: n_embd floats (F32) or uint16_t halves (F16).
   const void* key(const KvSequence& seq, int layer, int pos) const { return slot(seq, layer, 0, pos); }
   const void* value(const KvSequence& seq, int layer, int pos) const { return slot(seq, layer, 1, pos); }

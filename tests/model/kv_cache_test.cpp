@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -90,6 +91,29 @@ TEST_P(KvCacheTypeTest, PositionsOfDifferentSequencesAndLayersDoNotOverlap) {
         ASSERT_EQ(stored(cache, cache.key(*s, layer, pos), 7), tag(s, layer, pos));
         ASSERT_EQ(stored(cache, cache.value(*s, layer, pos), 0), -tag(s, layer, pos));
       }
+}
+
+// A row stored in parts of columns (as each thread stores its own heads') holds what the whole row
+// stored at once holds, and a part leaves the columns outside it as they were.
+TEST_P(KvCacheTypeTest, ColumnsStoredInPartsEqualTheWholeRow) {
+  KvCache cache(small_config(), 64, GetParam());
+  KvSequence s;
+  ASSERT_TRUE(cache.reserve(s, 2));
+  std::vector<float> k(8), v(8), old(8, 5.f);
+  for (size_t i = 0; i < 8; ++i)
+    k[i] = 0.1f * static_cast<float>(i) + 0.03f, v[i] = -2.7f * static_cast<float>(i);
+  cache.store(s, 1, 0, k.data(), v.data());
+  cache.store(s, 1, 1, old.data(), old.data());
+  cache.store(s, 1, 1, k.data(), v.data(), 3, 5);
+  for (int i = 0; i < 8; ++i) {
+    const float key = stored(cache, cache.key(s, 1, 1), i), value = stored(cache, cache.value(s, 1, 1), i);
+    EXPECT_EQ(key, i < 3 ? 5.f : stored(cache, cache.key(s, 1, 0), i)) << i;
+    EXPECT_EQ(value, i < 3 ? 5.f : stored(cache, cache.value(s, 1, 0), i)) << i;
+  }
+  cache.store(s, 1, 1, k.data(), v.data(), 0, 3);
+  const size_t row = 8 * (GetParam() == DType::kF16 ? 2 : 4);
+  EXPECT_EQ(std::memcmp(cache.key(s, 1, 0), cache.key(s, 1, 1), row), 0);
+  EXPECT_EQ(std::memcmp(cache.value(s, 1, 0), cache.value(s, 1, 1), row), 0);
 }
 
 // Rows whose size is a whole number of cache lines start on one (GPT-2: 768 values), so that attention's
