@@ -26,6 +26,13 @@ KvCache::KvCache(const Gpt2Config& config, int64_t max_tokens, DType dtype)
 void KvCache::store(const KvSequence& seq, int layer, int pos, const float* key, const float* value,
                     int first, int count) {
   if (count < 0) count = n_embd_ - first;
+  if (first < 0 || count < 0 || first > n_embd_ - count)
+    throw invalid_argument("KV cache: columns [" + std::to_string(first) + ", " + std::to_string(first) +
+                           " + " + std::to_string(count) + ") are not within a row of " +
+                           std::to_string(n_embd_));
+  if (pos < 0 || static_cast<size_t>(pos / kBlockTokens) >= seq.blocks.size())
+    throw invalid_argument("KV cache: position " + std::to_string(pos) + " is not reserved (" +
+                           std::to_string(seq.blocks.size() * kBlockTokens) + " positions are)");
   std::byte* k = slot(seq, layer, 0, pos) + static_cast<size_t>(first) * value_bytes_;
   std::byte* v = slot(seq, layer, 1, pos) + static_cast<size_t>(first) * value_bytes_;
   if (dtype_ == DType::kF16) {

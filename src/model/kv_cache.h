@@ -47,6 +47,7 @@ class KvCache {
   DType dtype() const { return dtype_; }
   // Writes one position's key and value rows (n_embd floats each), converted to dtype(): columns [first,
   // first + count) of them (count < 0: to the end), so that threads may each store their heads' part.
+  // Throws invalid_argument for columns outside the row or a position outside the reserved blocks.
   void store(const KvSequence& seq, int layer, int pos, const float* key, const float* value, int first = 0,
              int count = -1);
   // The key (value) row of one position as stored: n_embd floats (F32) or uint16_t halves (F16).

@@ -116,6 +116,24 @@ TEST_P(KvCacheTypeTest, ColumnsStoredInPartsEqualTheWholeRow) {
   EXPECT_EQ(std::memcmp(cache.value(s, 1, 0), cache.value(s, 1, 1), row), 0);
 }
 
+// Columns outside the row, and positions outside the blocks reserved, are refused rather than written
+// past the row or the sequence's blocks.
+TEST_P(KvCacheTypeTest, StoresOutsideTheRowOrTheReservedPositionsAreRefused) {
+  KvCache cache(small_config(), 64, GetParam());
+  KvSequence s;
+  ASSERT_TRUE(cache.reserve(s, 2));
+  std::vector<float> k(8, 1.f), v(8, 2.f);
+  EXPECT_THROW(cache.store(s, 0, 0, k.data(), v.data(), 6, 3), Error);
+  EXPECT_THROW(cache.store(s, 0, 0, k.data(), v.data(), -1, 2), Error);
+  EXPECT_THROW(cache.store(s, 0, 0, k.data(), v.data(), 9), Error);
+  EXPECT_THROW(cache.store(s, 0, 16, k.data(), v.data()), Error);  // one block reserved: positions 0-15
+  EXPECT_THROW(cache.store(s, 0, -1, k.data(), v.data()), Error);
+  cache.store(s, 0, 15, k.data(), v.data(), 6, 2);  // the last columns of the last reserved position
+  cache.store(s, 0, 15, k.data(), v.data(), 8, 0);  // an empty range at the row's end
+  EXPECT_EQ(stored(cache, cache.key(s, 0, 15), 7), 1.f);
+  EXPECT_EQ(stored(cache, cache.value(s, 0, 15), 6), 2.f);
+}
+
 // Rows whose size is a whole number of cache lines start on one (GPT-2: 768 values), so that attention's
 // vector loads of keys and values never straddle two lines; blocks are handed out from an arena, not
 // one allocation each.
