@@ -177,8 +177,8 @@ void Gpt2Model::forward_one_token(KvSequence& kv, float* logits) {
   // Attention as attention() does it for one token: the heads in groups, group g on thread g % threads.
   const int groups = (H + kMaxAttentionGroup - 1) / kMaxAttentionGroup, per_group = (H + groups - 1) / groups;
   const int n = kv.length + 1;  // positions attended to
-  step_barrier_.reset();
-  pool_.run([&](int t) {
+  // Each thread's part of the step; returns early when the other thread's part threw.
+  auto step = [&](int t) {
     uint64_t passed = 0;
     float* xn = step_xn_[static_cast<size_t>(t)].data();
     auto product = [&](size_t i, const float* in) {
@@ -206,23 +206,32 @@ void Gpt2Model::forward_one_token(KvSequence& kv, float* logits) {
       const LayerWeights& w = weights_->layers[static_cast<size_t>(l)];
       const size_t first = 4 * static_cast<size_t>(l);
       layernorm_forward(xn, x_.data(), w.ln_1_weight, w.ln_1_bias, 1, C, eps);
-      product(first, xn);  // qkv
-      step_barrier_.wait(&passed);
+      product(first, xn);                        // qkv
+      if (!step_barrier_.wait(&passed)) return;  // the other thread's work threw
       if (kv_cache_.dtype() == DType::kF16)
         attend(l, step_blocks_[static_cast<size_t>(t)].f16);
       else
         attend(l, step_blocks_[static_cast<size_t>(t)].f32);
-      step_barrier_.wait(&passed);
+      if (!step_barrier_.wait(&passed)) return;
       product(first + 1, att_.data());  // x += proj(att)
-      step_barrier_.wait(&passed);
+      if (!step_barrier_.wait(&passed)) return;
       layernorm_forward(xn, x_.data(), w.ln_2_weight, w.ln_2_bias, 1, C, eps);
       product(first + 2, xn);  // gelu(fc)
-      step_barrier_.wait(&passed);
+      if (!step_barrier_.wait(&passed)) return;
       product(first + 3, hidden_.data());  // x += proj(gelu(fc))
-      step_barrier_.wait(&passed);
+      if (!step_barrier_.wait(&passed)) return;
     }
     layernorm_forward(xn, x_.data(), weights_->ln_f_weight, weights_->ln_f_bias, 1, C, eps);
     product(products.size() - 1, xn);  // the LM head; the fork's join is its barrier
+  };
+  step_barrier_.reset();
+  pool_.run([&](int t) {
+    try {
+      step(t);
+    } catch (...) {
+      step_barrier_.abort();  // the others return at their next barrier; the pool rethrows this
+      throw;
+    }
   });
 }
 

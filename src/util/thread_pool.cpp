@@ -33,6 +33,15 @@ ThreadPool::~ThreadPool() {
   for (auto& w : workers_) w.join();
 }
 
+void ThreadPool::run_task(const std::function<void(int)>& fn, int index) {
+  try {
+    fn(index);
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(error_mutex_);
+    if (!error_) error_ = std::current_exception();
+  }
+}
+
 void ThreadPool::run(const std::function<void(int)>& fn) {
   if (workers_.empty()) {
     fn(0);
@@ -47,7 +56,7 @@ void ThreadPool::run(const std::function<void(int)>& fn) {
     std::lock_guard<std::mutex> lock(mutex_);
     wake_.notify_all();
   }
-  fn(0);
+  run_task(fn, 0);
   for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
     if (spins < kSpinIterations) {
       CORTEX_CPU_RELAX();
@@ -56,6 +65,12 @@ void ThreadPool::run(const std::function<void(int)>& fn) {
     }
   }
   task_ = nullptr;
+  std::exception_ptr error;
+  {
+    std::lock_guard<std::mutex> lock(error_mutex_);
+    error.swap(error_);
+  }
+  if (error) std::rethrow_exception(error);
 }
 
 // The memory order is relaxed: run() publishes the ranges to the workers and their results to the caller.
@@ -89,21 +104,23 @@ void ThreadPool::worker_loop(int index) {
     }
     seen = now;
     if (stop_.load()) return;
-    (*task_)(index);
+    run_task(*task_, index);
     pending_.fetch_sub(1, std::memory_order_release);
   }
 }
 
-void SpinBarrier::wait(uint64_t* passed) {
+bool SpinBarrier::wait(uint64_t* passed) {
   const uint64_t target = static_cast<uint64_t>(threads_) * ++*passed;
-  arrived_.fetch_add(1, std::memory_order_acq_rel);
-  for (int spins = 0; arrived_.load(std::memory_order_acquire) < target; ++spins) {
+  uint64_t arrived = arrived_.fetch_add(1, std::memory_order_acq_rel) + 1;
+  for (int spins = 0; arrived < target; ++spins) {
     if (spins < kSpinIterations) {
       CORTEX_CPU_RELAX();
     } else {
       std::this_thread::yield();
     }
+    arrived = arrived_.load(std::memory_order_acquire);
   }
+  return arrived < kAborted;
 }
 
 }  // namespace cortex

@@ -1,6 +1,8 @@
 // A fork-join pool for compute kernels. `run(fn)` calls fn(i) once on each of size() threads (the calling
 // thread is index 0) and returns when all have finished. Workers spin briefly between calls, then sleep,
 // so the dozens of fork-joins in one decode step cost microseconds, and an idle server costs no CPU.
+// An exception thrown by fn on any thread reaches run()'s caller, once every thread has finished (the
+// first one thrown, if several are); the pool serves the next run as before.
 //
 // Threading: run() may be called from one thread at a time (the model's owner); it is not reentrant.
 #pragma once
@@ -10,6 +12,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -109,6 +112,8 @@ class ThreadPool {
 
  private:
   void worker_loop(int index);
+  // Calls fn(index), keeping what it throws for run() to rethrow (the first, if several threads throw).
+  void run_task(const std::function<void(int)>& fn, int index);
 
   Shares shares_;  // for run_shares
 
@@ -120,19 +125,26 @@ class ThreadPool {
   std::mutex mutex_;                                // guards sleeping and waking only
   std::condition_variable wake_;
   std::atomic<bool> stop_{false};
+  std::mutex error_mutex_;
+  std::exception_ptr error_;  // the first exception a thread's task threw in this run
 };
 
 // The threads of one ThreadPool::run() meeting between rounds of work: each calls wait(&passed) as often
 // as the others, `passed` being its own count of the barriers it has passed (0 at the run's start), and
-// returns once all have arrived; what each wrote before arriving is visible to all after. reset() between
-// runs, with no thread inside. A thread waits spinning and then yielding, as the pool's caller does.
+// returns true once all have arrived; what each wrote before arriving is visible to all after. reset()
+// between runs, with no thread inside. A thread waits spinning and then yielding, as the pool's caller does.
+// A thread that cannot go on (its work threw) calls abort(): every wait() of the run, from then on or
+// already waiting, returns false instead of waiting for it, so that the others return from the run rather
+// than wait for ever.
 class SpinBarrier {
  public:
   explicit SpinBarrier(int threads) : threads_(threads) {}
   void reset() { arrived_.store(0, std::memory_order_relaxed); }
-  void wait(uint64_t* passed);
+  [[nodiscard]] bool wait(uint64_t* passed);
+  void abort() { arrived_.fetch_or(kAborted, std::memory_order_acq_rel); }
 
  private:
+  static constexpr uint64_t kAborted = uint64_t{1} << 62;  // far above any count of arrivals
   alignas(64) std::atomic<uint64_t> arrived_{0};
   int threads_;
 };

@@ -5,6 +5,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -161,16 +163,80 @@ TEST(ThreadPoolTest, ThreadsMeetAtABarrierBetweenRoundsOfShares) {
             auto& slot = written[static_cast<size_t>(share) * kPiecesPerShare + piece];
             if (slot.exchange(r + 1) != r) twice++;
           });
-          barrier.wait(&passed);
+          EXPECT_TRUE(barrier.wait(&passed));
           for (auto& w : written)
             if (w.load() < r + 1) early++;
-          barrier.wait(&passed);
+          EXPECT_TRUE(barrier.wait(&passed));
         }
         EXPECT_EQ(passed, 2u * kRounds);
       });
       EXPECT_EQ(early.load(), 0) << threads << " threads";
       EXPECT_EQ(twice.load(), 0) << threads << " threads";
       for (auto& w : written) EXPECT_EQ(w.load(), kRounds);
+    }
+  }
+}
+
+// What a task throws, on any thread, reaches run()'s caller once every thread has finished its own task,
+// and the pool serves the next run as before.
+TEST(ThreadPoolTest, AnExceptionOnAnyThreadReachesTheCallerAfterAllHaveFinished) {
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    for (int thrower = 0; thrower < threads; ++thrower) {
+      std::atomic<int> finished{0};
+      try {
+        pool.run([&](int t) {
+          if (t == thrower) throw std::runtime_error("task " + std::to_string(t));
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+          finished++;
+        });
+        ADD_FAILURE() << "run() returned normally; thread " << thrower << " of " << threads << " threw";
+      } catch (const std::runtime_error& e) {
+        EXPECT_EQ(std::string(e.what()), "task " + std::to_string(thrower));
+      }
+      EXPECT_EQ(finished.load(), threads - 1) << thrower << " of " << threads;
+      std::vector<std::atomic<int>> calls(static_cast<size_t>(threads));
+      pool.run([&](int t) { calls[static_cast<size_t>(t)]++; });
+      for (auto& c : calls) EXPECT_EQ(c.load(), 1);
+    }
+  }
+}
+
+// A thread whose work threw aborts the barrier: the others' waits, already waiting or still to come,
+// return false instead of waiting for it for ever, and the run ends with its exception.
+TEST(ThreadPoolTest, ABarrierAbortedByAThreadThatThrewLetsTheOthersReturn) {
+  for (int threads : {2, 3}) {
+    ThreadPool pool(threads);
+    SpinBarrier barrier(threads);
+    for (int thrower = 0; thrower < threads; ++thrower) {
+      barrier.reset();
+      std::atomic<int> returned_early{0};
+      EXPECT_THROW(pool.run([&](int t) {
+        try {
+          uint64_t passed = 0;
+          for (int round = 0; round < 10; ++round) {
+            if (t == thrower && round == 3) throw std::runtime_error("round 3");
+            if (!barrier.wait(&passed)) {
+              returned_early++;
+              return;
+            }
+          }
+        } catch (...) {
+          barrier.abort();
+          throw;
+        }
+      }),
+                   std::runtime_error);
+      EXPECT_EQ(returned_early.load(), threads - 1) << thrower << " of " << threads;
+      // reset() clears the abort: the next run's threads meet at every barrier again.
+      barrier.reset();
+      std::atomic<int> met{0};
+      pool.run([&](int) {
+        uint64_t passed = 0;
+        for (int round = 0; round < 10; ++round)
+          if (barrier.wait(&passed)) met++;
+      });
+      EXPECT_EQ(met.load(), 10 * threads);
     }
   }
 }
