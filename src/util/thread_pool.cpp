@@ -39,6 +39,7 @@ void ThreadPool::run_task(const std::function<void(int)>& fn, int index) {
   } catch (...) {
     std::lock_guard<std::mutex> lock(error_mutex_);
     if (!error_) error_ = std::current_exception();
+    failed_.store(true, std::memory_order_release);
   }
 }
 
@@ -65,12 +66,14 @@ void ThreadPool::run(const std::function<void(int)>& fn) {
     }
   }
   task_ = nullptr;
+  if (!failed_.load(std::memory_order_acquire)) return;  // no lock taken on a run that went well
   std::exception_ptr error;
   {
     std::lock_guard<std::mutex> lock(error_mutex_);
     error.swap(error_);
+    failed_.store(false, std::memory_order_relaxed);
   }
-  if (error) std::rethrow_exception(error);
+  std::rethrow_exception(error);
 }
 
 // The memory order is relaxed: run() publishes the ranges to the workers and their results to the caller.

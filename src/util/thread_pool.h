@@ -126,7 +126,8 @@ class ThreadPool {
   std::condition_variable wake_;
   std::atomic<bool> stop_{false};
   std::mutex error_mutex_;
-  std::exception_ptr error_;  // the first exception a thread's task threw in this run
+  std::exception_ptr error_;         // the first exception a thread's task threw in this run
+  std::atomic<bool> failed_{false};  // whether error_ holds one
 };
 
 // The threads of one ThreadPool::run() meeting between rounds of work: each calls wait(&passed) as often
