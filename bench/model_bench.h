@@ -12,9 +12,9 @@
 namespace cortex::bench {
 
 struct ModelBenchOptions {
-  std::string model;                  // folder or .gguf
-  std::optional<model::DType> dtype;  // weight type to run in; nullopt = as stored
-  model::DType kv_cache_dtype = model::DType::kF32;
+  std::string model;                           // folder or .gguf
+  std::optional<model::DType> dtype;           // weight type to run in; nullopt = as stored
+  std::optional<model::DType> kv_cache_dtype;  // nullopt = the model's default (follows the weights)
   int threads = 2;
   std::vector<int> prompt_lengths = {128, 512};
   int decode_tokens = 128;

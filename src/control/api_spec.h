@@ -54,7 +54,8 @@ struct ApiSpec {
   std::string model_endpoint;  // s3:// models: the S3-compatible endpoint; empty: from the environment
   std::string model_region;    // s3:// models: the region; empty: from the environment
   std::string dtype;           // weight type in memory: "f32", "f16", "q8_0"; empty: as stored
-  std::string kv_cache_dtype;  // the KV cache's type: "f32", "f16"; empty: the replica's default (f32)
+  std::string kv_cache_dtype;  // the KV cache's type: "f32", "f16"; empty: the replica's default (f16 for f16
+                               // and q8_0 weights, f32 for f32)
   // Remote models: the AWS_*/HF_* variables of the shell that deployed (storage/model_environment.h);
   // absent: the operator's own environment.
   std::optional<std::map<std::string, std::string>> model_env;

@@ -18,6 +18,14 @@ std::unique_ptr<Gpt2Model> Gpt2Model::load(const std::string& path, const ModelO
   return create(Gpt2Weights::load(path, options.dtype), options);
 }
 
+DType default_kv_cache_dtype(const Gpt2Weights& weights) {
+  bool all_f32 = weights.lm_head.dtype == DType::kF32;
+  for (const LayerWeights& w : weights.layers)
+    for (const Linear* L : {&w.attn_qkv, &w.attn_proj, &w.mlp_fc, &w.mlp_proj})
+      all_f32 = all_f32 && L->dtype == DType::kF32;
+  return all_f32 ? DType::kF32 : DType::kF16;
+}
+
 std::unique_ptr<Gpt2Model> Gpt2Model::create(std::unique_ptr<Gpt2Weights> weights,
                                              const ModelOptions& options) {
   if (options.threads < 1) throw invalid_argument("threads must be at least 1");
@@ -30,7 +38,7 @@ Gpt2Model::Gpt2Model(std::unique_ptr<Gpt2Weights> weights, const ModelOptions& o
       pool_(options.threads),
       kv_cache_(weights_->config(),
                 options.kv_cache_tokens > 0 ? options.kv_cache_tokens : int64_t{8} * weights_->config().n_ctx,
-                options.kv_cache_dtype),
+                options.kv_cache_dtype.value_or(default_kv_cache_dtype(*weights_))),
       step_barrier_(pool_.size()) {
   configure_blas_threads();
   // One-token steps as one fork (forward_one_token) where every matrix is stored [out, in].

@@ -185,21 +185,44 @@ TEST_P(QuantizedAccuracyTest, LogitsAndGreedyTokensAgreeWithF32) {
       f32->forward(std::span(&e, 1), &logits);
     }
   }
-  // F16 and Q8_0 weights, and F32 weights with an F16 KV cache.
+  // The F32 model's cache holds floats unless asked otherwise (default_kv_cache_dtype).
+  EXPECT_EQ(f32->kv_cache().dtype(), DType::kF32);
+  // F16 and Q8_0 weights with their default F16 cache and with an F32 cache, and F32 weights with an F16
+  // cache; an F16 cache adds its own tolerance to the weights'.
   struct Variant {
     const char* name;
     ModelOptions options;
+    DType cache;  // the cache's type these options give
     float tolerance;
     int min_agreement;
   };
-  for (const Variant& v : {Variant{"f16", {2, 0, DType::kF16}, kF16RelativeTolerance, kMinAgreementF16},
-                           Variant{"q8_0", {2, 0, DType::kQ8_0}, kQ8_0RelativeTolerance, kMinAgreementQ8_0},
+  for (const Variant& v : {Variant{"f16",
+                                   {2, 0, DType::kF16},
+                                   DType::kF16,
+                                   kF16RelativeTolerance + kF16KvRelativeTolerance,
+                                   kMinAgreementF16},
+                           Variant{"f16, f32 KV cache",
+                                   {2, 0, DType::kF16, DType::kF32},
+                                   DType::kF32,
+                                   kF16RelativeTolerance,
+                                   kMinAgreementF16},
+                           Variant{"q8_0",
+                                   {2, 0, DType::kQ8_0},
+                                   DType::kF16,
+                                   kQ8_0RelativeTolerance + kF16KvRelativeTolerance,
+                                   kMinAgreementQ8_0},
+                           Variant{"q8_0, f32 KV cache",
+                                   {2, 0, DType::kQ8_0, DType::kF32},
+                                   DType::kF32,
+                                   kQ8_0RelativeTolerance,
+                                   kMinAgreementQ8_0},
                            Variant{"f32, f16 KV cache",
                                    {2, 0, DType::kF32, DType::kF16},
+                                   DType::kF16,
                                    kF16KvRelativeTolerance,
                                    kMinAgreementF16}}) {
     auto m = Gpt2Model::load(path, v.options);
-    ASSERT_EQ(m->kv_cache().dtype(), v.options.kv_cache_dtype);
+    ASSERT_EQ(m->kv_cache().dtype(), v.cache) << v.name;
     auto ours = all_logits(*m, kTokens);
     auto [diff, scale] = max_diff_and_scale(ours, ref);
     // Teacher-forced agreement: the typed model reads F32's continuation and predicts each next token.

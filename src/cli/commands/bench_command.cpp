@@ -79,7 +79,8 @@ void add_bench_command(CLI::App& app) {
                   "Weight type(s) to run in, one run each: f32, f16, q8_0 (comma-separated; default: as "
                   "stored)")
       ->delimiter(',');
-  cmd->add_option("--kv-cache-dtype", o->kv_cache_dtype, "KV cache type: f32 or f16 (default: f32)");
+  cmd->add_option("--kv-cache-dtype", o->kv_cache_dtype,
+                  "KV cache type: f32 or f16 (default: f16 for f16 and q8_0 weights, f32 for f32)");
   cmd->add_flag("--json", o->json, "Print the report as JSON");
   cmd->callback([o, cmd] {
     if (cmd->got_subcommand("tokenizer") || cmd->got_subcommand("serve")) return;  // they run only their own

@@ -40,8 +40,10 @@ void add_generate_command(CLI::App& app) {
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating past <|endoftext|>");
   cmd->add_option("--threads", o->threads, "Compute threads (default: all cores)");
   cmd->add_option("--dtype", o->dtype, "Weight type: f32, f16 or q8_0 (default: as stored)");
-  cmd->add_option("--kv-cache-dtype", o->kv_cache_dtype,
-                  "KV cache type: f32, or f16 for half its memory and the attention's reads (default: f32)");
+  cmd->add_option(
+      "--kv-cache-dtype", o->kv_cache_dtype,
+      "KV cache type: f32, or f16 for half its memory and the attention's reads (default: f16 for "
+      "f16 and q8_0 weights, f32 for f32)");
   cmd->callback([o] {
     model::ModelOptions mo;
     if (!o->dtype.empty()) mo.dtype = model::parse_dtype(o->dtype);

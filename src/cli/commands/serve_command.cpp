@@ -89,8 +89,10 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--threads", r.model.threads, "Compute threads")->capture_default_str();
   cmd->add_option("--kv-cache-tokens", r.model.kv_cache_tokens, "KV cache budget in tokens (0: 8 × context)");
   cmd->add_option("--dtype", o->dtype, "Weight type: f32, f16 or q8_0 (default: as stored)");
-  cmd->add_option("--kv-cache-dtype", o->kv_cache_dtype,
-                  "KV cache type: f32, or f16 for half its memory and the attention's reads (default: f32)");
+  cmd->add_option(
+      "--kv-cache-dtype", o->kv_cache_dtype,
+      "KV cache type: f32, or f16 for half its memory and the attention's reads (default: f16 for "
+      "f16 and q8_0 weights, f32 for f32)");
   cmd->add_option("--max-concurrency", r.scheduler.max_concurrency, "Sequences generated at once")
       ->capture_default_str();
   cmd->add_option("--max-queue-length", r.scheduler.max_queue_length, "Requests waiting; more get 503")
