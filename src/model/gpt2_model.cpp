@@ -19,11 +19,7 @@ std::unique_ptr<Gpt2Model> Gpt2Model::load(const std::string& path, const ModelO
 }
 
 DType default_kv_cache_dtype(const Gpt2Weights& weights) {
-  bool all_f32 = weights.lm_head.dtype == DType::kF32;
-  for (const LayerWeights& w : weights.layers)
-    for (const Linear* L : {&w.attn_qkv, &w.attn_proj, &w.mlp_fc, &w.mlp_proj})
-      all_f32 = all_f32 && L->dtype == DType::kF32;
-  return all_f32 ? DType::kF32 : DType::kF16;
+  return weights.dtype() == DType::kF32 ? DType::kF32 : DType::kF16;
 }
 
 std::unique_ptr<Gpt2Model> Gpt2Model::create(std::unique_ptr<Gpt2Weights> weights,

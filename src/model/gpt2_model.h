@@ -36,10 +36,10 @@ struct ModelOptions {
 
 class Gpt2Model;
 
-// The KV cache's type where none is asked for: F16 when any of the weights' matrices runs in F16 or
-// Q8_0, whose rounding is already at least a half's (GGUF files of those types included), F32 when all
-// are F32. An F16 cache halves the memory a sequence's positions take and what attention reads per step;
-// its logits stay within 1e-3 of an F32 cache's (relative to the largest).
+// The KV cache's type where none is asked for: F16 when the weights' matrices run in F16 or Q8_0
+// (Gpt2Weights::dtype), whose rounding is already at least a half's (GGUF files of those types included),
+// F32 when they run in F32. An F16 cache halves the memory a sequence's positions take and what attention
+// reads per step; its logits stay within 1e-3 of an F32 cache's (relative to the largest).
 DType default_kv_cache_dtype(const Gpt2Weights& weights);
 
 // A sequence's state in the model (its KV cache). Releases its cache blocks when destroyed; must not
