@@ -47,7 +47,10 @@ for i in 1 2; do
     --max-tokens 64 >/dev/null
 done
 "$cortex" model info --model "$model" >"$work/info.json"
-INFO="$work/info.json" MODEL="$model" KV_DTYPE="${kv_dtype:-f32}" python3 - "${pids[@]}" <<'PY'
+# The KV cache's type as the replica reports it (without --kv-cache-dtype it follows the weights' type).
+kv_dtype="$(curl -sf "http://127.0.0.1:$(cat "$work/port1")/signature" |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["model"]["kv_cache_dtype"])')"
+INFO="$work/info.json" MODEL="$model" KV_DTYPE="$kv_dtype" python3 - "${pids[@]}" <<'PY'
 import json, math, os, sys
 
 info = json.load(open(os.environ["INFO"]))

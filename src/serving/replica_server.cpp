@@ -8,6 +8,7 @@
 #include <set>
 
 #include "model/kernel_table.h"
+#include "model/warm_up.h"
 #include "model/weight_types.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -123,6 +124,8 @@ ReplicaServer::~ReplicaServer() {
 void ReplicaServer::load() {
   try {
     auto loaded = model::load_model(options_.model_path, options_.model);
+    // Before /readyz says ready, so that the control plane sends no request to a replica still warming.
+    const model::WarmUpReport warm = model::warm_up(*loaded.model, options_.scheduler.max_concurrency);
     auto builtin = std::make_unique<Gpt2RequestHandler>(loaded.tokenizer.get());
     std::shared_ptr<RequestHandler> handler = options_.handler;
     if (handler)
@@ -153,10 +156,13 @@ void ReplicaServer::load() {
     metadata_ = std::move(metadata);
     scheduler_ = std::shared_ptr<BatchScheduler>(std::move(scheduler));
     loading_ = false;
-    spdlog::info("model {} loaded ({} weights, {} KV cache, {} kernels): ready", options_.model_path,
-                 model::dtype_flag_name(model_.model->weights().dtype()),
-                 model::dtype_flag_name(model_.model->kv_cache().dtype()),
-                 model::isa_name(model::kernels().isa));
+    spdlog::info(
+        "model {} loaded ({} weights, {} KV cache, {} kernels), warmed up in {:.3f} s (a prompt of {} "
+        "tokens, "
+        "a batch of {} sequences): ready",
+        options_.model_path, model::dtype_flag_name(model_.model->weights().dtype()),
+        model::dtype_flag_name(model_.model->kv_cache().dtype()), model::isa_name(model::kernels().isa),
+        warm.seconds, warm.prompt_tokens, warm.batch_sequences);
   } catch (const std::exception& e) {
     std::lock_guard<std::mutex> lock(mutex_);
     load_error_ = e.what();
