@@ -5,8 +5,8 @@
 
 namespace cortex::model {
 
-// What warm_up ran: the prompt's tokens, and the sequences of its batched steps (0 where the KV cache
-// had no room for them).
+// What warm_up ran: the prompt's tokens, and the sequences of its largest batched step (0 where the KV
+// cache had no room for two).
 struct WarmUpReport {
   int prompt_tokens = 0;
   int batch_sequences = 0;
@@ -17,7 +17,8 @@ struct WarmUpReport {
 // pass through them (code, buffers and the BLAS library's work space touched for the first time: a fresh
 // replica's first 16-token completion took ~2× as long as its next ones). One sequence takes a prompt long
 // enough for the prompt path's matrix products (within the context) and then two one-token steps (the
-// single-stream path); then `batch` sequences take one token each and a step together (batched decode).
+// single-stream path); then batches of 2, 4, 8, ... and `batch` sequences (the products take other kernels
+// at other row counts) each take one token and a step together (batched decode).
 // Every sequence is released after: the model's state and its results are as before, and the KV cache
 // keeps the blocks it took in its free list. Takes no more of the cache than is free (fewer tokens or
 // sequences, or none); throws what forward throws otherwise.
