@@ -155,7 +155,6 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options, MachineLimits
       static_cast<double>(model->kv_cache().block_bytes()) / model::KvCache::kBlockTokens;
   report.rounds = options.rounds;
   report.isa = model::isa_name(model::kernels().isa);
-  report.stream_layout = model->weights().stream_layout_bytes() > 0;
   limits.set_read_bytes(size_t{2} << 30);
   report.dram_bandwidth_bytes_per_s = limits.read_bandwidth(3);
   limits.set_read_bytes(static_cast<size_t>(report.weight_bytes));

@@ -60,7 +60,6 @@ struct ModelBenchReport {
   std::string dtype;           // the weights' type in this run ("f32", "f16", "q8_0")
   std::string kv_cache_dtype;  // the KV cache's ("f32", "f16")
   std::string isa;             // the kernels' instruction set ("avx512", "avx2", "portable")
-  bool stream_layout = false;  // the layers' matrices laid out for single-stream decode (lay_out_streams)
   int rounds = 0;
   // Reading a buffer the size of the weights once after each step of the first decode test (the
   // single-stream test, else the first batched one; bandwidth_reads steps per round): over all rounds

@@ -157,10 +157,9 @@ void ReplicaServer::load() {
     scheduler_ = std::shared_ptr<BatchScheduler>(std::move(scheduler));
     loading_ = false;
     spdlog::info(
-        "model {} loaded ({} weights{}, {} KV cache, {} kernels) and warmed up in {:.3f} s (a prompt "
+        "model {} loaded ({} weights, {} KV cache, {} kernels) and warmed up in {:.3f} s (a prompt "
         "of {} tokens, batches of up to {} sequences): ready",
         options_.model_path, model::dtype_flag_name(model_.model->weights().dtype()),
-        model_.model->weights().stream_layout_bytes() > 0 ? " laid out for single-stream decode" : "",
         model::dtype_flag_name(model_.model->kv_cache().dtype()), model::isa_name(model::kernels().isa),
         warm.seconds, warm.prompt_tokens, warm.batch_sequences);
   } catch (const std::exception& e) {

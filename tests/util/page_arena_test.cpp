@@ -2,7 +2,6 @@
 
 #include <gtest/gtest.h>
 
-#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
@@ -53,19 +52,6 @@ TEST(PageArenaTest, PiecesAreAlignedZeroedAndDisjoint) {
   for (size_t k = 0; k < pieces.size(); ++k)
     for (size_t i = 0; i < pieces[k].second; ++i)
       ASSERT_EQ(pieces[k].first[i], static_cast<unsigned char>(k + 1)) << "piece " << k << " at " << i;
-}
-
-TEST(PageArenaTest, ContainsWhatItHandedOutAndNothingElse) {
-  PageArena arena(PageArena::kHugePage);
-  EXPECT_FALSE(arena.contains(&arena, 1));
-  auto* a = static_cast<std::byte*>(arena.allocate(1000));
-  auto* b = static_cast<std::byte*>(arena.allocate(3u << 20));  // a chunk of its own
-  EXPECT_TRUE(arena.contains(a, 1000));
-  EXPECT_TRUE(arena.contains(a + 10, 990));
-  EXPECT_TRUE(arena.contains(b, 3u << 20));
-  EXPECT_FALSE(arena.contains(b, (3u << 20) + 1));  // past what was handed out
-  const std::vector<char> elsewhere(64);
-  EXPECT_FALSE(arena.contains(elsewhere.data(), elsewhere.size()));
 }
 
 TEST(PageArenaTest, ChunksStartOnHugePageBoundariesAndAskForHugePages) {

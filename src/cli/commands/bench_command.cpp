@@ -100,7 +100,6 @@ void add_bench_command(CLI::App& app) {
                             {"kv_cache_dtype", r.kv_cache_dtype},
                             {"rounds", r.rounds},
                             {"isa", r.isa},
-                            {"stream_layout", r.stream_layout},
                             {"bandwidth_gb_s", r.bandwidth_bytes_per_s / 1e9},
                             {"min_bandwidth_gb_s", r.min_bandwidth_bytes_per_s / 1e9},
                             {"bandwidth_test", r.bandwidth_test},
@@ -158,12 +157,11 @@ void add_bench_command(CLI::App& app) {
           "sgemm above: the best of %d round%s\n",
           r.rounds, rounds_plural, r.rounds, rounds_plural);
       std::printf(
-          "model (%s weights%s, %s KV cache, %s kernels): %.0f MB of weights read per decode step, %.0f "
-          "MFLOP "
+          "model (%s weights, %s KV cache, %s kernels): %.0f MB of weights read per decode step, %.0f MFLOP "
           "per decoded token (the dense layers and the LM head; a test's compute limit adds attention at its "
           "positions, and prompt processing computes the LM head once per prompt)\n",
-          r.dtype.c_str(), r.stream_layout ? " laid out for single-stream decode" : "",
-          r.kv_cache_dtype.c_str(), r.isa.c_str(), r.weight_bytes / 1e6, r.flops_per_token / 1e6);
+          r.dtype.c_str(), r.kv_cache_dtype.c_str(), r.isa.c_str(), r.weight_bytes / 1e6,
+          r.flops_per_token / 1e6);
       std::printf(
           "a decode step reads the weights once and each sequence's KV cache, %.1f KB per position it "
           "attends to: `MB/step`, averaged over the test's steps, sets its bandwidth limit; `stolen`: the "
