@@ -83,7 +83,7 @@ class Gpt2Weights {
   void token_embedding(int token, float* out) const;
   // Lays the layers' matrices out for single-stream decode on `threads` threads (stream_layout.h) where
   // this object owns them (converted on load: a mapped file's pages stay as they are, shared between
-  // processes), in F16 or Q8_0; their earlier memory is released and `weight` set to
+  // processes) and all are stored [out, in]; their earlier memory is released and `weight` set to
   // nullptr (the rows are in `runs`). Returns whether it did.
   bool lay_out_streams(int threads);
   // Bytes of memory the layout holds (0 when not laid out).

@@ -140,11 +140,6 @@ OneRowProduct::OneRowProduct(float* out, const Linear& L, bool accumulate, Activ
       grain_(std::max(
           1, static_cast<int>(kPieceStreamBytes / std::max<size_t>(1, dtype_bytes(L.dtype, L.in))))) {
   if (L.in_major) throw invalid_argument("OneRowProduct: W must be stored [out, in]");
-  // A laid-out matrix's runs hold whole streams of as many threads as it was laid out for (a stream of
-  // another division would cross runs).
-  if (L.run_count != 0 && L.run_count != 4 * threads)
-    throw invalid_argument("OneRowProduct: W is laid out for " + std::to_string(L.run_count / 4) +
-                           " threads, not " + std::to_string(threads));
 }
 
 OneRowProduct::Share OneRowProduct::share(int t) const {

@@ -16,8 +16,7 @@ std::unique_ptr<StreamLayout> StreamLayout::lay_out(std::span<Linear* const> mat
   std::vector<std::pair<int, int>> rows;  // [first, last) per matrix, thread and stream
   std::vector<size_t> region_bytes(streams, 0);
   for (const Linear* L : matrices) {
-    // F32's products read W whole wherever they take more than one row (kernels.cpp): F16 and Q8_0 only.
-    if (L->dtype == DType::kF32 || L->in_major || L->run_count > 0) return nullptr;
+    if (L->in_major || L->run_count > 0) return nullptr;
     const OneRowProduct product(nullptr, *L, false, Activation::kNone, threads);
     const size_t rb = dtype_bytes(L->dtype, L->in);
     for (size_t s = 0; s < streams; ++s) {

@@ -23,9 +23,9 @@ class StreamLayout {
   // threads, and points each matrix's runs there (Linear::runs), calling copied(matrix) once a matrix's
   // rows are all copied (`weight` still pointing at them as they were: the caller's to release then, so
   // that the process never holds much more than one copy). Returns nullptr and changes nothing where it
-  // does not apply: fewer than two matrices, a matrix in F32, stored [in, out] or already laid out, or a
-  // stream whose first row is not a multiple of 16 (the batched kernels split W at run boundaries; on
-  // multiples of 16 a column's arithmetic does not depend on where a split falls).
+  // does not apply: fewer than two matrices, a matrix stored [in, out] or already laid out, or a stream
+  // whose first row is not a multiple of 16 (the batched kernels split W at run boundaries; on multiples
+  // of 16 a column's arithmetic does not depend on where a split falls).
   static std::unique_ptr<StreamLayout> lay_out(std::span<Linear* const> matrices, int threads,
                                                const std::function<void(Linear&)>& copied);
 

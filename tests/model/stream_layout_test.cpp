@@ -12,12 +12,10 @@
 
 #include "model/gpt2_model.h"
 #include "model/kernel_table.h"
-#include "model/kernels.h"
 #include "model/random_model.h"
 #include "model/weight_types.h"
 #include "support/test_env.h"
 #include "support/test_models.h"
-#include "util/error.h"
 
 namespace cortex::model {
 namespace {
@@ -89,14 +87,6 @@ TEST(StreamLayoutTest, LaidOutModelsHoldTheSameRowsAndGiveTheSameLogits) {
       ASSERT_EQ(x.size(), y.size());
       for (size_t i = 0; i < x.size(); ++i) {
         ASSERT_EQ(x[i]->run_count, 4 * threads);
-        // Each stream's rows of this matrix follow its rows of the one before, with room to read on.
-        if (i > 0)
-          for (int s = 0; s < x[i]->run_count; ++s) {
-            const RowRun &before = x[i - 1]->runs[s], &run = x[i]->runs[s];
-            EXPECT_EQ(before.data + static_cast<size_t>(before.rows) * dtype_bytes(t, x[i - 1]->in), run.data)
-                << "matrix " << i << " stream " << s;
-            EXPECT_EQ(before.reach - run.reach, static_cast<size_t>(run.data - before.data));
-          }
         EXPECT_EQ(x[i]->weight, nullptr);  // its earlier memory is released
         ASSERT_EQ(y[i]->run_count, 0);
         const size_t rb = dtype_bytes(t, y[i]->in);
@@ -113,14 +103,10 @@ TEST(StreamLayoutTest, LaidOutModelsHoldTheSameRowsAndGiveTheSameLogits) {
         ASSERT_EQ(a.size(), b.size());
         EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
       }
-      // Its products refuse a pool of another size, whose streams would cross runs.
-      std::vector<float> out(static_cast<size_t>(x[0]->out));
-      EXPECT_THROW(OneRowProduct(out.data(), *x[0], false, Activation::kNone, threads + 1), Error);
     }
 }
 
-// Where it does not apply, the matrices stay as they are: F32 weights (from safetensors, and from a GGUF
-// file widened on load), a GGUF file mapped in its own type
+// Where it does not apply, the matrices stay as they are: F32 weights, a GGUF file mapped in its own type
 // (its pages stay shared between processes), and shapes whose streams do not start on multiples of 16
 // rows (the tiny model's 64 columns on two threads).
 TEST(StreamLayoutTest, LeavesMappedFilesF32AndUnevenShapesAsTheyAre) {
@@ -141,12 +127,6 @@ TEST(StreamLayoutTest, LeavesMappedFilesF32AndUnevenShapesAsTheyAre) {
   EXPECT_EQ(mapped->weights().stream_layout_bytes(), 0u);
   EXPECT_EQ(mapped->weights().layers[0].mlp_fc.weight,
             mapped->weights().gguf()->find("blk.0.ffn_up.weight")->data);
-  // The same file widened to F32 on load: converted, and stored [out, in], but F32 stays as it is, and
-  // prompts of several rows, which read F32's matrices whole, run.
-  auto widened = Gpt2Model::load(o.out, {2, 0, DType::kF32});
-  EXPECT_EQ(widened->weights().stream_layout_bytes(), 0u);
-  EXPECT_FALSE(widened->weights().layers[0].attn_qkv.in_major);
-  EXPECT_FALSE(run_paths(*widened, 20).empty());
   auto uneven = Gpt2Model::load(test_model("tiny"), {2, 0, DType::kQ8_0});
   EXPECT_EQ(uneven->weights().stream_layout_bytes(), 0u);
   EXPECT_NE(uneven->weights().layers[0].attn_qkv.weight, nullptr);
