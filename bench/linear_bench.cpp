@@ -177,9 +177,7 @@ void BM_SlicedRead(benchmark::State& state) {
   ThreadPool pool(2);
   const int Q = O / 8, c = Q / slices;  // rows per stream; per stream and slice
   auto read = [&](int t, int o0, int q, int i0, int i1) {
-    k.matvec_typed_quarters(y.data(), x.data(), &xb[t],
-                            model::quarter_streams(w.data(), dtype_bytes(DType::kQ8_0, K), o0, q),
-                            DType::kQ8_0, K, i0, i1);
+    k.matvec_typed_quarters(y.data(), x.data(), &xb[t], w.data(), DType::kQ8_0, K, o0, q, i0, i1);
   };
   auto slice = [&](int t, int i) { read(t, i * 8 * c + t * 4 * c, c, 0, c); };
   const std::function<void()> reads[5] = {

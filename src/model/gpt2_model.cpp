@@ -42,7 +42,6 @@ Gpt2Model::Gpt2Model(std::unique_ptr<Gpt2Weights> weights, const ModelOptions& o
   for (const LayerWeights& w : weights_->layers)
     for (const Linear* L : {&w.attn_qkv, &w.attn_proj, &w.mlp_fc, &w.mlp_proj})
       one_token_steps_ = one_token_steps_ && !L->in_major;
-  if (options.stream_layout) weights_->lay_out_streams(pool_.size());
   const size_t threads = static_cast<size_t>(pool_.size());
   step_xn_.assign(threads, AlignedVector<float>(static_cast<size_t>(config().n_embd)));
   step_blocks_.resize(threads);

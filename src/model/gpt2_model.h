@@ -32,10 +32,6 @@ struct ModelOptions {
   // threads meeting at a barrier between products (forward_one_token); true runs them as every other
   // step runs, a fork per product and per attention, to compare the two.
   bool fork_per_product = false;
-  // The layers' matrices laid out so that each single-row product's streams run on from one product into
-  // the next (Gpt2Weights::lay_out_streams: converted weights only; a mapped file stays as it is);
-  // false keeps them as loaded, to compare the two.
-  bool stream_layout = true;
 };
 
 class Gpt2Model;

@@ -9,7 +9,6 @@
 #include <cstring>
 #include <filesystem>
 
-#include "model/stream_layout.h"
 #include "model/weight_types.h"
 #include "util/error.h"
 
@@ -66,26 +65,6 @@ void release_pages(const void* data, size_t bytes) {
   if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 }  // namespace
-
-Gpt2Weights::~Gpt2Weights() = default;
-
-bool Gpt2Weights::lay_out_streams(int threads) {
-  std::vector<Linear*> matrices;
-  for (LayerWeights& l : layers)
-    for (Linear* L : {&l.attn_qkv, &l.attn_proj, &l.mlp_fc, &l.mlp_proj}) {
-      if (L->weight == nullptr || !converted_.contains(L->weight, L->weight_bytes())) return false;
-      matrices.push_back(L);
-    }
-  stream_layout_ = StreamLayout::lay_out(matrices, threads, [](Linear& L) {
-    release_pages(L.weight, L.weight_bytes());
-    L.weight = nullptr;
-  });
-  return stream_layout_ != nullptr;
-}
-
-size_t Gpt2Weights::stream_layout_bytes() const {
-  return stream_layout_ ? stream_layout_->bytes() : 0;
-}
 
 void* Gpt2Weights::own(size_t bytes) {
   return converted_.allocate(bytes);

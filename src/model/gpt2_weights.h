@@ -21,15 +21,6 @@
 
 namespace cortex::model {
 
-// Some of a matrix's rows, lying one after another from `data` (row `first` first), where the matrix is
-// not stored as one array (Linear::runs). Up to `reach` bytes from `data` may be read ahead (prefetched):
-// the run's own bytes, or more where other rows follow it that the same reader takes next.
-struct RowRun {
-  int first = 0, rows = 0;
-  const std::byte* data = nullptr;
-  size_t reach = 0;
-};
-
 // A dense layer y = x·W + b. Hugging Face stores W as [in, out] (Conv1D); GGUF and the tied LM head
 // store it as [out, in]. Kernels accept either, so mapped weights are never copied to change layout.
 struct Linear {
@@ -39,10 +30,6 @@ struct Linear {
   int out = 0;
   bool in_major = true;  // only for F32: F16 and Q8_0 are always [out, in]
   DType dtype = DType::kF32;
-  // Where W's rows lie when not as one array at `weight` (stream_layout.h): runs covering [0, out) in
-  // order, [out, in] only; empty when stored as one array. Owned by whoever laid them out.
-  const RowRun* runs = nullptr;
-  int run_count = 0;
 
   const float* f32() const { return static_cast<const float*>(weight); }  // when dtype is F32
   size_t weight_bytes() const { return dtype_bytes(dtype, int64_t{in} * out); }
@@ -59,11 +46,8 @@ struct LayerWeights {
   Linear mlp_proj;           // 4C -> C
 };
 
-class StreamLayout;
-
 class Gpt2Weights {
  public:
-  ~Gpt2Weights();
   // Loads a Hugging Face folder (config.json + model.safetensors) or a GGUF file of architecture gpt2.
   // Throws Error with one line naming the file and the problem.
   // dtype: the type of the weight matrices; nullopt keeps the file's (F32, F16, Q8_0; BF16 becomes F16).
@@ -81,13 +65,6 @@ class Gpt2Weights {
   size_t decode_bytes() const;
   // out[0:C] = the embedding of token `token` (converted to F32).
   void token_embedding(int token, float* out) const;
-  // Lays the layers' matrices out for single-stream decode on `threads` threads (stream_layout.h) where
-  // this object owns them (converted on load: a mapped file's pages stay as they are, shared between
-  // processes) and all are stored [out, in]; their earlier memory is released and `weight` set to
-  // nullptr (the rows are in `runs`). Returns whether it did.
-  bool lay_out_streams(int threads);
-  // Bytes of memory the layout holds (0 when not laid out).
-  size_t stream_layout_bytes() const;
 
   Linear wte;                  // [vocab, C] token embeddings, stored [out, in] = [vocab, C]
   const float* wpe = nullptr;  // [n_ctx, C] position embeddings
@@ -113,7 +90,6 @@ class Gpt2Weights {
   std::unique_ptr<SafetensorsFile> safetensors_;
   std::unique_ptr<GgufFile> gguf_;
   PageArena converted_;  // owned (converted) data, on 2 MiB pages where the system allows
-  std::unique_ptr<StreamLayout> stream_layout_;  // the layers' matrices, when laid out
 };
 
 }  // namespace cortex::model

@@ -35,8 +35,8 @@ void small_batch_gemm_in_major(float* out, const float* in, int ldx, const float
 void small_batch_gemm_out_major(float* out, const float* in, const float* w, int rows, int K, int N, int n0,
                                 int n1);
 void matvec_typed(float* y, const float* x, const void* w, DType t, int K, int o0, int o1);
-void matvec_typed_quarters(float* y, const float* x, const Int16Blocks* xi, const QuarterStreams& s, DType t,
-                           int K, int i0, int i1);
+void matvec_typed_quarters(float* y, const float* x, const Int16Blocks* xi, const void* w, DType t, int K,
+                           int o0, int q, int i0, int i1);
 void round_to_int16_blocks(Int16Blocks* out, const float* x, int K);
 void small_batch_gemm_out_major_typed(float* out, const float* in, const void* w, DType t, int rows, int K,
                                       int N, int n0, int n1);

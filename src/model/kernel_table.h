@@ -30,24 +30,6 @@ struct Int16Blocks {
   std::vector<float> d;
 };
 
-// A share of a one-row product's rows read as four streams (matvec_typed_quarters): quarter j holds output
-// columns [o0 + j·q, o0 + (j+1)·q), its rows of W lying one after another from w[j]. Each stream may be
-// prefetched up to `reach` bytes past w[j]: the quarter's own bytes where what follows belongs to someone
-// else, further where the weights are laid out so that the stream runs on into the next product's rows.
-struct QuarterStreams {
-  const void* w[4];
-  size_t reach;
-  int o0, q;
-};
-
-// The streams of rows [o0, o0 + 4q) of W stored as one array of `row_bytes` rows: quarters a quarter
-// apart, each read ahead within itself.
-inline QuarterStreams quarter_streams(const void* w, size_t row_bytes, int o0, int q) {
-  const auto* w0 = static_cast<const std::byte*>(w) + static_cast<size_t>(o0) * row_bytes;
-  const size_t quarter = row_bytes * static_cast<size_t>(q);
-  return {{w0, w0 + quarter, w0 + 2 * quarter, w0 + 3 * quarter}, quarter, o0, q};
-}
-
 struct KernelTable {
   Isa isa;
 
@@ -89,14 +71,14 @@ struct KernelTable {
   // One row: weights stored [N, K] as F32, F16 or Q8_0 (K a multiple of 32 for Q8_0), widened to F32 in
   // registers: y[o] += dot(x[0:K], W[o, :]) for o in [o0, o1).
   void (*matvec_typed)(float* y, const float* x, const void* w, DType t, int K, int o0, int o1);
-  // The same for a piece of a range read as four streams (matvec_typed reads [o0, o0 + 4q) so, the
-  // quarters a quarter apart): y[s.o0 + j·s.q + i] for j in 0..3 and i in [i0, i1), i1 <= s.q, from row
-  // i of quarter j; each stream prefetched a fixed distance ahead across its rows (up to s.reach), so
-  // pieces taken front to back keep the prefetching running ahead across them.
+  // The same for a piece of a range read as four streams q rows apart (matvec_typed reads [o0, o0 + 4q)
+  // so): rows o0 + j·q + i for j in 0..3 and i in [i0, i1), i1 <= q; each stream prefetched a fixed
+  // distance ahead across its rows (within the quarter), so pieces taken front to back keep the
+  // prefetching running ahead across them.
   // xi: x rounded by round_to_int16_blocks, for Q8_0 weights (a product's pieces then share one rounding);
   // nullptr has the call round x itself. Ignored for other types and by the portable set.
-  void (*matvec_typed_quarters)(float* y, const float* x, const Int16Blocks* xi, const QuarterStreams& s,
-                                DType t, int K, int i0, int i1);
+  void (*matvec_typed_quarters)(float* y, const float* x, const Int16Blocks* xi, const void* w, DType t,
+                                int K, int o0, int q, int i0, int i1);
   // *out = x[0:K] rounded to int16 blocks (K a multiple of 32), as matvec_typed_quarters takes it: what its
   // Q8_0 rows read, in the sets that read such blocks; the portable set, which reads x as it is, leaves
   // *out empty.

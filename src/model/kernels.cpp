@@ -4,7 +4,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <limits>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -153,41 +152,6 @@ int OneRowProduct::pieces(int share_index) const {
   return share(share_index).pieces;
 }
 
-std::pair<int, int> OneRowProduct::stream_rows(int t, int j) const {
-  const Share h = share(t);
-  return {h.begin + j * h.q, j == 3 ? h.end : h.begin + (j + 1) * h.q};
-}
-
-namespace {
-// Where row r of W lies, and how many bytes from there may be read ahead: within the run holding it
-// (Linear::runs), or, for W stored as one array, `plain_reach`.
-std::pair<const std::byte*, size_t> row_at(const Linear& L, int r, size_t plain_reach) {
-  const size_t rb = dtype_bytes(L.dtype, L.in);
-  for (int i = 0; i < L.run_count; ++i) {
-    const RowRun& run = L.runs[i];
-    if (r >= run.first && r < run.first + run.rows) {
-      const size_t at = static_cast<size_t>(r - run.first) * rb;
-      return {run.data + at, run.reach - at};
-    }
-  }
-  return {static_cast<const std::byte*>(L.weight) + static_cast<size_t>(r) * rb, plain_reach};
-}
-
-// Calls fn(w, a, b) for the parts [a, b) of rows [o0, o1) of W (stored [out, in]) that lie as one array,
-// w the address of row a: the whole range where W is one array, else a part per run it meets.
-template <class F>
-void for_row_runs(const Linear& L, int o0, int o1, F&& fn) {
-  const size_t rb = dtype_bytes(L.dtype, L.in);
-  if (L.run_count == 0)
-    return fn(static_cast<const std::byte*>(L.weight) + static_cast<size_t>(o0) * rb, o0, o1);
-  for (int i = 0; i < L.run_count; ++i) {
-    const RowRun& run = L.runs[i];
-    const int a = std::max(o0, run.first), b = std::min(o1, run.first + run.rows);
-    if (a < b) fn(run.data + static_cast<size_t>(a - run.first) * rb, a, b);
-  }
-}
-}  // namespace
-
 void OneRowProduct::run(int share_index, uint32_t piece, const float* in, uint8_t* rounded) const {
   const KernelTable& k = kernels();
   const int I = L_.in;
@@ -223,21 +187,13 @@ void OneRowProduct::run(int share_index, uint32_t piece, const float* in, uint8_
       }
     }
     for (int j = 0; j < 4; ++j) begin_columns(h.begin + j * h.q + a, h.begin + j * h.q + b);
-    // Each stream reads its quarter, and its prefetches stay there unless its run goes on.
-    QuarterStreams streams{{}, std::numeric_limits<size_t>::max(), h.begin, h.q};
-    for (int j = 0; j < 4; ++j) {
-      const auto [w, reach] =
-          row_at(L_, h.begin + j * h.q, dtype_bytes(L_.dtype, I) * static_cast<size_t>(h.q));
-      streams.w[j] = w;
-      streams.reach = std::min(streams.reach, reach);
-    }
-    k.matvec_typed_quarters(out, in, x_blocks, streams, L_.dtype, I, a, b);
+    k.matvec_typed_quarters(out, in, x_blocks, L_.weight, L_.dtype, I, h.begin, h.q, a, b);
     for (int j = 0; j < 4; ++j) end_columns(h.begin + j * h.q + a, h.begin + j * h.q + b);
   }
   const int rest = h.begin + 4 * h.q;
   if (piece == 0 && rest < h.end) {
     begin_columns(rest, h.end);
-    k.matvec_typed(out + rest, in, row_at(L_, rest, 0).first, L_.dtype, I, 0, h.end - rest);
+    k.matvec_typed(out, in, L_.weight, L_.dtype, I, rest, h.end);
     end_columns(rest, h.end);
   }
 }
@@ -290,10 +246,8 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
       for_pieces(pool, static_cast<size_t>(O), kBatchPieceValues / std::max(1, I), kAlign,
                  [&](size_t o0, size_t o1) {
                    init(o0, o1);
-                   for_row_runs(
-                       L, static_cast<int>(o0), static_cast<int>(o1), [&](const std::byte* w, int a, int b) {
-                         k.small_batch_gemm_out_major_typed(out + a, in, w, L.dtype, rows, I, O, 0, b - a);
-                       });
+                   k.small_batch_gemm_out_major_typed(out, in, L.weight, L.dtype, rows, I, O,
+                                                      static_cast<int>(o0), static_cast<int>(o1));
                    activate(o0, o1);
                  });
       return;
@@ -306,11 +260,9 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
           if (rows <= k.small_batch_prompt_rows) {
             // Decode steps, and short prompts kSmallBatchRows rows at a time (W read once per block).
             for (int r0 = 0; r0 < rows; r0 += kSmallBatchRows)
-              for_row_runs(L, a, b, [&](const std::byte* w, int c, int d) {
-                k.small_batch_gemm_out_major_typed(out + static_cast<size_t>(r0) * O + c,
-                                                   in + static_cast<size_t>(r0) * I, w, L.dtype,
-                                                   std::min(kSmallBatchRows, rows - r0), I, O, 0, d - c);
-              });
+              k.small_batch_gemm_out_major_typed(out + static_cast<size_t>(r0) * O,
+                                                 in + static_cast<size_t>(r0) * I, L.weight, L.dtype,
+                                                 std::min(kSmallBatchRows, rows - r0), I, O, a, b);
           } else {
             // Prefill: panels of W's rows converted to F32, each multiplied by sgemm for all the rows.
             // sgemm packs the input again for every call: panels as wide as kPrefillPanelBytes allows
@@ -318,13 +270,11 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
             // cost ~12 % of F16's pp512 against 512 rows, and 512 rows ~4 % against whole parts (alternating
             // runs).
             const int panel = std::max(1, static_cast<int>(kPrefillPanelBytes / (sizeof(float) * I)));
-            for_row_runs(L, a, b, [&](const std::byte* w, int c, int d) {
-              for (int n = c; n < d; n += panel) {
-                const int m = std::min(panel, d - n);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, m, I, 1.f, in, I,
-                            k.dequantize_rows(w, L.dtype, I, n - c, n - c + m), I, 1.f, out + n, O);
-              }
-            });
+            for (int n = a; n < b; n += panel) {
+              const int m = std::min(panel, b - n);
+              cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, m, I, 1.f, in, I,
+                          k.dequantize_rows(L.weight, L.dtype, I, n, n + m), I, 1.f, out + n, O);
+            }
           }
           activate(o0, o1);
         },

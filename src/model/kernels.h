@@ -5,7 +5,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <utility>
 
 #include "model/gpt2_weights.h"
 #include "model/kernel_table.h"
@@ -47,9 +46,6 @@ class OneRowProduct {
   // On the calling thread, with x = in; `rounded` is that thread's flag for this product, 0 before its
   // first piece: Q8_0's kernels take x rounded to int16 blocks, which a thread does once per product.
   void run(int share, uint32_t piece, const float* in, uint8_t* rounded) const;
-  // Rows [first, last) of W that share t's stream j (j < 4) reads: quarter j of the share's rows, the
-  // last also taking the rows after the quarters. What stream_layout.h lays end to end.
-  std::pair<int, int> stream_rows(int t, int j) const;
 
  private:
   struct Share {

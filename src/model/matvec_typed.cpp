@@ -35,8 +35,6 @@ inline void prefetch_l1(const void* p) {
 // short (3 KiB in F32, 1.5 KiB in F16, 816 bytes in Q8_0 for 768 values), too short for the hardware
 // prefetchers to get far ahead within one.
 struct Quarters {
-  const std::byte* w[4];  // row 0 of each quarter
-  size_t reach;           // bytes past w[j] its prefetches may reach
   int o0, q, i0, i1;
 };
 
@@ -77,20 +75,20 @@ inline BestVec::T load_w(const uint16_t* p) {
 // L2, F16 into L1), in runs alternating step by step (cortex_linear_bench); 512 bytes of F32 and 1 or 4
 // KiB of F16 read slower than these.
 template <class T>
-void widening_quarters(float* y, const float* x, int K, Quarters r) {
+void widening_quarters(float* y, const float* x, const T* w, int K, Quarters r) {
   const size_t ks = static_cast<size_t>(K);
 #if defined(CORTEX_AVX512) || defined(CORTEX_AVX2)
   constexpr size_t kAhead = sizeof(T) == 4 ? 256 : 1024;
   constexpr int kLineValues = 64 / static_cast<int>(sizeof(T));
   const int kv = K - K % BestVec::kWidth;  // values taken in vectors; the rest one by one
+  const size_t qs = static_cast<size_t>(r.q) * ks;
   for (int i = r.i0; i < r.i1; ++i) {
-    const size_t at = static_cast<size_t>(i) * ks;
-    const T* r0 = reinterpret_cast<const T*>(r.w[0]) + at;
-    const T* r1 = reinterpret_cast<const T*>(r.w[1]) + at;
-    const T* r2 = reinterpret_cast<const T*>(r.w[2]) + at;
-    const T* r3 = reinterpret_cast<const T*>(r.w[3]) + at;
+    const T* r0 = w + static_cast<size_t>(r.o0 + i) * ks;
+    const T* r1 = r0 + qs;
+    const T* r2 = r1 + qs;
+    const T* r3 = r2 + qs;
     BestVec::T a0 = BestVec::zero(), a1 = a0, a2 = a0, a3 = a0;
-    const bool pf = (at + ks + kAhead) * sizeof(T) <= r.reach;  // whether they stay within reach
+    const bool pf = (static_cast<size_t>(i) + 1) * ks + kAhead <= qs;  // whether they stay in the quarters
     for (int k = 0; k < kv; k += BestVec::kWidth) {
       if (pf && k % kLineValues == 0)
         for (const T* row : {r0, r1, r2, r3}) prefetch_l1(row + kAhead + k);
@@ -110,9 +108,10 @@ void widening_quarters(float* y, const float* x, int K, Quarters r) {
   }
 #else
   for (int j = 0; j < 4; ++j)
-    for (int i = r.i0; i < r.i1; ++i)
-      y[r.o0 + j * r.q + i] +=
-          row_dot(x, reinterpret_cast<const T*>(r.w[j]) + static_cast<size_t>(i) * ks, K);
+    for (int i = r.i0; i < r.i1; ++i) {
+      const int o = r.o0 + j * r.q + i;
+      y[o] += row_dot(x, w + static_cast<size_t>(o) * ks, K);
+    }
 #endif
 }
 
@@ -214,23 +213,23 @@ const Int16Blocks& int16_blocks(const Int16Blocks* xi, const float* x, int nb) {
 // - A decode step's products from memory on two threads (124M's 131 MB of Q8_0): at 53–58 GB/s the float
 //   kernel took 1.05–1.08× this one's time (AVX2's 1.23× at 50 GB/s); at 31–40 GB/s, where memory alone
 //   sets the pace, 0.97–1.00×.
-void q8_0_quarters(float* y, const float* x, const Int16Blocks* x_blocks, int K, Quarters r) {
+void q8_0_quarters(float* y, const float* x, const Int16Blocks* x_blocks, const BlockQ8_0* w, int K,
+                   Quarters r) {
   const int nb = K / kQ8Block;
   const size_t bs = static_cast<size_t>(nb);
   const float* scale = fp16_table();
 #if defined(CORTEX_AVX512) || defined(CORTEX_AVX2)
-  constexpr size_t kAhead = 2048;            // bytes
-  const size_t rb = bs * sizeof(BlockQ8_0);  // bytes in a row
+  constexpr size_t kAhead = 2048;                                         // bytes
+  const size_t qs = static_cast<size_t>(r.q) * bs;                        // blocks in each quarter
+  const size_t rb = bs * sizeof(BlockQ8_0), qb = qs * sizeof(BlockQ8_0);  // bytes in a row, in a quarter
   const Int16Blocks& xi = int16_blocks(x_blocks, x, nb);
 #endif
 #ifdef CORTEX_AVX512
   for (int i = r.i0; i < r.i1; ++i) {
-    const size_t at = static_cast<size_t>(i) * bs;
-    const BlockQ8_0* rows[4] = {
-        reinterpret_cast<const BlockQ8_0*>(r.w[0]) + at, reinterpret_cast<const BlockQ8_0*>(r.w[1]) + at,
-        reinterpret_cast<const BlockQ8_0*>(r.w[2]) + at, reinterpret_cast<const BlockQ8_0*>(r.w[3]) + at};
+    const BlockQ8_0* r0 = w + static_cast<size_t>(r.o0 + i) * bs;
+    const BlockQ8_0* rows[4] = {r0, r0 + qs, r0 + 2 * qs, r0 + 3 * qs};
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-    const bool pf = (static_cast<size_t>(i) + 1) * rb + kAhead <= r.reach;  // whether they stay within reach
+    const bool pf = (static_cast<size_t>(i) + 1) * rb + kAhead <= qb;  // whether they stay in the quarters
     for (int b = 0; b < nb; ++b) {
       const __m512i xv = _mm512_load_si512(xi.q.data() + b * kQ8Block);
       const __m512 dx = _mm512_set1_ps(xi.d[static_cast<size_t>(b)]);
@@ -247,12 +246,10 @@ void q8_0_quarters(float* y, const float* x, const Int16Blocks* x_blocks, int K,
   }
 #elif defined(CORTEX_AVX2)
   for (int i = r.i0; i < r.i1; ++i) {
-    const size_t at = static_cast<size_t>(i) * bs;
-    const BlockQ8_0* rows[4] = {
-        reinterpret_cast<const BlockQ8_0*>(r.w[0]) + at, reinterpret_cast<const BlockQ8_0*>(r.w[1]) + at,
-        reinterpret_cast<const BlockQ8_0*>(r.w[2]) + at, reinterpret_cast<const BlockQ8_0*>(r.w[3]) + at};
+    const BlockQ8_0* r0 = w + static_cast<size_t>(r.o0 + i) * bs;
+    const BlockQ8_0* rows[4] = {r0, r0 + qs, r0 + 2 * qs, r0 + 3 * qs};
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    const bool pf = (static_cast<size_t>(i) + 1) * rb + kAhead <= r.reach;
+    const bool pf = (static_cast<size_t>(i) + 1) * rb + kAhead <= qb;
     for (int b = 0; b < nb; ++b) {
       const int16_t* xb = xi.q.data() + b * kQ8Block;
       const __m256i x0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(xb)),
@@ -275,9 +272,10 @@ void q8_0_quarters(float* y, const float* x, const Int16Blocks* x_blocks, int K,
 #else
   (void)x_blocks;  // the portable rows read x as it is
   for (int j = 0; j < 4; ++j)
-    for (int i = r.i0; i < r.i1; ++i)
-      y[r.o0 + j * r.q + i] +=
-          q8_0_row(x, reinterpret_cast<const BlockQ8_0*>(r.w[j]) + static_cast<size_t>(i) * bs, K, scale);
+    for (int i = r.i0; i < r.i1; ++i) {
+      const int o = r.o0 + j * r.q + i;
+      y[o] += q8_0_row(x, w + static_cast<size_t>(o) * bs, K, scale);
+    }
 #endif
 }
 
@@ -290,14 +288,15 @@ void check_type(DType t, int K) {
 }
 
 // The rows in r of W stored as t (checked by the caller); x_blocks as matvec_typed_quarters takes it.
-void quarters_of(float* y, const float* x, const Int16Blocks* x_blocks, DType t, int K, Quarters r) {
+void quarters_of(float* y, const float* x, const Int16Blocks* x_blocks, const void* w, DType t, int K,
+                 Quarters r) {
   switch (t) {
     case DType::kF32:
-      return widening_quarters<float>(y, x, K, r);
+      return widening_quarters(y, x, static_cast<const float*>(w), K, r);
     case DType::kF16:
-      return widening_quarters<uint16_t>(y, x, K, r);
+      return widening_quarters(y, x, static_cast<const uint16_t*>(w), K, r);
     default:
-      return q8_0_quarters(y, x, x_blocks, K, r);
+      return q8_0_quarters(y, x, x_blocks, static_cast<const BlockQ8_0*>(w), K, r);
   }
 }
 
@@ -307,8 +306,8 @@ void matvec_typed(float* y, const float* x, const void* w, DType t, int K, int o
   // Whole quarters of the range, then its last (o1 - o0) % 4 rows one at a time.
   check_type(t, K);
   const int q = (o1 - o0) / 4;
+  if (q > 0) quarters_of(y, x, nullptr, w, t, K, {o0, q, 0, q});
   const size_t row_bytes = dtype_bytes(t, K);
-  if (q > 0) matvec_typed_quarters(y, x, nullptr, quarter_streams(w, row_bytes, o0, q), t, K, 0, q);
   for (int o = o0 + 4 * q; o < o1; ++o) {
     const void* row = static_cast<const std::byte*>(w) + static_cast<size_t>(o) * row_bytes;
     switch (t) {
@@ -324,12 +323,10 @@ void matvec_typed(float* y, const float* x, const void* w, DType t, int K, int o
   }
 }
 
-void matvec_typed_quarters(float* y, const float* x, const Int16Blocks* xi, const QuarterStreams& s, DType t,
-                           int K, int i0, int i1) {
+void matvec_typed_quarters(float* y, const float* x, const Int16Blocks* xi, const void* w, DType t, int K,
+                           int o0, int q, int i0, int i1) {
   check_type(t, K);
-  Quarters r{{}, s.reach, s.o0, s.q, i0, i1};
-  for (int j = 0; j < 4; ++j) r.w[j] = static_cast<const std::byte*>(s.w[j]);
-  quarters_of(y, x, xi, t, K, r);
+  quarters_of(y, x, xi, w, t, K, {o0, q, i0, i1});
 }
 
 void round_to_int16_blocks(Int16Blocks* out, const float* x, int K) {

@@ -57,13 +57,4 @@ void* PageArena::allocate(size_t bytes) {
   return piece;
 }
 
-bool PageArena::contains(const void* data, size_t bytes) const {
-  const auto* p = static_cast<const std::byte*>(data);
-  for (size_t i = 0; i < chunks_.size(); ++i) {
-    const std::byte* end = chunks_[i].base + (i + 1 == chunks_.size() ? used_ : chunks_[i].size);
-    if (p >= chunks_[i].base && p <= end && bytes <= static_cast<size_t>(end - p)) return true;
-  }
-  return false;
-}
-
 }  // namespace cortex

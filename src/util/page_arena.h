@@ -30,8 +30,6 @@ class PageArena {
 
   // Throws Error (kResourceExhausted) when the system has no address space left.
   void* allocate(size_t bytes);
-  // Whether [data, data + bytes) lies within memory handed out here.
-  bool contains(const void* data, size_t bytes) const;
 
  private:
   struct Chunk {

@@ -255,8 +255,7 @@ TEST_P(TypedKernelsTest, QuartersInPiecesEqualTheWholeRange) {
   for (const Int16Blocks* xi : {static_cast<const Int16Blocks*>(nullptr), rounded_once}) {
     std::vector<float> pieces(whole.size(), 0.f);
     for (int i1 = q; i1 > 0; i1 -= 10)  // from the back, as a thread taking another's pieces does
-      table().matvec_typed_quarters(pieces.data(), in.data(), xi,
-                                    quarter_streams(m.data.data(), dtype_bytes(t, K), o0, q), t, K,
+      table().matvec_typed_quarters(pieces.data(), in.data(), xi, m.data.data(), t, K, o0, q,
                                     std::max(0, i1 - 10), i1);
     table().matvec_typed(pieces.data(), in.data(), m.data.data(), t, K, o0 + 4 * q, o1);
     for (int n = 0; n < N; ++n)
@@ -269,8 +268,7 @@ TEST_P(TypedKernelsTest, QuartersInPiecesEqualTheWholeRange) {
     table().round_to_int16_blocks(&shorter, in.data(), K - kQ8Block);
     std::vector<float> y(static_cast<size_t>(N), 0.f);
     EXPECT_THROW(
-        table().matvec_typed_quarters(y.data(), in.data(), &shorter,
-                                      quarter_streams(m.data.data(), dtype_bytes(t, K), o0, q), t, K, 0, q),
+        table().matvec_typed_quarters(y.data(), in.data(), &shorter, m.data.data(), t, K, o0, q, 0, q),
         Error);
   }
 }
