@@ -94,14 +94,29 @@ const void* Gpt2Weights::convert_matrix(const TensorView& t, bool transpose) {
                       " values cannot be stored as Q8_0 (blocks of 32): use dtype f32 or f16");
   if (t.dtype == dtype_ && !transpose) return t.data;
   const size_t stride = row_bytes(dtype_, out_cols);
-  auto* dst = static_cast<std::byte*>(own(stride * static_cast<size_t>(out_rows)));
+  // Q8_0 converted here goes into groups of 16 rows (q8_0_groups.h): each group's rows are quantized
+  // into `group` first, then laid out.
+  const bool groups = dtype_ == DType::kQ8_0;
+  auto* dst = static_cast<std::byte*>(
+      own(groups ? q8_0_group_bytes(out_rows, out_cols) : stride * static_cast<size_t>(out_rows)));
+  std::vector<std::byte> group(groups ? stride * kQ8GroupRows : 0);
+  const size_t group_bytes = q8_0_group_bytes(kQ8GroupRows, out_cols);
+  // Row r of the output, from its values as floats.
+  auto emit = [&](int64_t r, const float* values) {
+    if (!groups) return convert_from_f32(dst + r * stride, dtype_, values, out_cols);
+    const int64_t in_group = r % kQ8GroupRows;
+    convert_from_f32(group.data() + in_group * stride, dtype_, values, out_cols);
+    if (in_group == kQ8GroupRows - 1 || r == out_rows - 1)
+      group_q8_0_rows(dst + (r / kQ8GroupRows) * group_bytes, reinterpret_cast<const BlockQ8_0*>(group.data()),
+                      in_group + 1, out_cols);
+  };
   std::vector<float> row(static_cast<size_t>(out_cols));
   const size_t src_stride = row_bytes(t.dtype, cols);
   const auto* src = static_cast<const std::byte*>(t.data);
   if (!transpose) {
     for (int64_t r = 0; r < rows; ++r) {
       convert_to_f32(row.data(), t.dtype, src + r * src_stride, cols);
-      convert_from_f32(dst + r * stride, dtype_, row.data(), cols);
+      emit(r, row.data());
     }
     release_pages(t.data, t.bytes);
     return dst;
@@ -119,8 +134,7 @@ const void* Gpt2Weights::convert_matrix(const TensorView& t, bool transpose) {
       for (int64_t i = 0; i < n; ++i)
         full[static_cast<size_t>(c * out_cols + r0 + i)] = panel[static_cast<size_t>(i * cols + c)];
   }
-  for (int64_t r = 0; r < out_rows; ++r)
-    convert_from_f32(dst + r * stride, dtype_, full.data() + r * out_cols, out_cols);
+  for (int64_t r = 0; r < out_rows; ++r) emit(r, full.data() + r * out_cols);
   release_pages(t.data, t.bytes);
   return dst;
 }
@@ -137,6 +151,7 @@ size_t Gpt2Weights::decode_bytes() const {
 }
 
 void Gpt2Weights::token_embedding(int token, float* out) const {
+  if (wte.q8_0_groups) return q8_0_group_row_to_f32(out, wte.weight, wte.in, token);
   const size_t stride = row_bytes(wte.dtype, wte.in);
   convert_to_f32(out, wte.dtype,
                  static_cast<const std::byte*>(wte.weight) + stride * static_cast<size_t>(token), wte.in);
@@ -168,10 +183,11 @@ void Gpt2Weights::load_safetensors_dir(const std::string& dir, std::optional<DTy
     l.in_major = dtype_ == DType::kF32;
     l.weight = as_matrix(t, !l.in_major);
     l.bias = get(name + ".bias", {out});
-    l.in = in, l.out = out, l.dtype = dtype_;
+    l.in = in, l.out = out, l.dtype = dtype_, l.q8_0_groups = dtype_ == DType::kQ8_0;
     return l;
   };
-  wte = Linear{as_matrix(wte_t, false), nullptr, static_cast<int>(C), static_cast<int>(V), false, dtype_};
+  wte = Linear{as_matrix(wte_t, false), nullptr, static_cast<int>(C), static_cast<int>(V), false, dtype_,
+               dtype_ == DType::kQ8_0};
   wpe = get("wpe.weight", {config_.n_ctx, C});
   for (int i = 0; i < config_.n_layer; ++i) {
     const std::string p = "h." + std::to_string(i) + ".";
@@ -229,21 +245,23 @@ void Gpt2Weights::load_gguf(const std::string& path, std::optional<DType> dtype)
   };
   // The type of the weight matrices: the token embedding's unless one is asked for.
   dtype_ = dtype ? *dtype : embd->dtype;
-  auto matrix = [&](const std::string& name, std::vector<int64_t> shape) {
+  // A matrix, and whether it is Q8_0 in groups (converted here; a Q8_0 tensor stays as mapped).
+  auto matrix = [&](const std::string& name, std::vector<int64_t> shape, bool& groups) {
     const TensorView& t = require(f, {name}, shape, src);
+    groups = dtype_ == DType::kQ8_0 && t.dtype != DType::kQ8_0;
     if (t.dtype != dtype_)
       spdlog::debug("{}: converting {} from {} to {}", path, name, dtype_name(t.dtype), dtype_name(dtype_));
     return as_matrix(t, false);
   };
   auto linear = [&](const std::string& name, int in, int out) {
     Linear l;
-    l.weight = matrix(name + ".weight", {out, in});
+    l.weight = matrix(name + ".weight", {out, in}, l.q8_0_groups);
     l.bias = get(name + ".bias", {out});
     l.in = in, l.out = out, l.in_major = false, l.dtype = dtype_;
     return l;
   };
-  wte = Linear{
-      matrix("token_embd.weight", {V, C}), nullptr, static_cast<int>(C), static_cast<int>(V), false, dtype_};
+  wte = Linear{nullptr, nullptr, static_cast<int>(C), static_cast<int>(V), false, dtype_};
+  wte.weight = matrix("token_embd.weight", {V, C}, wte.q8_0_groups);
   wpe = get("position_embd.weight", {config_.n_ctx, C});
   for (int i = 0; i < config_.n_layer; ++i) {
     const std::string p = "blk." + std::to_string(i) + ".";
@@ -261,7 +279,7 @@ void Gpt2Weights::load_gguf(const std::string& path, std::optional<DType> dtype)
   ln_f_weight = get("output_norm.weight", {C});
   ln_f_bias = get("output_norm.bias", {C});
   lm_head = wte;
-  if (f.find("output.weight") != nullptr) lm_head.weight = matrix("output.weight", {V, C});
+  if (f.find("output.weight") != nullptr) lm_head.weight = matrix("output.weight", {V, C}, lm_head.q8_0_groups);
 }
 
 }  // namespace cortex::model

@@ -4,7 +4,8 @@
 // is used in place (mapped, so processes loading one file share its pages), as is an F32 safetensors
 // tensor run in F32; anything else is converted on load into memory owned here (and the file's pages it
 // was read from are released from the process). F16 and Q8_0 matrices are
-// always stored [out, in] (Q8_0 blocks run along the input dimension). Vectors (LayerNorm, biases) and
+// always stored [out, in] (Q8_0 blocks run along the input dimension); Q8_0 converted on load is laid
+// out in groups of 16 rows (q8_0_groups.h), a mapped Q8_0 tensor row by row as llama.cpp writes it. Vectors (LayerNorm, biases) and
 // the position embedding are F32 (widened when stored otherwise).
 #pragma once
 
@@ -16,6 +17,7 @@
 
 #include "model/gguf.h"
 #include "model/gpt2_config.h"
+#include "model/q8_0_groups.h"
 #include "model/safetensors.h"
 #include "util/page_arena.h"
 
@@ -30,9 +32,12 @@ struct Linear {
   int out = 0;
   bool in_major = true;  // only for F32: F16 and Q8_0 are always [out, in]
   DType dtype = DType::kF32;
+  bool q8_0_groups = false;  // Q8_0 only: rows in groups of 16 (q8_0_groups.h) rather than one by one
 
   const float* f32() const { return static_cast<const float*>(weight); }  // when dtype is F32
-  size_t weight_bytes() const { return dtype_bytes(dtype, int64_t{in} * out); }
+  size_t weight_bytes() const {
+    return q8_0_groups ? q8_0_group_bytes(out, in) : dtype_bytes(dtype, int64_t{in} * out);
+  }
 };
 
 struct LayerWeights {

@@ -95,6 +95,19 @@ struct KernelTable {
   // (NaN stays NaN). The F16 KV cache's writes.
   void (*narrow_to_f16)(uint16_t* out, const float* in, int64_t n);
 
+  // Q8_0 weights in groups of 16 rows (q8_0_groups.h), W [N, K] (K a multiple of 32), groups of rows
+  // numbered from 0; outputs of rows past N (a last group's zeros) are not written.
+  // One row: y[16g + r] += dot(x, W[16g + r]) for the groups g0 + j·q + k, j < streams, k in [k0, k1),
+  // read as `streams` streams side by side (1 or 4). xi as matvec_typed_quarters takes it.
+  void (*q8_0_group_streams)(float* y, const float* x, const Int16Blocks* xi, const void* w, int K, int N,
+                             int g0, int q, int k0, int k1, int streams);
+  // `rows` rows: out[r, n] += dot(in[r, :], W[n, :]) for the rows n of groups [g0, g1); xs: each input
+  // row rounded by round_to_int16_blocks (the portable set reads `in` instead, and xs may be null).
+  void (*q8_0_group_products)(float* out, const float* in, const Int16Blocks* xs, const void* w, int rows,
+                              int K, int N, int g0, int g1);
+  // Rows [n0, n1) of such a W converted to F32, as dequantize_rows returns them.
+  const float* (*dequantize_q8_0_groups)(const void* w, int K, int n0, int n1);
+
   // Input rows up to which products go through the small-batch kernels rather than sgemm, whose packing
   // of W costs more than it saves for short prompts: small_batch_gemm_in_major takes them at once,
   // small_batch_gemm_out_major_typed kSmallBatchRows at a time. kSmallBatchRows, or more where this

@@ -136,14 +136,20 @@ OneRowProduct::OneRowProduct(float* out, const Linear& L, bool accumulate, Activ
       accumulate_(accumulate),
       activation_(activation),
       threads_(threads),
-      grain_(std::max(
-          1, static_cast<int>(kPieceStreamBytes / std::max<size_t>(1, dtype_bytes(L.dtype, L.in))))) {
+      grain_(std::max(1, static_cast<int>(kPieceStreamBytes /
+                                          std::max<size_t>(1, L.q8_0_groups ? q8_0_group_bytes(kQ8GroupRows, L.in)
+                                                                            : dtype_bytes(L.dtype, L.in))))) {
   if (L.in_major) throw invalid_argument("OneRowProduct: W must be stored [out, in]");
+  static_assert(kColumnAlign % kQ8GroupRows == 0);  // shares begin on a group
 }
 
 OneRowProduct::Share OneRowProduct::share(int t) const {
   const auto [begin, end] = ThreadPool::part(static_cast<size_t>(L_.out), threads_, t, kColumnAlign);
-  Share h{static_cast<int>(begin), static_cast<int>(end), static_cast<int>(end - begin) / 4, 0};
+  // Q8_0 in groups: quarters of whole groups (the share's last group may end past W's last row).
+  const int units = L_.q8_0_groups ? static_cast<int>(q8_0_groups(static_cast<int64_t>(end)) -
+                                                      q8_0_groups(static_cast<int64_t>(begin)))
+                                   : static_cast<int>(end - begin);
+  Share h{static_cast<int>(begin), static_cast<int>(end), units / 4, 0};
   h.pieces = h.end > h.begin ? std::max(1, (h.q + grain_ - 1) / grain_) : 0;
   return h;
 }
@@ -175,6 +181,28 @@ void OneRowProduct::run(int share_index, uint32_t piece, const float* in, uint8_
   };
   const Share h = share(share_index);
   const int a = static_cast<int>(piece) * grain_, b = std::min(h.q, a + grain_);
+  if (L_.q8_0_groups) {
+    // Groups gb + j·q + [a, b) for the four streams j; piece 0 also does the groups after the quarters.
+    Int16Blocks* x_blocks = &thread_x_blocks();
+    if (!*rounded) {
+      k.round_to_int16_blocks(x_blocks, in, I);
+      *rounded = 1;
+    }
+    const int gb = h.begin / kQ8GroupRows, O = L_.out;
+    auto rows = [&](int g0, int g1, auto&& fn) { fn(g0 * kQ8GroupRows, std::min(O, g1 * kQ8GroupRows)); };
+    if (b > a) {
+      for (int j = 0; j < 4; ++j) rows(gb + j * h.q + a, gb + j * h.q + b, begin_columns);
+      k.q8_0_group_streams(out, in, x_blocks, L_.weight, I, O, gb, h.q, a, b, 4);
+      for (int j = 0; j < 4; ++j) rows(gb + j * h.q + a, gb + j * h.q + b, end_columns);
+    }
+    const int rest = gb + 4 * h.q, ge = static_cast<int>(q8_0_groups(h.end));
+    if (piece == 0 && rest < ge) {
+      rows(rest, ge, begin_columns);
+      k.q8_0_group_streams(out, in, x_blocks, L_.weight, I, O, rest, 0, 0, ge - rest, 1);
+      rows(rest, ge, end_columns);
+    }
+    return;
+  }
   if (b > a) {
     // Q8_0's kernels read x rounded to int16 blocks: each thread rounds it once, at its first piece, into
     // a buffer of its own that its next products reuse (thread_x_blocks).
@@ -242,6 +270,22 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
     // F16 and Q8_0 weights, stored [out, in]: output columns split across the threads (contiguous rows
     // of W each).
     if (L.in_major) throw invalid_argument("F16 and Q8_0 weights must be stored [out, in]");
+    if (L.q8_0_groups && rows <= k.small_batch_prompt_rows) {
+      // Q8_0 in groups: every input row rounded once, then pieces of whole groups (for_pieces: columns
+      // on multiples of 16, the last piece ending at O).
+      thread_local std::vector<Int16Blocks> rounded_rows;
+      if (rounded_rows.size() < static_cast<size_t>(rows)) rounded_rows.resize(static_cast<size_t>(rows));
+      for (int r = 0; r < rows; ++r) k.round_to_int16_blocks(&rounded_rows[static_cast<size_t>(r)], in + static_cast<size_t>(r) * I, I);
+      const Int16Blocks* xs = rounded_rows.data();
+      for_pieces(pool, static_cast<size_t>(O), kBatchPieceValues / std::max(1, I), kAlign,
+                 [&](size_t o0, size_t o1) {
+                   init(o0, o1);
+                   k.q8_0_group_products(out, in, xs, L.weight, rows, I, O, static_cast<int>(o0 / kQ8GroupRows),
+                                         static_cast<int>(q8_0_groups(static_cast<int64_t>(o1))));
+                   activate(o0, o1);
+                 });
+      return;
+    }
     if (rows <= kPieceRowsTyped) {
       for_pieces(pool, static_cast<size_t>(O), kBatchPieceValues / std::max(1, I), kAlign,
                  [&](size_t o0, size_t o1) {
@@ -272,8 +316,9 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
             const int panel = std::max(1, static_cast<int>(kPrefillPanelBytes / (sizeof(float) * I)));
             for (int n = a; n < b; n += panel) {
               const int m = std::min(panel, b - n);
-              cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, m, I, 1.f, in, I,
-                          k.dequantize_rows(L.weight, L.dtype, I, n, n + m), I, 1.f, out + n, O);
+              const float* wf = L.q8_0_groups ? k.dequantize_q8_0_groups(L.weight, I, n, n + m)
+                                              : k.dequantize_rows(L.weight, L.dtype, I, n, n + m);
+              cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, m, I, 1.f, in, I, wf, I, 1.f, out + n, O);
             }
           }
           activate(o0, o1);

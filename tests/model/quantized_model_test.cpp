@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "model/gpt2_model.h"
+#include "model/q8_0_groups.h"
 #include "model/random_model.h"
 #include "model/weight_types.h"
 #include "support/test_models.h"
@@ -42,6 +43,16 @@ std::pair<float, float> max_diff_and_scale(const std::vector<float>& a, const st
     scale = std::max(scale, std::fabs(a[i]));
   }
   return {diff, scale};
+}
+
+// The bytes that the matrix `mapped` (a GGUF file's, in place) takes when converted on load: its own,
+// or for Q8_0 its rows in groups of 16 (q8_0_groups.h).
+std::vector<std::byte> converted_bytes(const Linear& mapped) {
+  const auto* p = static_cast<const std::byte*>(mapped.weight);
+  if (mapped.dtype != DType::kQ8_0) return {p, p + mapped.weight_bytes()};
+  std::vector<std::byte> groups(q8_0_group_bytes(mapped.out, mapped.in));
+  group_q8_0_rows(groups.data(), static_cast<const BlockQ8_0*>(mapped.weight), mapped.out, mapped.in);
+  return groups;
 }
 
 // Writes the tiny random model (seed 7, as the shared test models) as a GGUF file of the given type.
@@ -85,21 +96,30 @@ TEST(QuantizedModelTest, GgufFilesOfEachTypeLoadInPlaceAndMatchConversionOnLoad)
     EXPECT_EQ(w.lm_head.weight, w.gguf()->find("token_embd.weight")->data);
     EXPECT_EQ(w.layers[0].attn_qkv.dtype, t);
     // The safetensors F32 folder converted on load, and the F32 GGUF converted on load, hold the same
-    // bytes in every matrix. (The file's position embedding is stored in its type too, where conversion
-    // on load keeps F32's: the logits differ by that alone.)
+    // values in every matrix, Q8_0's in groups of 16 rows where the file's lie row by row. (The file's
+    // position embedding is stored in its type too, where conversion on load keeps F32's: the logits
+    // differ by that alone.)
+    EXPECT_FALSE(w.wte.q8_0_groups);
+    EXPECT_FALSE(w.layers[0].attn_qkv.q8_0_groups);
     ModelOptions as_t{2, 0, t};
     auto from_st = Gpt2Model::load(test_model("tiny"), as_t);
     auto from_gguf_f32 = Gpt2Model::load(test_model("tiny.gguf"), as_t);
     for (const Gpt2Model* m : {from_st.get(), from_gguf_f32.get()}) {
       const Gpt2Weights& c = m->weights();
-      EXPECT_EQ(std::memcmp(c.wte.weight, w.wte.weight, w.wte.weight_bytes()), 0);
+      EXPECT_EQ(c.wte.q8_0_groups, t == DType::kQ8_0);
+      const std::vector<std::byte> wte = converted_bytes(w.wte);
+      ASSERT_EQ(c.wte.weight_bytes(), wte.size());
+      EXPECT_EQ(std::memcmp(c.wte.weight, wte.data(), wte.size()), 0);
       for (size_t l = 0; l < w.layers.size(); ++l)
         for (auto member : {&LayerWeights::attn_qkv, &LayerWeights::attn_proj, &LayerWeights::mlp_fc,
                             &LayerWeights::mlp_proj}) {
           const Linear &x = c.layers[l].*member, &y = w.layers[l].*member;
           ASSERT_EQ(x.dtype, t);
           ASSERT_FALSE(x.in_major);
-          EXPECT_EQ(std::memcmp(x.weight, y.weight, y.weight_bytes()), 0) << "layer " << l;
+          ASSERT_EQ(x.q8_0_groups, t == DType::kQ8_0);
+          const std::vector<std::byte> expected = converted_bytes(y);
+          ASSERT_EQ(x.weight_bytes(), expected.size());
+          EXPECT_EQ(std::memcmp(x.weight, expected.data(), expected.size()), 0) << "layer " << l;
         }
     }
     auto a = all_logits(*file, kTokens), b = all_logits(*from_st, kTokens);

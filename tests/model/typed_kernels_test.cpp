@@ -1,7 +1,8 @@
 // The F16 and Q8_0 weight kernels (matrix-vector, small-batch and prefill products) of every instruction
 // set this CPU supports against a scalar reference on the same weights converted to F32, for every row
 // count 1..34 and prompts past them (63, 128, 129), output counts that leave partial tiles, and one to
-// three threads.
+// three threads; Q8_0 both row by row (as GGUF files hold it) and in groups of 16 rows (as conversion on
+// load lays it out, q8_0_groups.h).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 
 #include "model/kernel_table.h"
 #include "model/kernels.h"
+#include "model/q8_0_groups.h"
 #include "model/weight_types.h"
 #include "util/error.h"
 
@@ -26,18 +28,33 @@ std::vector<float> random_vector(size_t n, uint32_t seed, float stddev) {
   return v;
 }
 
+// A weight type and layout under test: F16, Q8_0 row by row, or Q8_0 in groups of 16 rows.
+struct Weights {
+  DType t;
+  bool groups = false;
+};
+std::string weights_name(Weights w) {
+  return std::string(dtype_flag_name(w.t)) + (w.groups ? "_groups" : "");
+}
+
 struct TypedMatrix {
-  std::vector<std::byte> data;  // [N, K] stored as dtype
+  std::vector<std::byte> data;  // [N, K] stored as dtype (in groups where asked)
   std::vector<float> f32;       // the same values converted back to F32 (what the kernels must use)
 };
 
-TypedMatrix make_matrix(DType t, int N, int K, uint32_t seed) {
+TypedMatrix make_matrix(Weights kind, int N, int K, uint32_t seed) {
+  const DType t = kind.t;
   auto w = random_vector(static_cast<size_t>(N) * K, seed, 0.5f);
   TypedMatrix m;
   m.data.resize(dtype_bytes(t, int64_t{N} * K));
   convert_from_f32(m.data.data(), t, w.data(), int64_t{N} * K);
   m.f32.resize(w.size());
   convert_to_f32(m.f32.data(), t, m.data.data(), int64_t{N} * K);
+  if (kind.groups) {
+    std::vector<std::byte> grouped(q8_0_group_bytes(N, K));
+    group_q8_0_rows(grouped.data(), reinterpret_cast<const BlockQ8_0*>(m.data.data()), N, K);
+    m.data = std::move(grouped);
+  }
   return m;
 }
 
@@ -47,10 +64,10 @@ struct TypedLayer {
   TypedMatrix m;
   std::vector<float> bias;
   Linear L;
-  TypedLayer(DType t, int N, int K, uint32_t seed)
-      : m(make_matrix(t, N, K, seed)),
+  TypedLayer(Weights kind, int N, int K, uint32_t seed)
+      : m(make_matrix(kind, N, K, seed)),
         bias(random_vector(static_cast<size_t>(N), seed + 1, 1.f)),
-        L{m.data.data(), bias.data(), K, N, false, t} {}
+        L{m.data.data(), bias.data(), K, N, false, kind.t, kind.groups} {}
   TypedLayer(const TypedLayer&) = delete;  // L points into m and bias
   TypedLayer& operator=(const TypedLayer&) = delete;
 };
@@ -73,10 +90,12 @@ std::vector<double> reference(const std::vector<float>& in, const std::vector<fl
 // relative to their size.
 constexpr double kTolerance = 2e-4;
 
-// Whether a product takes x rounded to int16 blocks: one row of Q8_0 weights with AVX2 or AVX-512
-// (matvec_typed.cpp; the portable build takes x as it is).
-bool rounds_x(Isa isa, DType t, int rows) {
-  return t == DType::kQ8_0 && rows == 1 && isa != Isa::kPortable;
+// Whether a product takes x rounded to int16 blocks: with AVX2 or AVX-512, one row of Q8_0 weights row by
+// row (matvec_typed.cpp), and up to small_batch_prompt_rows rows of Q8_0 in groups
+// (q8_0_group_products.cpp); the portable build takes x as it is.
+bool rounds_x(Isa isa, Weights w, int rows) {
+  if (w.t != DType::kQ8_0 || isa == Isa::kPortable) return false;
+  return rows == 1 || (w.groups && rows <= kernel_table(isa).small_batch_prompt_rows);
 }
 
 // Each input value's rounding step there: its 32-value block's largest magnitude / 32767.
@@ -94,21 +113,25 @@ std::vector<double> x_steps(const std::vector<float>& in, int K) {
 // How far each output of a product may be from the reference: kTolerance for the summation order, and
 // where x is rounded (rounds_x), Σ_k |W[n][k]| · step(k) / 2 for rounding to nearest, with 2^-6 more for
 // the float arithmetic of the rounding itself (x · 32767 / m is off by a few units in the last place).
-std::vector<double> allowed_error(Isa isa, DType t, const std::vector<float>& in, const std::vector<float>& w,
+std::vector<double> allowed_error(Isa isa, Weights t, const std::vector<float>& in, const std::vector<float>& w,
                                   const std::vector<double>& expect, int rows, int K, int N) {
   std::vector<double> allowed(expect.size());
   for (size_t i = 0; i < expect.size(); ++i) allowed[i] = kTolerance * (1 + std::fabs(expect[i]));
   if (!rounds_x(isa, t, rows)) return allowed;
-  const auto step = x_steps(in, K);
-  for (int n = 0; n < N; ++n)
-    for (int k = 0; k < K; ++k)
-      allowed[static_cast<size_t>(n)] += std::fabs(double{w[static_cast<size_t>(n) * K + k]}) *
-                                         step[static_cast<size_t>(k)] / 2 * (1 + 1.0 / 64);
+  for (int r = 0; r < rows; ++r) {
+    const auto step = x_steps(std::vector<float>(in.begin() + static_cast<ptrdiff_t>(r) * K,
+                                                 in.begin() + static_cast<ptrdiff_t>(r + 1) * K),
+                              K);
+    for (int n = 0; n < N; ++n)
+      for (int k = 0; k < K; ++k)
+        allowed[static_cast<size_t>(r) * N + n] += std::fabs(double{w[static_cast<size_t>(n) * K + k]}) *
+                                                   step[static_cast<size_t>(k)] / 2 * (1 + 1.0 / 64);
+  }
   return allowed;
 }
 
 // Runs with one instruction set's kernels selected (restored after).
-class TypedKernelsTest : public ::testing::TestWithParam<std::tuple<Isa, DType>> {
+class TypedKernelsTest : public ::testing::TestWithParam<std::tuple<Isa, Weights>> {
  protected:
   void SetUp() override { select_isa(std::get<0>(GetParam())); }
   void TearDown() override { select_isa(supported_isas().back()); }
@@ -116,12 +139,12 @@ class TypedKernelsTest : public ::testing::TestWithParam<std::tuple<Isa, DType>>
 };
 
 TEST_P(TypedKernelsTest, LinearMatchesTheScalarReferenceForEveryRowCount) {
-  const DType t = std::get<1>(GetParam());
+  const Weights t = std::get<1>(GetParam());
   configure_blas_threads();
   // K: a multiple of 32 (Q8_0 blocks) and, for F16, one that leaves a tail of the 16-wide vectors.
   // N: partial tiles of 4, 8 and 16 output columns, and more columns than threads' alignment.
   std::vector<std::pair<int, int>> shapes = {{96, 37}, {64, 100}};
-  if (t == DType::kF16) shapes.push_back({72, 29});
+  if (t.t == DType::kF16) shapes.push_back({72, 29});
   for (const auto& [K, N] : shapes) {
     const TypedLayer layer(t, N, K, 11);
     const auto& [m, bias, L] = layer;
@@ -141,12 +164,12 @@ TEST_P(TypedKernelsTest, LinearMatchesTheScalarReferenceForEveryRowCount) {
         linear_forward(out.data(), in.data(), L, rows, false, pool);
         for (size_t i = 0; i < out.size(); ++i)
           ASSERT_NEAR(out[i], expect[i], allowed[i])
-              << dtype_name(t) << " K " << K << " N " << N << " threads " << threads << " rows " << rows
+              << weights_name(t) << " K " << K << " N " << N << " threads " << threads << " rows " << rows
               << " at " << i;
         std::vector<float> acc(out.size(), 1.5f);  // accumulate: added to what is there
         linear_forward(acc.data(), in.data(), L, rows, true, pool);
         for (size_t i = 0; i < acc.size(); ++i)
-          ASSERT_NEAR(acc[i], expect[i] + 1.5, allowed[i]) << dtype_name(t) << " accumulating, rows " << rows;
+          ASSERT_NEAR(acc[i], expect[i] + 1.5, allowed[i]) << weights_name(t) << " accumulating, rows " << rows;
       }
     }
   }
@@ -156,7 +179,7 @@ TEST_P(TypedKernelsTest, LinearMatchesTheScalarReferenceForEveryRowCount) {
 // 9 per share in F32, 5 in F16, 3 in Q8_0), and a thread done with its own takes pieces of the other's;
 // the rows after a share's quarters (N odd) too.
 TEST_P(TypedKernelsTest, OneRowProductsReadInPiecesMatchTheScalarReference) {
-  const DType t = std::get<1>(GetParam());
+  const Weights t = std::get<1>(GetParam());
   const int K = 2048, N = 1027;
   const TypedLayer layer(t, N, K, 41);
   const auto& [m, bias, L] = layer;
@@ -206,13 +229,14 @@ TEST_P(TypedKernelsTest, OneRowProductsReadInPiecesMatchTheScalarReference) {
 // the other's. Every output is the scalar reference's, with GELU fused too, and the same to the last bit
 // whichever thread computed which piece.
 TEST_P(TypedKernelsTest, BatchedProductsReadInPiecesMatchTheScalarReference) {
-  const DType t = std::get<1>(GetParam());
+  const Weights t = std::get<1>(GetParam());
   const int K = 2048, N = 1027;
   const TypedLayer layer(t, N, K, 61);
   const auto& [m, bias, L] = layer;
   for (int rows : {2, 8, 13, 16}) {
     auto in = random_vector(static_cast<size_t>(rows) * K, 63 + static_cast<uint32_t>(rows), 1.f);
     auto expect = reference(in, m.f32, bias, rows, K, N);
+    const auto allowed = allowed_error(std::get<0>(GetParam()), t, in, m.f32, expect, rows, K, N);
     std::vector<float> first;
     for (int threads : {1, 2, 3}) {
       ThreadPool pool(threads);
@@ -223,13 +247,13 @@ TEST_P(TypedKernelsTest, BatchedProductsReadInPiecesMatchTheScalarReference) {
         std::vector<float> expect_gelu = out;
         gelu_forward(expect_gelu.data(), expect_gelu.size());
         for (size_t i = 0; i < out.size(); ++i) {
-          ASSERT_NEAR(out[i], expect[i], kTolerance * (1 + std::fabs(expect[i])))
-              << dtype_name(t) << " rows " << rows << " threads " << threads << " at " << i;
+          ASSERT_NEAR(out[i], expect[i], allowed[i])
+              << weights_name(t) << " rows " << rows << " threads " << threads << " at " << i;
           ASSERT_NEAR(gelu[i], expect_gelu[i], 1e-5f * (1 + std::fabs(expect_gelu[i])))
-              << dtype_name(t) << " GELU, rows " << rows << " threads " << threads << " at " << i;
+              << weights_name(t) << " GELU, rows " << rows << " threads " << threads << " at " << i;
         }
         if (first.empty()) first = out;
-        ASSERT_EQ(out, first) << dtype_name(t) << " rows " << rows << " threads " << threads;
+        ASSERT_EQ(out, first) << weights_name(t) << " rows " << rows << " threads " << threads;
       }
     }
   }
@@ -239,13 +263,39 @@ TEST_P(TypedKernelsTest, BatchedProductsReadInPiecesMatchTheScalarReference) {
 // range's product does (the same sums in the same order), whether each piece rounds x itself or all take
 // x's int16 blocks rounded once (round_to_int16_blocks, as linear_forward hands them to a thread's pieces).
 TEST_P(TypedKernelsTest, QuartersInPiecesEqualTheWholeRange) {
-  const DType t = std::get<1>(GetParam());
+  const Weights kind = std::get<1>(GetParam());
+  const DType t = kind.t;
   const int K = 96, N = 203, o0 = 5, o1 = 202;  // 197 rows: quarters of 49, one row after them
-  TypedMatrix m = make_matrix(t, N, K, 51);
+  TypedMatrix m = make_matrix(kind, N, K, 51);
   auto in = random_vector(K, 52, 1.f);
   Int16Blocks blocks;
   table().round_to_int16_blocks(&blocks, in.data(), K);
-  if (rounds_x(std::get<0>(GetParam()), t, 1)) {
+  if (kind.groups) {
+    // Groups: 203 rows are 13 groups (the last of 11 rows). Four streams over groups 1 + 3j + [k0, k1),
+    // in pieces from the back, compute what one stream over groups 1..12 does, to the last bit.
+    std::vector<float> whole(static_cast<size_t>(N) + 16, 0.f);
+    table().q8_0_group_streams(whole.data(), in.data(), &blocks, m.data.data(), K, N, 1, 0, 0, 12, 1);
+    for (const Int16Blocks* xi : {static_cast<const Int16Blocks*>(nullptr), static_cast<const Int16Blocks*>(&blocks)}) {
+      std::vector<float> pieces(whole.size(), 0.f);
+      for (int k1 = 3; k1 > 0; k1 -= 2)
+        table().q8_0_group_streams(pieces.data(), in.data(), xi, m.data.data(), K, N, 1, 3, std::max(0, k1 - 2), k1, 4);
+      for (int n = 0; n < static_cast<int>(whole.size()); ++n)
+        ASSERT_EQ(pieces[static_cast<size_t>(n)], whole[static_cast<size_t>(n)]) << n << (xi ? ", x rounded once" : "");
+    }
+    for (int n = 0; n < 16; ++n) EXPECT_EQ(whole[static_cast<size_t>(n)], 0.f) << "group 0 is not asked for";
+    for (int n = N; n < N + 16; ++n) EXPECT_EQ(whole[static_cast<size_t>(n)], 0.f) << "past the last row";
+    if (rounds_x(std::get<0>(GetParam()), kind, 1)) {
+      Int16Blocks shorter;
+      table().round_to_int16_blocks(&shorter, in.data(), K - kQ8Block);
+      EXPECT_THROW(
+          table().q8_0_group_streams(whole.data(), in.data(), &shorter, m.data.data(), K, N, 0, 0, 0, 1, 1),
+          Error);
+      EXPECT_THROW(table().q8_0_group_products(whole.data(), in.data(), &shorter, m.data.data(), 1, K, N, 0, 1),
+                   Error);
+    }
+    return;
+  }
+  if (rounds_x(std::get<0>(GetParam()), kind, 1)) {
     EXPECT_EQ(blocks.d.size(), size_t{K / kQ8Block});
   }
   std::vector<float> whole(static_cast<size_t>(N), 0.f);
@@ -262,7 +312,7 @@ TEST_P(TypedKernelsTest, QuartersInPiecesEqualTheWholeRange) {
       ASSERT_EQ(pieces[static_cast<size_t>(n)], whole[static_cast<size_t>(n)])
           << n << (xi ? ", x rounded once" : "");
   }
-  if (rounds_x(std::get<0>(GetParam()), t, 1)) {
+  if (rounds_x(std::get<0>(GetParam()), kind, 1)) {
     // Blocks rounded from an x of another length are refused, not read past their end.
     Int16Blocks shorter;
     table().round_to_int16_blocks(&shorter, in.data(), K - kQ8Block);
@@ -275,7 +325,7 @@ TEST_P(TypedKernelsTest, QuartersInPiecesEqualTheWholeRange) {
 
 // GELU fused into the typed products (one row, a few, sgemm's panels) equals the product then GELU.
 TEST_P(TypedKernelsTest, FusedGeluEqualsTheProductThenGelu) {
-  const DType t = std::get<1>(GetParam());
+  const Weights t = std::get<1>(GetParam());
   configure_blas_threads();
   const TypedLayer layer(t, 100, 64, 31);
   const auto& [m, bias, L] = layer;
@@ -292,19 +342,28 @@ TEST_P(TypedKernelsTest, FusedGeluEqualsTheProductThenGelu) {
 }
 
 TEST_P(TypedKernelsTest, KernelsWriteOnlyTheirColumnRange) {
-  const DType t = std::get<1>(GetParam());
-  const int K = 64, N = 45, n0 = 3, n1 = 42;
+  const Weights t = std::get<1>(GetParam());
+  const int K = 64, N = 45, n0 = t.groups ? 16 : 3, n1 = t.groups ? N : 42;  // groups: 1 and 2 of 0..2
   TypedMatrix m = make_matrix(t, N, K, 21);
   std::vector<float> zero(static_cast<size_t>(N), 0.f);
   for (const int rows : {1, 3, 5, 17, 32}) {
     auto in = random_vector(static_cast<size_t>(rows) * K, 22, 1.f);
     auto expect = reference(in, m.f32, zero, rows, K, N);
     const auto allowed = allowed_error(std::get<0>(GetParam()), t, in, m.f32, expect, rows, K, N);
-    std::vector<float> out(expect.size(), 0.f);
-    if (rows == 1)
-      table().matvec_typed(out.data(), in.data(), m.data.data(), t, K, n0, n1);
-    else
-      table().small_batch_gemm_out_major_typed(out.data(), in.data(), m.data.data(), t, rows, K, N, n0, n1);
+    std::vector<float> out(expect.size() + 16, 0.f);  // and past the last row
+    if (t.groups) {
+      std::vector<Int16Blocks> xs(static_cast<size_t>(rows));
+      for (int r = 0; r < rows; ++r) table().round_to_int16_blocks(&xs[static_cast<size_t>(r)], in.data() + r * K, K);
+      if (rows == 1)
+        table().q8_0_group_streams(out.data(), in.data(), nullptr, m.data.data(), K, N, 1, 1, 0, 1, 2);
+      else
+        table().q8_0_group_products(out.data(), in.data(), xs.data(), m.data.data(), rows, K, N, 1, 3);
+    } else if (rows == 1) {
+      table().matvec_typed(out.data(), in.data(), m.data.data(), t.t, K, n0, n1);
+    } else {
+      table().small_batch_gemm_out_major_typed(out.data(), in.data(), m.data.data(), t.t, rows, K, N, n0, n1);
+    }
+    for (size_t i = expect.size(); i < out.size(); ++i) ASSERT_EQ(out[i], 0.f) << "past the last row";
     for (int r = 0; r < rows; ++r)
       for (int n = 0; n < N; ++n) {
         const size_t i = static_cast<size_t>(r) * N + n;
@@ -320,7 +379,7 @@ TEST_P(TypedKernelsTest, KernelsWriteOnlyTheirColumnRange) {
 // weights takes x as int16 blocks: such a block must not round to numbers), and leaves the other rows'
 // outputs finite.
 TEST_P(TypedKernelsTest, NonFiniteInputsComeOutNonFinite) {
-  const DType t = std::get<1>(GetParam());
+  const Weights t = std::get<1>(GetParam());
   const int K = 128, N = 70;
   const TypedLayer layer(t, N, K, 71);
   const auto& [m, bias, L] = layer;
@@ -342,10 +401,11 @@ TEST_P(TypedKernelsTest, NonFiniteInputsComeOutNonFinite) {
 
 INSTANTIATE_TEST_SUITE_P(IsasAndTypes, TypedKernelsTest,
                          ::testing::Combine(::testing::ValuesIn(supported_isas()),
-                                            ::testing::Values(DType::kF16, DType::kQ8_0)),
+                                            ::testing::Values(Weights{DType::kF16}, Weights{DType::kQ8_0},
+                                                              Weights{DType::kQ8_0, true})),
                          [](const auto& info) {
                            return std::string(isa_name(std::get<0>(info.param))) + "_" +
-                                  dtype_flag_name(std::get<1>(info.param));
+                                  weights_name(std::get<1>(info.param));
                          });
 
 TEST(TypedKernelsErrors, UnsupportedCasesThrow) {
