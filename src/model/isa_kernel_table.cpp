@@ -1,8 +1,28 @@
 // One instruction set's kernel table (compiled once per instruction set, see kernel_isa.h).
 #include "model/isa_kernels.h"
 
+#if CORTEX_KERNEL_ISA == 3
+namespace cortex::model::isa_avx512 {
+const KernelTable& kernel_table();
+}
+#endif
+
 CORTEX_ISA_BEGIN
 
+#if CORTEX_KERNEL_ISA == 3
+// AVX-512's table with the kernels compiled for VNNI in place of theirs.
+const KernelTable& kernel_table() {
+  static const KernelTable table = [] {
+    KernelTable t = isa_avx512::kernel_table();
+    t.isa = Isa::kAvx512Vnni;
+    t.q8_0_group_streams = q8_0_group_streams;
+    t.q8_0_group_products = q8_0_group_products;
+    t.dequantize_q8_0_groups = dequantize_q8_0_groups;
+    return t;
+  }();
+  return table;
+}
+#else
 const KernelTable& kernel_table() {
   static constexpr KernelTable table {
 #if CORTEX_KERNEL_ISA == 2
@@ -28,5 +48,6 @@ const KernelTable& kernel_table() {
   };
   return table;
 }
+#endif
 
 CORTEX_ISA_END

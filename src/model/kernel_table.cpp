@@ -19,6 +19,9 @@ const KernelTable& kernel_table();
 namespace isa_avx512 {
 const KernelTable& kernel_table();
 }
+namespace isa_avx512_vnni {
+const KernelTable& kernel_table();
+}
 #endif
 
 namespace {
@@ -50,6 +53,8 @@ const KernelTable& kernel_table(Isa isa) {
                            " is not supported by this CPU or build (supported: " + supported_list() + ")");
   switch (isa) {
 #if defined(CORTEX_X86_KERNELS)
+    case Isa::kAvx512Vnni:
+      return isa_avx512_vnni::kernel_table();
     case Isa::kAvx512:
       return isa_avx512::kernel_table();
     case Isa::kAvx2:

@@ -18,6 +18,13 @@
 #include "util/aligned_vector.h"
 #include "util/error.h"
 
+#if CORTEX_KERNEL_ISA == 3
+// The VNNI build has only this file's kernels: x is rounded by AVX-512's.
+namespace cortex::model::isa_avx512 {
+void round_to_int16_blocks(Int16Blocks* out, const float* x, int K);
+}
+#endif
+
 CORTEX_ISA_BEGIN
 
 namespace {
@@ -31,6 +38,19 @@ namespace {
 const Q8GroupBlock* group_at(const void* w, int nb, int g) {
   return static_cast<const Q8GroupBlock*>(w) + static_cast<size_t>(g) * static_cast<size_t>(nb);
 }
+
+#ifdef CORTEX_AVX512
+// acc + the sums of w's and x's int16 values in pairs, per 32-bit lane: with VNNI one instruction
+// (vpdpwssd), else pmaddwd and an add. In a decode step of 124M's Q8_0 products, VNNI took 3 % less
+// time, in batches of 8 sequences 10 % and in prompts of 128 tokens 17 % (alternating runs).
+inline __m512i dot_pairs(__m512i acc, __m512i w, __m512i x) {
+#ifdef CORTEX_AVX512_VNNI
+  return _mm512_dpwssd_epi32(acc, w, x);
+#else
+  return _mm512_add_epi32(acc, _mm512_madd_epi16(w, x));
+#endif
+}
+#endif
 
 #if defined(CORTEX_AVX512) || defined(CORTEX_AVX2)
 // Adds the dot products of S groups' 16 rows with x (rounded: xq, xd) to y[16·g[j] ..], the rows below
@@ -58,9 +78,8 @@ void group_dots(float* y, int N, const void* w, int nb, const int* g, const int1
 #pragma GCC unroll 4
       for (int j = 0; j < S; ++j) {
         const auto* q = reinterpret_cast<const __m256i*>(grp[j][b].q[p]);
-        sum[j][0] = _mm512_add_epi32(sum[j][0], _mm512_madd_epi16(_mm512_cvtepi8_epi16(_mm256_load_si256(q)), xv0));
-        sum[j][1] =
-            _mm512_add_epi32(sum[j][1], _mm512_madd_epi16(_mm512_cvtepi8_epi16(_mm256_load_si256(q + 1)), xv1));
+        sum[j][0] = dot_pairs(sum[j][0], _mm512_cvtepi8_epi16(_mm256_load_si256(q)), xv0);
+        sum[j][1] = dot_pairs(sum[j][1], _mm512_cvtepi8_epi16(_mm256_load_si256(q + 1)), xv1);
       }
     }
     const __m512 dx = _mm512_set1_ps(xd[b]);
@@ -145,7 +164,11 @@ void q8_0_group_streams(float* y, const float* x, const Int16Blocks* xi, const v
 #if defined(CORTEX_AVX512) || defined(CORTEX_AVX2)
   Int16Blocks own;
   if (xi == nullptr) {
+#if CORTEX_KERNEL_ISA == 3
+    isa_avx512::round_to_int16_blocks(&own, x, K);
+#else
     round_to_int16_blocks(&own, x, K);
+#endif
     xi = &own;
   }
   check_blocks(*xi, nb);

@@ -411,7 +411,7 @@ INSTANTIATE_TEST_SUITE_P(Isas, KernelsTest, ::testing::ValuesIn(supported_isas()
                          [](const auto& info) { return std::string(isa_name(info.param)); });
 
 TEST(KernelIsaTest, NamesParseAndTheBestSupportedSetIsChosen) {
-  for (Isa isa : {Isa::kPortable, Isa::kAvx2, Isa::kAvx512}) EXPECT_EQ(parse_isa(isa_name(isa)), isa);
+  for (Isa isa : {Isa::kPortable, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Vnni}) EXPECT_EQ(parse_isa(isa_name(isa)), isa);
   EXPECT_EQ(parse_isa("AVX2"), Isa::kAvx2);
   EXPECT_THROW(parse_isa("sse9"), Error);
   const auto supported = supported_isas();
@@ -424,10 +424,11 @@ TEST(KernelIsaTest, NamesParseAndTheBestSupportedSetIsChosen) {
   }
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) {
-    EXPECT_EQ(supported.back(), Isa::kAvx512);
+    EXPECT_TRUE(isa_supported(Isa::kAvx512));
+    EXPECT_EQ(supported.back(), __builtin_cpu_supports("avx512vnni") ? Isa::kAvx512Vnni : Isa::kAvx512);
   }
 #endif
-  for (Isa isa : {Isa::kPortable, Isa::kAvx2, Isa::kAvx512}) {
+  for (Isa isa : {Isa::kPortable, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Vnni}) {
     if (!isa_supported(isa)) {
       EXPECT_THROW(kernel_table(isa), Error) << isa_name(isa);
     }
