@@ -1,4 +1,6 @@
 // One instruction set's kernel table (compiled once per instruction set, see kernel_isa.h).
+#include <limits>
+
 #include "model/isa_kernels.h"
 
 #if CORTEX_KERNEL_ISA == 3
@@ -42,7 +44,12 @@ const KernelTable& kernel_table() {
         // 48–61 %; F16 and Q8_0 pp64 54–82 % against 36–45 %, pp128 69–83 % against 35–58 % (alternating
         // runs). At 256 rows and more sgemm is ahead; the AVX2 kernels fall behind it from 64 rows.
         128,
+        std::numeric_limits<int>::max(),
+#elif CORTEX_KERNEL_ISA == 1
+        kSmallBatchRows,
+        128,
 #else
+        kSmallBatchRows,
         kSmallBatchRows,
 #endif
   };

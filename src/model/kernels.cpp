@@ -270,13 +270,20 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
     // F16 and Q8_0 weights, stored [out, in]: output columns split across the threads (contiguous rows
     // of W each).
     if (L.in_major) throw invalid_argument("F16 and Q8_0 weights must be stored [out, in]");
-    if (L.q8_0_groups && rows <= k.small_batch_prompt_rows) {
-      // Q8_0 in groups: every input row rounded once, then pieces of whole groups (for_pieces: columns
-      // on multiples of 16, the last piece ending at O).
+    if (L.q8_0_groups && rows <= k.q8_0_group_prompt_rows) {
+      // Q8_0 in groups: every input row rounded once (a prompt's across the threads), then pieces of
+      // whole groups (for_pieces: columns on multiples of 16, the last piece ending at O). The calling
+      // thread's buffer, reached by the others through `xs` (see partial_buffer below).
       thread_local std::vector<Int16Blocks> rounded_rows;
       if (rounded_rows.size() < static_cast<size_t>(rows)) rounded_rows.resize(static_cast<size_t>(rows));
-      for (int r = 0; r < rows; ++r) k.round_to_int16_blocks(&rounded_rows[static_cast<size_t>(r)], in + static_cast<size_t>(r) * I, I);
-      const Int16Blocks* xs = rounded_rows.data();
+      Int16Blocks* const xs = rounded_rows.data();
+      auto round = [&](size_t r0, size_t r1) {
+        for (size_t r = r0; r < r1; ++r) k.round_to_int16_blocks(&xs[r], in + r * I, I);
+      };
+      if (rows >= kSmallBatchRows)
+        pool.parallel_for(static_cast<size_t>(rows), round);
+      else
+        round(0, static_cast<size_t>(rows));
       for_pieces(pool, static_cast<size_t>(O), kBatchPieceValues / std::max(1, I), kAlign,
                  [&](size_t o0, size_t o1) {
                    init(o0, o1);

@@ -91,11 +91,11 @@ std::vector<double> reference(const std::vector<float>& in, const std::vector<fl
 constexpr double kTolerance = 2e-4;
 
 // Whether a product takes x rounded to int16 blocks: with AVX2 or AVX-512, one row of Q8_0 weights row by
-// row (matvec_typed.cpp), and up to small_batch_prompt_rows rows of Q8_0 in groups
+// row (matvec_typed.cpp), and up to q8_0_group_prompt_rows rows of Q8_0 in groups
 // (q8_0_group_products.cpp); the portable build takes x as it is.
 bool rounds_x(Isa isa, Weights w, int rows) {
   if (w.t != DType::kQ8_0 || isa == Isa::kPortable) return false;
-  return rows == 1 || (w.groups && rows <= kernel_table(isa).small_batch_prompt_rows);
+  return rows == 1 || (w.groups && rows <= kernel_table(isa).q8_0_group_prompt_rows);
 }
 
 // Each input value's rounding step there: its 32-value block's largest magnitude / 32767.
