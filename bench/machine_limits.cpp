@@ -22,9 +22,11 @@ namespace cortex::bench {
 namespace {
 // Sums n floats (n a multiple of 1024) as four interleaved sequential streams: several streams per core
 // keep more cache-line fills in flight than one, as the model's kernels do, so this finds the peak.
-// The buffer lies on 2 MiB pages where the system gives them, as the model's converted weights do, and
-// the AVX2 loop prefetches each stream 1 KiB ahead into L1, as the single-row products do: without
-// either, the model's F32 and F16 decode read faster than this probe (104 % and 114 % of its figure).
+// The buffer lies on 2 MiB pages where the system gives them, as the model's converted weights do. The
+// AVX2 loop prefetches each stream 1 KiB ahead into L1 when asked (ReadWay::kPrefetched): without the
+// pages or the prefetching, the model's F32 and F16 decode (which prefetched so) once read faster than
+// this probe (104 % and 114 % of its figure); since 2026-12-05 the model's single-row products leave it
+// to the hardware, which on the Zen 5 cores read faster at some moments and slower at others.
 float sum_range_portable(const float* p, size_t n) {
   const size_t q = n / 4;
   const float *p0 = p, *p1 = p + q, *p2 = p + 2 * q, *p3 = p + 3 * q;
@@ -35,6 +37,7 @@ float sum_range_portable(const float* p, size_t n) {
 
 #if defined(CORTEX_PROBE_AVX2)
 // The same with 8-wide loads, on CPUs with AVX2 (the scalar loop may not keep up with memory).
+template <bool Prefetch>
 __attribute__((target("avx2"))) float sum_range_avx2(const float* p, size_t n) {
   const size_t q = n / 4;
   const float *p0 = p, *p1 = p + q, *p2 = p + 2 * q, *p3 = p + 3 * q;
@@ -42,7 +45,7 @@ __attribute__((target("avx2"))) float sum_range_avx2(const float* p, size_t n) {
          a3 = _mm256_setzero_ps();
   constexpr size_t kAhead = 256;
   for (size_t i = 0; i < q; i += 16) {
-    if (i + kAhead < q)
+    if (Prefetch && i + kAhead < q)
       for (const float* s : {p0, p1, p2, p3})
         _mm_prefetch(reinterpret_cast<const char*>(s + i + kAhead), _MM_HINT_T0);
     a0 = _mm256_add_ps(a0, _mm256_add_ps(_mm256_load_ps(p0 + i), _mm256_load_ps(p0 + i + 8)));
@@ -58,11 +61,12 @@ __attribute__((target("avx2"))) float sum_range_avx2(const float* p, size_t n) {
 }
 #endif
 
-float sum_range(const float* p, size_t n) {
+float sum_range(const float* p, size_t n, ReadWay way) {
 #if defined(CORTEX_PROBE_AVX2)
   static const bool avx2 = __builtin_cpu_supports("avx2");
-  if (avx2) return sum_range_avx2(p, n);
+  if (avx2) return way == ReadWay::kPrefetched ? sum_range_avx2<true>(p, n) : sum_range_avx2<false>(p, n);
 #endif
+  (void)way;
   return sum_range_portable(p, n);
 }
 
@@ -106,7 +110,7 @@ size_t MachineLimits::allocated_bytes() const {
   return buffers_->stream_floats * sizeof(float);
 }
 
-double MachineLimits::timed_read(ThreadPool& pool) {
+double MachineLimits::timed_read(ThreadPool& pool, ReadWay way) {
   if (floats_ == 0) throw invalid_argument("MachineLimits: no buffer to read (set_read_bytes)");
   const float* buf = buffers_->stream;
   const size_t n = floats_;
@@ -123,7 +127,7 @@ double MachineLimits::timed_read(ThreadPool& pool) {
                   [&](int thread, int share, uint32_t piece) {
                     const size_t b = (first(static_cast<size_t>(share)) + piece) * kPieceFloats;
                     partial[static_cast<size_t>(thread)] +=
-                        sum_range(buf + b, std::min(n, b + kPieceFloats) - b);
+                        sum_range(buf + b, std::min(n, b + kPieceFloats) - b, way);
                   });
   const double seconds = seconds_since(start);
   last_read_sum_ = 0;
@@ -134,7 +138,7 @@ double MachineLimits::timed_read(ThreadPool& pool) {
 double MachineLimits::read_bandwidth(int passes) {
   double best = 0;
   for (int rep = 0; rep < passes; ++rep)
-    best = std::max(best, static_cast<double>(buffer_bytes()) / timed_read(pool_));
+    for (ReadWay way : kReadWays) best = std::max(best, static_cast<double>(buffer_bytes()) / timed_read(pool_, way));
   return best;
 }
 

@@ -16,6 +16,12 @@
 
 namespace cortex::bench {
 
+// How a read streams the buffer: each stream prefetched 1 KiB ahead into L1 by the loop, or left to the
+// hardware's prefetchers. Which is faster changes with the machine's moment (docs/performance.md,
+// 2026-12-05): a limit is the faster way's.
+enum class ReadWay { kPrefetched, kHardware };
+inline constexpr ReadWay kReadWays[] = {ReadWay::kPrefetched, ReadWay::kHardware};
+
 class MachineLimits {
  public:
   // `threads`: this object's own (read_bandwidth, sgemm_flops). No buffer to read until set_read_bytes.
@@ -35,13 +41,13 @@ class MachineLimits {
   size_t allocated_bytes() const;
 
   // Bytes per second read by this object's threads streaming the buffer: the best of `passes` reads of
-  // it. On a shared machine the best of such short passes (a few milliseconds each) catches moments of more
-  // bandwidth than any test of hundreds of milliseconds can average.
+  // it each way. On a shared machine the best of such short passes (a few milliseconds each) catches
+  // moments of more bandwidth than any test of hundreds of milliseconds can average.
   double read_bandwidth(int passes);
   // Seconds `pool`'s threads take to read the buffer's first buffer_bytes() once (read_bandwidth's passes on
   // this object's threads; a test's own threads for reads interleaved with its steps, so that the test and
   // the reads share the machine's moments).
-  double timed_read(ThreadPool& pool);
+  double timed_read(ThreadPool& pool, ReadWay way = ReadWay::kPrefetched);
   // The sum of the values the last read took (the buffer holds ones, so: how many it read), which keeps
   // the read from being optimised away and lets a test check that every value was read once.
   double last_read_sum() const { return last_read_sum_; }

@@ -574,14 +574,12 @@ void attention_rows_f16(float* out, size_t out_stride, const float* q, size_t q_
 
 // y[0:out] += x[i0:i1] · W[i0:i1, :] for W stored [in, out], into an accumulator that stays in L1. Four
 // rows at a time, one from each quarter of [i0, i1): four sequential streams far apart (which keep more
-// memory requests in flight than one). Each stream is also prefetched into L1 kAhead floats (1 KiB)
-// ahead, a line per 16 floats read, across its rows (a quarter's rows are contiguous), as the F32 rows of
-// matvec_typed are. On Zen 5 cores this read a decode step's F32 products 5–18 % faster than prefetching
-// into L2 three rows ahead (9–36 KiB), which did no better than no prefetching (cortex_linear_bench,
-// alternating step by step); 2 and 4 KiB ahead did about as well as 1, 512 bytes no better.
+// memory requests in flight than one), left to the hardware prefetchers as matvec_typed's are (its
+// comment says why; until 2026-12-05 each stream was prefetched into L1 1 KiB ahead, which had read
+// 5–18 % faster than three rows ahead into L2 at the moments it was chosen).
 //
 // With AVX2 and AVX-512 the loop over a row is written in vectors. Left to the compiler (a scalar loop
-// over 16 columns inside one over the row, with the prefetches between them), it became a dispatch per
+// over 16 columns inside one over the row, with prefetches between them), it became a dispatch per
 // 16 columns into an unrolled block, with the stream pointers spilled to the stack: ~35 instructions for
 // one vector of each stream. Written in vectors, with the same arithmetic and so the same results, one
 // thread read a decode step's in-major products 10–12 % faster (its single-core bandwidth) and two
@@ -589,7 +587,6 @@ void attention_rows_f16(float* out, size_t out_stride, const float* q, size_t q_
 // them as fast as the same matrices stored [out, in] (matvec_typed).
 void matvec_in_major_rows(float* __restrict y, const float* __restrict x, const float* __restrict w, int out,
                           int i0, int i1) {
-  constexpr size_t kAhead = 256;
   const size_t os = static_cast<size_t>(out);
   const int q = (i1 - i0) / 4;
   const size_t qs = static_cast<size_t>(q) * os;  // floats in each stream
@@ -599,13 +596,9 @@ void matvec_in_major_rows(float* __restrict y, const float* __restrict x, const 
     const float* __restrict w1 = w0 + qs;
     const float* __restrict w2 = w1 + qs;
     const float* __restrict w3 = w2 + qs;
-    // Whether the whole of this row's prefetches stay within the streams.
-    const bool ahead = (static_cast<size_t>(i - i0) + 1) * os + kAhead <= qs;
     int o = 0;
 #if defined(CORTEX_AVX512) || defined(CORTEX_AVX2)
     using V = BestVec;
-    constexpr int kLineFloats = 16;
-    static_assert(kLineFloats % V::kWidth == 0);
     const V::T v0 = V::set1(x0), v1 = V::set1(x1), v2 = V::set1(x2), v3 = V::set1(x3);
     // y[o..] += fma(x3, w3, fma(x2, w2, fma(x0, w0, x1·w1))), a vector of columns at a time, and the
     // columns after the last vector one by one in the same order (with std::fma, which this instruction
@@ -618,24 +611,10 @@ void matvec_in_major_rows(float* __restrict y, const float* __restrict x, const 
       t = V::fmadd(v3, V::load(w3 + c), t);
       V::store(y + c, V::add(V::load(y + c), t));
     };
-    const int lines = out - out % kLineFloats;
-    if (ahead) {
-      for (; o < lines; o += kLineFloats) {
-        _mm_prefetch(reinterpret_cast<const char*>(w0 + kAhead + o), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(w1 + kAhead + o), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(w2 + kAhead + o), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(w3 + kAhead + o), _MM_HINT_T0);
-        for (int c = o; c < o + kLineFloats; c += V::kWidth) columns(c);
-      }
-    }
     for (; o + V::kWidth <= out; o += V::kWidth) columns(o);
     for (; o < out; ++o) y[o] += std::fma(x3, w3[o], std::fma(x2, w2[o], std::fma(x0, w0[o], x1 * w1[o])));
 #else
     for (; o + 16 <= out; o += 16) {
-      if (ahead) {
-        __builtin_prefetch(w0 + kAhead + o, 0, 3), __builtin_prefetch(w1 + kAhead + o, 0, 3);
-        __builtin_prefetch(w2 + kAhead + o, 0, 3), __builtin_prefetch(w3 + kAhead + o, 0, 3);
-      }
 #pragma GCC unroll 16
       for (int u = o; u < o + 16; ++u) y[u] += x0 * w0[u] + x1 * w1[u] + x2 * w2[u] + x3 * w3[u];
     }

@@ -19,21 +19,17 @@ CORTEX_ISA_BEGIN
 
 namespace {
 
-// Prefetches the cache line at p into L1 (and L2).
-inline void prefetch_l1(const void* p) {
-#if defined(CORTEX_AVX512) || defined(CORTEX_AVX2)
-  _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0);
-#else
-  (void)p;
-#endif
-}
-
 // The rows of a share of W split in quarters: rows o0 + j·q + i for the four quarters j and i in
 // [i0, i1), one row from each quarter at a time, so that each load of x serves four weight streams far
-// apart (which the hardware prefetchers follow). Each stream is also prefetched a fixed distance ahead
-// across its rows (below; F32 and F16 a line per 64 bytes read, Q8_0 once per 34-byte block): rows are
-// short (3 KiB in F32, 1.5 KiB in F16, 816 bytes in Q8_0 for 768 values), too short for the hardware
-// prefetchers to get far ahead within one.
+// apart (which the hardware prefetchers follow: a quarter's rows are contiguous).
+//
+// No software prefetching (since 2026-12-05). Each stream was prefetched into L1 a fixed distance ahead
+// across its rows (F32 1 KiB, F16 and Q8_0 2 KiB), chosen on these Zen 5 cores at moments when the
+// machine read 70–100 GB/s. At moments of 35–60 GB/s, whole decode steps alternating in one process
+// with and without it: F16 14–16 % less time without at ~60 GB/s and 4–5 % at ~35 GB/s, Q8_0 5 % at
+// ~39 GB/s, F32's LM head and in-major layers together 2–3 % at ~58 GB/s; prefetching 512 bytes or 1 KiB
+// ahead into L1 did as well as none at ~36 GB/s, 4 or 8 KiB into L2 4 % worse. The bandwidth probe now
+// reads both ways in turn (bench/machine_limits.h): the limit stays the faster way's.
 struct Quarters {
   int o0, q, i0, i1;
 };
@@ -69,17 +65,11 @@ inline BestVec::T load_w(const uint16_t* p) {
 }
 #endif
 
-// F32 and F16 rows (T), widened in registers. Each stream is prefetched into L1 kAhead values ahead,
-// across its rows (a quarter's rows are contiguous): 1 KiB of F32, 2 KiB of F16. On Zen 5 cores a decode
-// step's products read 17–19 % (F32) and 13–17 % (F16) faster that way than three rows ahead (F32 into
-// L2, F16 into L1), in runs alternating step by step (cortex_linear_bench); 512 bytes of F32 and 1 or 4
-// KiB of F16 read slower than these.
+// F32 and F16 rows (T), widened in registers.
 template <class T>
 void widening_quarters(float* y, const float* x, const T* w, int K, Quarters r) {
   const size_t ks = static_cast<size_t>(K);
 #if defined(CORTEX_AVX512) || defined(CORTEX_AVX2)
-  constexpr size_t kAhead = sizeof(T) == 4 ? 256 : 1024;
-  constexpr int kLineValues = 64 / static_cast<int>(sizeof(T));
   const int kv = K - K % BestVec::kWidth;  // values taken in vectors; the rest one by one
   const size_t qs = static_cast<size_t>(r.q) * ks;
   for (int i = r.i0; i < r.i1; ++i) {
@@ -88,10 +78,7 @@ void widening_quarters(float* y, const float* x, const T* w, int K, Quarters r) 
     const T* r2 = r1 + qs;
     const T* r3 = r2 + qs;
     BestVec::T a0 = BestVec::zero(), a1 = a0, a2 = a0, a3 = a0;
-    const bool pf = (static_cast<size_t>(i) + 1) * ks + kAhead <= qs;  // whether they stay in the quarters
     for (int k = 0; k < kv; k += BestVec::kWidth) {
-      if (pf && k % kLineValues == 0)
-        for (const T* row : {r0, r1, r2, r3}) prefetch_l1(row + kAhead + k);
       const BestVec::T xv = BestVec::load(x + k);
       a0 = BestVec::fmadd(xv, load_w(r0 + k), a0);
       a1 = BestVec::fmadd(xv, load_w(r1 + k), a1);
@@ -191,10 +178,10 @@ const Int16Blocks& int16_blocks(const Int16Blocks* xi, const float* x, int nb) {
 
 // Q8_0 rows: x is taken as int16 blocks (round_blocks); per block, each row's int8 values widen to int16
 // and multiply x's in pairs summed to int32 (pmaddwd), and their sum, scaled by the row's d and x's, goes
-// into one accumulator per row. Each stream is prefetched into L1 2 KiB ahead across its rows, as F16's
-// are, once per block (34 bytes). Measured on two Zen 5 cores with a decode step's products
+// into one accumulator per row. Until 2026-12-05 each stream was prefetched into L1 2 KiB ahead (see
+// above for why no longer). Measured on two Zen 5 cores with a decode step's products
 // (cortex_linear_bench decode_step/q8_0/rows:1/threads:2), the variants alternating step by step in one
-// process:
+// process, at moments of 70–100 GB/s:
 // - It was three rows ahead: 2.4 KiB for rows of 768 values, but 9.6 KiB for the MLP's down projection
 //   (3072 values), 38 KiB in flight for four streams in a 48 KiB L1. 2 KiB ahead took 1–12 % less time
 //   in eleven runs (mean ~4 %), AVX2's kernel 3–8 % less in four; 1.5–3 KiB did about as well, 1 KiB no
@@ -219,9 +206,7 @@ void q8_0_quarters(float* y, const float* x, const Int16Blocks* x_blocks, const 
   const size_t bs = static_cast<size_t>(nb);
   const float* scale = fp16_table();
 #if defined(CORTEX_AVX512) || defined(CORTEX_AVX2)
-  constexpr size_t kAhead = 2048;                                         // bytes
-  const size_t qs = static_cast<size_t>(r.q) * bs;                        // blocks in each quarter
-  const size_t rb = bs * sizeof(BlockQ8_0), qb = qs * sizeof(BlockQ8_0);  // bytes in a row, in a quarter
+  const size_t qs = static_cast<size_t>(r.q) * bs;  // blocks in each quarter
   const Int16Blocks& xi = int16_blocks(x_blocks, x, nb);
 #endif
 #ifdef CORTEX_AVX512
@@ -229,14 +214,12 @@ void q8_0_quarters(float* y, const float* x, const Int16Blocks* x_blocks, const 
     const BlockQ8_0* r0 = w + static_cast<size_t>(r.o0 + i) * bs;
     const BlockQ8_0* rows[4] = {r0, r0 + qs, r0 + 2 * qs, r0 + 3 * qs};
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-    const bool pf = (static_cast<size_t>(i) + 1) * rb + kAhead <= qb;  // whether they stay in the quarters
     for (int b = 0; b < nb; ++b) {
       const __m512i xv = _mm512_load_si512(xi.q.data() + b * kQ8Block);
       const __m512 dx = _mm512_set1_ps(xi.d[static_cast<size_t>(b)]);
 #pragma GCC unroll 4
       for (int j = 0; j < 4; ++j) {
         const BlockQ8_0& blk = rows[j][b];
-        if (pf) prefetch_l1(reinterpret_cast<const std::byte*>(&blk) + kAhead);
         const __m512i wv = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.q)));
         const __m512 dot = _mm512_cvtepi32_ps(_mm512_madd_epi16(xv, wv));
         acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(dot, _mm512_set1_ps(scale[blk.d])), dx, acc[j]);
@@ -249,7 +232,6 @@ void q8_0_quarters(float* y, const float* x, const Int16Blocks* x_blocks, const 
     const BlockQ8_0* r0 = w + static_cast<size_t>(r.o0 + i) * bs;
     const BlockQ8_0* rows[4] = {r0, r0 + qs, r0 + 2 * qs, r0 + 3 * qs};
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    const bool pf = (static_cast<size_t>(i) + 1) * rb + kAhead <= qb;
     for (int b = 0; b < nb; ++b) {
       const int16_t* xb = xi.q.data() + b * kQ8Block;
       const __m256i x0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(xb)),
@@ -258,7 +240,6 @@ void q8_0_quarters(float* y, const float* x, const Int16Blocks* x_blocks, const 
 #pragma GCC unroll 4
       for (int j = 0; j < 4; ++j) {
         const BlockQ8_0& blk = rows[j][b];
-        if (pf) prefetch_l1(reinterpret_cast<const std::byte*>(&blk) + kAhead);
         const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.q))),
                       w1 =
                           _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.q + 16)));

@@ -142,7 +142,8 @@ void add_bench_command(CLI::App& app) {
       if (r.bandwidth_reads > 0)
         std::printf(
             "a weights-sized buffer read after each of the %s test's steps, %d reads per round, over %d "
-            "round%s; lowest round %.1f GB/s; best single read %.1f GB/s",
+            "round%s, prefetched and left to the hardware in turn, the faster way's; lowest round %.1f GB/s; "
+            "best single read %.1f GB/s",
             r.bandwidth_test.c_str(), r.bandwidth_reads, r.rounds, rounds_plural,
             r.min_bandwidth_bytes_per_s / 1e9, r.peak_bandwidth_bytes_per_s / 1e9);
       else
