@@ -138,7 +138,8 @@ double MachineLimits::timed_read(ThreadPool& pool, ReadWay way) {
 double MachineLimits::read_bandwidth(int passes) {
   double best = 0;
   for (int rep = 0; rep < passes; ++rep)
-    for (ReadWay way : kReadWays) best = std::max(best, static_cast<double>(buffer_bytes()) / timed_read(pool_, way));
+    for (ReadWay way : kReadWays)
+      best = std::max(best, static_cast<double>(buffer_bytes()) / timed_read(pool_, way));
   return best;
 }
 

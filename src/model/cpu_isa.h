@@ -13,9 +13,9 @@
 namespace cortex::model {
 
 enum class Isa {
-  kPortable,  // plain C++ (the compiler's baseline for the target)
-  kAvx2,      // x86-64 AVX2 + FMA + F16C (Haswell and later)
-  kAvx512,    // x86-64 AVX-512 F/BW/DQ/VL (Skylake-SP and later) with the AVX2 set
+  kPortable,    // plain C++ (the compiler's baseline for the target)
+  kAvx2,        // x86-64 AVX2 + FMA + F16C (Haswell and later)
+  kAvx512,      // x86-64 AVX-512 F/BW/DQ/VL (Skylake-SP and later) with the AVX2 set
   kAvx512Vnni,  // the AVX-512 set with VNNI (Cascade Lake, Ice Lake, Zen 4 and later)
 };
 

@@ -107,8 +107,8 @@ const void* Gpt2Weights::convert_matrix(const TensorView& t, bool transpose) {
     const int64_t in_group = r % kQ8GroupRows;
     convert_from_f32(group.data() + in_group * stride, dtype_, values, out_cols);
     if (in_group == kQ8GroupRows - 1 || r == out_rows - 1)
-      group_q8_0_rows(dst + (r / kQ8GroupRows) * group_bytes, reinterpret_cast<const BlockQ8_0*>(group.data()),
-                      in_group + 1, out_cols);
+      group_q8_0_rows(dst + (r / kQ8GroupRows) * group_bytes,
+                      reinterpret_cast<const BlockQ8_0*>(group.data()), in_group + 1, out_cols);
   };
   std::vector<float> row(static_cast<size_t>(out_cols));
   const size_t src_stride = row_bytes(t.dtype, cols);
@@ -279,7 +279,8 @@ void Gpt2Weights::load_gguf(const std::string& path, std::optional<DType> dtype)
   ln_f_weight = get("output_norm.weight", {C});
   ln_f_bias = get("output_norm.bias", {C});
   lm_head = wte;
-  if (f.find("output.weight") != nullptr) lm_head.weight = matrix("output.weight", {V, C}, lm_head.q8_0_groups);
+  if (f.find("output.weight") != nullptr)
+    lm_head.weight = matrix("output.weight", {V, C}, lm_head.q8_0_groups);
 }
 
 }  // namespace cortex::model

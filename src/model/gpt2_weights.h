@@ -5,8 +5,8 @@
 // tensor run in F32; anything else is converted on load into memory owned here (and the file's pages it
 // was read from are released from the process). F16 and Q8_0 matrices are
 // always stored [out, in] (Q8_0 blocks run along the input dimension); Q8_0 converted on load is laid
-// out in groups of 16 rows (q8_0_groups.h), a mapped Q8_0 tensor row by row as llama.cpp writes it. Vectors (LayerNorm, biases) and
-// the position embedding are F32 (widened when stored otherwise).
+// out in groups of 16 rows (q8_0_groups.h), a mapped Q8_0 tensor row by row as llama.cpp writes it. Vectors
+// (LayerNorm, biases) and the position embedding are F32 (widened when stored otherwise).
 #pragma once
 
 #include <cstddef>

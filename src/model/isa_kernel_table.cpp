@@ -43,14 +43,11 @@ const KernelTable& kernel_table() {
         // F32 pp64 at 61–76 % of the compute limit against sgemm's 30–50 %, pp128 56–73 % against
         // 48–61 %; F16 and Q8_0 pp64 54–82 % against 36–45 %, pp128 69–83 % against 35–58 % (alternating
         // runs). At 256 rows and more sgemm is ahead; the AVX2 kernels fall behind it from 64 rows.
-        128,
-        std::numeric_limits<int>::max(),
+        128, std::numeric_limits<int>::max(),
 #elif CORTEX_KERNEL_ISA == 1
-        kSmallBatchRows,
-        128,
+        kSmallBatchRows, 128,
 #else
-        kSmallBatchRows,
-        kSmallBatchRows,
+        kSmallBatchRows, kSmallBatchRows,
 #endif
   };
   return table;

@@ -136,9 +136,10 @@ OneRowProduct::OneRowProduct(float* out, const Linear& L, bool accumulate, Activ
       accumulate_(accumulate),
       activation_(activation),
       threads_(threads),
-      grain_(std::max(1, static_cast<int>(kPieceStreamBytes /
-                                          std::max<size_t>(1, L.q8_0_groups ? q8_0_group_bytes(kQ8GroupRows, L.in)
-                                                                            : dtype_bytes(L.dtype, L.in))))) {
+      grain_(std::max(
+          1, static_cast<int>(kPieceStreamBytes /
+                              std::max<size_t>(1, L.q8_0_groups ? q8_0_group_bytes(kQ8GroupRows, L.in)
+                                                                : dtype_bytes(L.dtype, L.in))))) {
   if (L.in_major) throw invalid_argument("OneRowProduct: W must be stored [out, in]");
   static_assert(kColumnAlign % kQ8GroupRows == 0);  // shares begin on a group
 }
@@ -287,7 +288,8 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
       for_pieces(pool, static_cast<size_t>(O), kBatchPieceValues / std::max(1, I), kAlign,
                  [&](size_t o0, size_t o1) {
                    init(o0, o1);
-                   k.q8_0_group_products(out, in, xs, L.weight, rows, I, O, static_cast<int>(o0 / kQ8GroupRows),
+                   k.q8_0_group_products(out, in, xs, L.weight, rows, I, O,
+                                         static_cast<int>(o0 / kQ8GroupRows),
                                          static_cast<int>(q8_0_groups(static_cast<int64_t>(o1))));
                    activate(o0, o1);
                  });
@@ -325,7 +327,8 @@ void linear_forward(float* out, const float* in, const Linear& L, int rows, bool
               const int m = std::min(panel, b - n);
               const float* wf = L.q8_0_groups ? k.dequantize_q8_0_groups(L.weight, I, n, n + m)
                                               : k.dequantize_rows(L.weight, L.dtype, I, n, n + m);
-              cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, m, I, 1.f, in, I, wf, I, 1.f, out + n, O);
+              cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, m, I, 1.f, in, I, wf, I, 1.f,
+                          out + n, O);
             }
           }
           activate(o0, o1);

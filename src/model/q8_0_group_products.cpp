@@ -112,7 +112,8 @@ void group_dots(float* y, int N, const void* w, int nb, const int* g, const int1
 #pragma GCC unroll 4
       for (int j = 0; j < S; ++j) {
         const auto* q = reinterpret_cast<const __m128i*>(grp[j][b].q[p]);
-        sum[j][0] = _mm256_add_epi32(sum[j][0], _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_load_si128(q)), xv));
+        sum[j][0] =
+            _mm256_add_epi32(sum[j][0], _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_load_si128(q)), xv));
         sum[j][1] =
             _mm256_add_epi32(sum[j][1], _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_load_si128(q + 1)), xv));
       }
@@ -121,7 +122,8 @@ void group_dots(float* y, int N, const void* w, int nb, const int* g, const int1
 #pragma GCC unroll 4
     for (int j = 0; j < S; ++j)
       for (int h = 0; h < 2; ++h) {
-        const __m256 d = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(grp[j][b].d + 8 * h)));
+        const __m256 d =
+            _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(grp[j][b].d + 8 * h)));
         acc[j][h] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(sum[j][h]), d), dx, acc[j][h]);
       }
   }

@@ -27,7 +27,7 @@ inline constexpr int kQ8GroupRows = 16;
 
 // One block of one group: values 32b..32b+31 of 16 rows.
 struct Q8GroupBlock {
-  uint16_t d[kQ8GroupRows];             // the rows' scales
+  uint16_t d[kQ8GroupRows];                 // the rows' scales
   int8_t q[kQ8Block / 2][kQ8GroupRows][2];  // [pair][row][value of the pair]
 };
 static_assert(sizeof(Q8GroupBlock) == 544);

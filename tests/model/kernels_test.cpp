@@ -411,7 +411,8 @@ INSTANTIATE_TEST_SUITE_P(Isas, KernelsTest, ::testing::ValuesIn(supported_isas()
                          [](const auto& info) { return std::string(isa_name(info.param)); });
 
 TEST(KernelIsaTest, NamesParseAndTheBestSupportedSetIsChosen) {
-  for (Isa isa : {Isa::kPortable, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Vnni}) EXPECT_EQ(parse_isa(isa_name(isa)), isa);
+  for (Isa isa : {Isa::kPortable, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Vnni})
+    EXPECT_EQ(parse_isa(isa_name(isa)), isa);
   EXPECT_EQ(parse_isa("AVX2"), Isa::kAvx2);
   EXPECT_THROW(parse_isa("sse9"), Error);
   const auto supported = supported_isas();

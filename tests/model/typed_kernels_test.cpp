@@ -113,8 +113,9 @@ std::vector<double> x_steps(const std::vector<float>& in, int K) {
 // How far each output of a product may be from the reference: kTolerance for the summation order, and
 // where x is rounded (rounds_x), Σ_k |W[n][k]| · step(k) / 2 for rounding to nearest, with 2^-6 more for
 // the float arithmetic of the rounding itself (x · 32767 / m is off by a few units in the last place).
-std::vector<double> allowed_error(Isa isa, Weights t, const std::vector<float>& in, const std::vector<float>& w,
-                                  const std::vector<double>& expect, int rows, int K, int N) {
+std::vector<double> allowed_error(Isa isa, Weights t, const std::vector<float>& in,
+                                  const std::vector<float>& w, const std::vector<double>& expect, int rows,
+                                  int K, int N) {
   std::vector<double> allowed(expect.size());
   for (size_t i = 0; i < expect.size(); ++i) allowed[i] = kTolerance * (1 + std::fabs(expect[i]));
   if (!rounds_x(isa, t, rows)) return allowed;
@@ -169,7 +170,8 @@ TEST_P(TypedKernelsTest, LinearMatchesTheScalarReferenceForEveryRowCount) {
         std::vector<float> acc(out.size(), 1.5f);  // accumulate: added to what is there
         linear_forward(acc.data(), in.data(), L, rows, true, pool);
         for (size_t i = 0; i < acc.size(); ++i)
-          ASSERT_NEAR(acc[i], expect[i] + 1.5, allowed[i]) << weights_name(t) << " accumulating, rows " << rows;
+          ASSERT_NEAR(acc[i], expect[i] + 1.5, allowed[i])
+              << weights_name(t) << " accumulating, rows " << rows;
       }
     }
   }
@@ -275,12 +277,15 @@ TEST_P(TypedKernelsTest, QuartersInPiecesEqualTheWholeRange) {
     // in pieces from the back, compute what one stream over groups 1..12 does, to the last bit.
     std::vector<float> whole(static_cast<size_t>(N) + 16, 0.f);
     table().q8_0_group_streams(whole.data(), in.data(), &blocks, m.data.data(), K, N, 1, 0, 0, 12, 1);
-    for (const Int16Blocks* xi : {static_cast<const Int16Blocks*>(nullptr), static_cast<const Int16Blocks*>(&blocks)}) {
+    for (const Int16Blocks* xi :
+         {static_cast<const Int16Blocks*>(nullptr), static_cast<const Int16Blocks*>(&blocks)}) {
       std::vector<float> pieces(whole.size(), 0.f);
       for (int k1 = 3; k1 > 0; k1 -= 2)
-        table().q8_0_group_streams(pieces.data(), in.data(), xi, m.data.data(), K, N, 1, 3, std::max(0, k1 - 2), k1, 4);
+        table().q8_0_group_streams(pieces.data(), in.data(), xi, m.data.data(), K, N, 1, 3,
+                                   std::max(0, k1 - 2), k1, 4);
       for (int n = 0; n < static_cast<int>(whole.size()); ++n)
-        ASSERT_EQ(pieces[static_cast<size_t>(n)], whole[static_cast<size_t>(n)]) << n << (xi ? ", x rounded once" : "");
+        ASSERT_EQ(pieces[static_cast<size_t>(n)], whole[static_cast<size_t>(n)])
+            << n << (xi ? ", x rounded once" : "");
     }
     for (int n = 0; n < 16; ++n) EXPECT_EQ(whole[static_cast<size_t>(n)], 0.f) << "group 0 is not asked for";
     for (int n = N; n < N + 16; ++n) EXPECT_EQ(whole[static_cast<size_t>(n)], 0.f) << "past the last row";
@@ -290,8 +295,9 @@ TEST_P(TypedKernelsTest, QuartersInPiecesEqualTheWholeRange) {
       EXPECT_THROW(
           table().q8_0_group_streams(whole.data(), in.data(), &shorter, m.data.data(), K, N, 0, 0, 0, 1, 1),
           Error);
-      EXPECT_THROW(table().q8_0_group_products(whole.data(), in.data(), &shorter, m.data.data(), 1, K, N, 0, 1),
-                   Error);
+      EXPECT_THROW(
+          table().q8_0_group_products(whole.data(), in.data(), &shorter, m.data.data(), 1, K, N, 0, 1),
+          Error);
     }
     return;
   }
@@ -353,7 +359,8 @@ TEST_P(TypedKernelsTest, KernelsWriteOnlyTheirColumnRange) {
     std::vector<float> out(expect.size() + 16, 0.f);  // and past the last row
     if (t.groups) {
       std::vector<Int16Blocks> xs(static_cast<size_t>(rows));
-      for (int r = 0; r < rows; ++r) table().round_to_int16_blocks(&xs[static_cast<size_t>(r)], in.data() + r * K, K);
+      for (int r = 0; r < rows; ++r)
+        table().round_to_int16_blocks(&xs[static_cast<size_t>(r)], in.data() + r * K, K);
       if (rows == 1)
         table().q8_0_group_streams(out.data(), in.data(), nullptr, m.data.data(), K, N, 1, 1, 0, 1, 2);
       else
