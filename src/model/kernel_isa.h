@@ -22,9 +22,10 @@
 #define CORTEX_AVX2 1
 #define CORTEX_AVX512 1
 #define CORTEX_AVX512_VNNI 1
+// clang-format off
 #define CORTEX_ISA_TARGET \
-  _Pragma("GCC "          \
-          "target(\"avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c,bmi,bmi2,lzcnt,popcnt\")")
+  _Pragma("GCC target(\"avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c,bmi,bmi2,lzcnt,popcnt\")")
+// clang-format on
 #elif CORTEX_KERNEL_ISA == 2
 #define CORTEX_ISA_NS isa_avx512
 #define CORTEX_AVX2 1
