@@ -1,6 +1,7 @@
 // Products with Q8_0 weights in groups of 16 rows (q8_0_groups.h), for one row of x (a decode step) and
-// for a few (batched steps, short prompts), and the groups' rows widened to F32 (prompts through sgemm).
-// Compiled once per instruction set (kernel_isa.h).
+// for several (batched steps, prompts), and the groups' rows widened to F32 (prompts through sgemm, where
+// KernelTable::q8_0_group_prompt_rows sends them). Compiled once per instruction set (kernel_isa.h), and
+// for AVX-512 with VNNI once more (the avx512vnni set).
 //
 // With AVX2 and AVX-512, x is taken rounded to int16 blocks (round_to_int16_blocks, matvec_typed.cpp).
 // Per block of a group, each pair of values of the 16 rows widens to int16 and multiplies x's pair in
@@ -55,9 +56,10 @@ inline __m512i dot_pairs(__m512i acc, __m512i w, __m512i x) {
 #if defined(CORTEX_AVX512) || defined(CORTEX_AVX2)
 // Adds the dot products of S groups' 16 rows with x (rounded: xq, xd) to y[16·g[j] ..], the rows below
 // N only. The groups' blocks are read side by side, one block of each in turn: S streams through memory.
-// No software prefetching: the hardware's prefetchers, following S streams of whole 544-byte blocks, read
-// a decode step's products 1.35–1.4× as fast on one core as with lines prefetched 1–4 KiB ahead into L1
-// (1 KiB the best of those), on Zen 5 cores.
+// No software prefetching: left to the hardware's prefetchers, one Zen 5 core read the LM head's groups
+// from memory at 42–44 GB/s, against 20–25 GB/s with each stream prefetched 1–4 KiB ahead into L1 and
+// 28–29 GB/s 2–4 KiB ahead into L2 (and 30–32 GB/s for the row kernel on the same rows as llama.cpp
+// lays them out).
 template <int S>
 void group_dots(float* y, int N, const void* w, int nb, const int* g, const int16_t* xq, const float* xd) {
   const Q8GroupBlock* grp[S];
@@ -217,20 +219,8 @@ const float* dequantize_q8_0_groups(const void* w, int K, int n0, int n1) {
   thread_local AlignedVector<float> buffer;
   const size_t count = static_cast<size_t>(n1 - n0) * static_cast<size_t>(K);
   if (buffer.size() < count) buffer.resize(count);
-  const int nb = K / kQ8Block;
-  const float* scale = fp16_table();
-  for (int n = n0; n < n1; ++n) {
-    const Q8GroupBlock* grp = group_at(w, nb, n / kQ8GroupRows);
-    const int r = n % kQ8GroupRows;
-    float* o = buffer.data() + static_cast<size_t>(n - n0) * static_cast<size_t>(K);
-    for (int b = 0; b < nb; ++b) {
-      const float d = scale[grp[b].d[r]];
-      for (int p = 0; p < kQ8Block / 2; ++p) {
-        o[b * kQ8Block + 2 * p] = d * static_cast<float>(grp[b].q[p][r][0]);
-        o[b * kQ8Block + 2 * p + 1] = d * static_cast<float>(grp[b].q[p][r][1]);
-      }
-    }
-  }
+  for (int n = n0; n < n1; ++n)
+    q8_0_group_row_to_f32(buffer.data() + static_cast<size_t>(n - n0) * static_cast<size_t>(K), w, K, n);
   return buffer.data();
 }
 
