@@ -44,19 +44,21 @@ TEST(MachineLimitsTest, ReadsAPrefixOfTheLargestBufferSoFar) {
   EXPECT_GT(limits.timed_read(pool), 0);
 }
 
-// The read goes in 2 MiB pieces, a thread done with its own taking the others': whatever the threads and
-// the buffer's length (here 2.5 pieces, 4 MiB being the least), every value is read once. The buffer holds
-// ones, and its per-stream sums (a few hundred thousand) are exact in floats.
+// The read goes in 2 MiB pieces, a thread done with its own taking the others': whatever the threads, the
+// buffer's length (here 2.5 pieces, 4 MiB being the least) and the way it streams (prefetched or left to
+// the hardware), every value is read once. The buffer holds ones, and its per-stream sums (a few hundred
+// thousand) are exact in floats.
 TEST(MachineLimitsTest, ATimedReadTakesEveryValueOnce) {
   MachineLimits limits(1);
   for (const size_t bytes : {5 * kMiB, 4 * kMiB, 5 * kMiB + 4096})
-    for (int threads : {1, 2, 3, 5}) {
-      limits.set_read_bytes(bytes);
-      ThreadPool pool(threads);
-      EXPECT_GT(limits.timed_read(pool), 0);
-      EXPECT_EQ(limits.last_read_sum(), static_cast<double>(bytes / sizeof(float)))
-          << bytes << " bytes, " << threads << " threads";
-    }
+    for (int threads : {1, 2, 3, 5})
+      for (ReadWay way : kReadWays) {
+        limits.set_read_bytes(bytes);
+        ThreadPool pool(threads);
+        EXPECT_GT(limits.timed_read(pool, way), 0);
+        EXPECT_EQ(limits.last_read_sum(), static_cast<double>(bytes / sizeof(float)))
+            << bytes << " bytes, " << threads << " threads, way " << static_cast<int>(way);
+      }
 }
 
 }  // namespace
