@@ -182,13 +182,18 @@ void OneRowProduct::run(int share_index, uint32_t piece, const float* in, uint8_
   };
   const Share h = share(share_index);
   const int a = static_cast<int>(piece) * grain_, b = std::min(h.q, a + grain_);
-  if (L_.q8_0_groups) {
-    // Groups gb + j·q + [a, b) for the four streams j; piece 0 also does the groups after the quarters.
-    Int16Blocks* x_blocks = &thread_x_blocks();
+  // Q8_0's kernels read x rounded to int16 blocks: each thread rounds it once, at its first piece, into
+  // a buffer of its own that its next products reuse (thread_x_blocks).
+  Int16Blocks* x_blocks = nullptr;
+  if (L_.dtype == DType::kQ8_0) {
+    x_blocks = &thread_x_blocks();
     if (!*rounded) {
       k.round_to_int16_blocks(x_blocks, in, I);
       *rounded = 1;
     }
+  }
+  if (L_.q8_0_groups) {
+    // Groups gb + j·q + [a, b) for the four streams j; piece 0 also does the groups after the quarters.
     const int gb = h.begin / kQ8GroupRows, O = L_.out;
     auto rows = [&](int g0, int g1, auto&& fn) { fn(g0 * kQ8GroupRows, std::min(O, g1 * kQ8GroupRows)); };
     if (b > a) {
@@ -205,16 +210,6 @@ void OneRowProduct::run(int share_index, uint32_t piece, const float* in, uint8_
     return;
   }
   if (b > a) {
-    // Q8_0's kernels read x rounded to int16 blocks: each thread rounds it once, at its first piece, into
-    // a buffer of its own that its next products reuse (thread_x_blocks).
-    Int16Blocks* x_blocks = nullptr;
-    if (L_.dtype == DType::kQ8_0) {
-      x_blocks = &thread_x_blocks();
-      if (!*rounded) {
-        k.round_to_int16_blocks(x_blocks, in, I);
-        *rounded = 1;
-      }
-    }
     for (int j = 0; j < 4; ++j) begin_columns(h.begin + j * h.q + a, h.begin + j * h.q + b);
     k.matvec_typed_quarters(out, in, x_blocks, L_.weight, L_.dtype, I, h.begin, h.q, a, b);
     for (int j = 0; j < 4; ++j) end_columns(h.begin + j * h.q + a, h.begin + j * h.q + b);
