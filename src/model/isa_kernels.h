@@ -41,8 +41,6 @@ void round_to_int16_blocks(Int16Blocks* out, const float* x, int K);
 void small_batch_gemm_out_major_typed(float* out, const float* in, const void* w, DType t, int rows, int K,
                                       int N, int n0, int n1);
 const float* dequantize_rows(const void* w, DType t, int K, int n0, int n1);
-void q8_0_group_streams(float* y, const float* x, const Int16Blocks* xi, const void* w, int K, int N, int g0,
-                        int q, int k0, int k1, int streams);
 void q8_0_group_products(float* out, const float* in, const Int16Blocks* xs, const void* w, int rows, int K,
                          int N, int g0, int g1);
 const float* dequantize_q8_0_groups(const void* w, int K, int n0, int n1);

@@ -97,12 +97,9 @@ struct KernelTable {
 
   // Q8_0 weights in groups of 16 rows (q8_0_groups.h), W [N, K] (K a multiple of 32), groups of rows
   // numbered from 0; outputs of rows past N (a last group's zeros) are not written.
-  // One row: y[16g + r] += dot(x, W[16g + r]) for the groups g0 + j·q + k, j < streams, k in [k0, k1),
-  // read as `streams` streams side by side (1 or 4). xi as matvec_typed_quarters takes it.
-  void (*q8_0_group_streams)(float* y, const float* x, const Int16Blocks* xi, const void* w, int K, int N,
-                             int g0, int q, int k0, int k1, int streams);
-  // `rows` rows: out[r, n] += dot(in[r, :], W[n, :]) for the rows n of groups [g0, g1); xs: each input
-  // row rounded by round_to_int16_blocks (the portable set reads `in` instead, and xs may be null).
+  // `rows` rows: out[r, n] += dot(in[r, :], W[n, :]) for the rows n of groups [g0, g1), read front to
+  // back, one group after another; xs: each input row rounded by round_to_int16_blocks (the portable set
+  // reads `in` instead, and xs may be null). One row is a decode step's product (OneRowProduct).
   void (*q8_0_group_products)(float* out, const float* in, const Int16Blocks* xs, const void* w, int rows,
                               int K, int N, int g0, int g1);
   // Rows [n0, n1) of such a W converted to F32, as dequantize_rows returns them.

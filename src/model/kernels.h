@@ -50,7 +50,7 @@ class OneRowProduct {
  private:
   struct Share {
     int begin, end;  // W's rows
-    int q;           // rows per quarter; piece 0 also does the rows after the quarters
+    int q;  // rows per quarter (piece 0 also does the rows after the quarters); Q8_0 in groups: groups
     int pieces;
   };
   Share share(int t) const;
@@ -59,7 +59,7 @@ class OneRowProduct {
   bool accumulate_;
   Activation activation_;
   int threads_;
-  int grain_;  // rows per stream in a piece
+  int grain_;  // rows per stream in a piece (Q8_0 in groups: groups)
 };
 
 // x[i] = exp(x[i] - shift) for i < n; returns the sum of the results (softmax's denominator).

@@ -1,5 +1,5 @@
-// Products with Q8_0 weights in groups of 16 rows (q8_0_groups.h), for one row of x (a decode step) and
-// for several (batched steps, prompts), and the groups' rows widened to F32 (prompts through sgemm, where
+// Products with Q8_0 weights in groups of 16 rows (q8_0_groups.h), for one row of x or several (a decode
+// step, batched steps, prompts), and the groups' rows widened to F32 (prompts through sgemm, where
 // KernelTable::q8_0_group_prompt_rows sends them). Compiled once per instruction set (kernel_isa.h), and
 // for AVX-512 with VNNI once more (the avx512vnni set).
 //
@@ -54,89 +54,60 @@ inline __m512i dot_pairs(__m512i acc, __m512i w, __m512i x) {
 #endif
 
 #if defined(CORTEX_AVX512) || defined(CORTEX_AVX2)
-// Adds the dot products of S groups' 16 rows with x (rounded: xq, xd) to y[16·g[j] ..], the rows below
-// N only. The groups' blocks are read side by side, one block of each in turn: S streams through memory.
-// No software prefetching: left to the hardware's prefetchers, one Zen 5 core read the LM head's groups
-// from memory at 42–44 GB/s, against 20–25 GB/s with each stream prefetched 1–4 KiB ahead into L1 and
-// 28–29 GB/s 2–4 KiB ahead into L2 (and 30–32 GB/s for the row kernel on the same rows as llama.cpp
+// Adds the dot products of group g's 16 rows with x (rounded: xq, xd) to y[16·g ..], the rows below N
+// only. No software prefetching: left to the hardware's prefetchers, one Zen 5 core read the LM head's
+// groups from memory at 42–44 GB/s, against 20–25 GB/s with each stream prefetched 1–4 KiB ahead into L1
+// and 28–29 GB/s 2–4 KiB ahead into L2 (and 30–32 GB/s for the row kernel on the same rows as llama.cpp
 // lays them out).
-template <int S>
-void group_dots(float* y, int N, const void* w, int nb, const int* g, const int16_t* xq, const float* xd) {
-  const Q8GroupBlock* grp[S];
-  for (int j = 0; j < S; ++j) grp[j] = group_at(w, nb, g[j]);
+void group_dot(float* y, int N, const void* w, int nb, int g, const int16_t* xq, const float* xd) {
+  const Q8GroupBlock* grp = group_at(w, nb, g);
+  float* out = y + static_cast<size_t>(g) * kQ8GroupRows;
+  const int rows = std::min(kQ8GroupRows, N - g * kQ8GroupRows);
 #ifdef CORTEX_AVX512
-  __m512 acc[S];
-  for (int j = 0; j < S; ++j) acc[j] = _mm512_setzero_ps();
+  __m512 acc = _mm512_setzero_ps();
   for (int b = 0; b < nb; ++b) {
     const int16_t* xb = xq + b * kQ8Block;
-    __m512i sum[S][2];
-    for (int j = 0; j < S; ++j) sum[j][0] = sum[j][1] = _mm512_setzero_si512();
+    __m512i sum[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
 #pragma GCC unroll 8
     for (int p = 0; p < kQ8Block / 2; p += 2) {
       int32_t x0, x1;  // x's pairs p and p + 1
       std::memcpy(&x0, xb + 2 * p, 4);
       std::memcpy(&x1, xb + 2 * p + 2, 4);
-      const __m512i xv0 = _mm512_set1_epi32(x0), xv1 = _mm512_set1_epi32(x1);
-#pragma GCC unroll 4
-      for (int j = 0; j < S; ++j) {
-        const auto* q = reinterpret_cast<const __m256i*>(grp[j][b].q[p]);
-        sum[j][0] = dot_pairs(sum[j][0], _mm512_cvtepi8_epi16(_mm256_load_si256(q)), xv0);
-        sum[j][1] = dot_pairs(sum[j][1], _mm512_cvtepi8_epi16(_mm256_load_si256(q + 1)), xv1);
-      }
+      const auto* q = reinterpret_cast<const __m256i*>(grp[b].q[p]);
+      sum[0] = dot_pairs(sum[0], _mm512_cvtepi8_epi16(_mm256_load_si256(q)), _mm512_set1_epi32(x0));
+      sum[1] = dot_pairs(sum[1], _mm512_cvtepi8_epi16(_mm256_load_si256(q + 1)), _mm512_set1_epi32(x1));
     }
-    const __m512 dx = _mm512_set1_ps(xd[b]);
-#pragma GCC unroll 4
-    for (int j = 0; j < S; ++j) {
-      const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(grp[j][b].d)));
-      const __m512 dot = _mm512_cvtepi32_ps(_mm512_add_epi32(sum[j][0], sum[j][1]));
-      acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(dot, d), dx, acc[j]);
-    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(grp[b].d)));
+    const __m512 dot = _mm512_cvtepi32_ps(_mm512_add_epi32(sum[0], sum[1]));
+    acc = _mm512_fmadd_ps(_mm512_mul_ps(dot, d), _mm512_set1_ps(xd[b]), acc);
   }
-  for (int j = 0; j < S; ++j) {
-    float* out = y + static_cast<size_t>(g[j]) * kQ8GroupRows;
-    const int rows = std::min(kQ8GroupRows, N - g[j] * kQ8GroupRows);
-    const __mmask16 m = static_cast<__mmask16>((1u << rows) - 1);
-    _mm512_mask_storeu_ps(out, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, out), acc[j]));
-  }
+  const __mmask16 m = static_cast<__mmask16>((1u << rows) - 1);
+  _mm512_mask_storeu_ps(out, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, out), acc));
 #else
   // AVX2: a pair's 32 bytes as two halves of 8 rows each.
-  __m256 acc[S][2];
-  for (int j = 0; j < S; ++j) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
   for (int b = 0; b < nb; ++b) {
     const int16_t* xb = xq + b * kQ8Block;
-    __m256i sum[S][2];
-    for (int j = 0; j < S; ++j) sum[j][0] = sum[j][1] = _mm256_setzero_si256();
+    __m256i sum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
 #pragma GCC unroll 16
     for (int p = 0; p < kQ8Block / 2; ++p) {
       int32_t x0;
       std::memcpy(&x0, xb + 2 * p, 4);
       const __m256i xv = _mm256_set1_epi32(x0);
-#pragma GCC unroll 4
-      for (int j = 0; j < S; ++j) {
-        const auto* q = reinterpret_cast<const __m128i*>(grp[j][b].q[p]);
-        sum[j][0] =
-            _mm256_add_epi32(sum[j][0], _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_load_si128(q)), xv));
-        sum[j][1] =
-            _mm256_add_epi32(sum[j][1], _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_load_si128(q + 1)), xv));
-      }
+      const auto* q = reinterpret_cast<const __m128i*>(grp[b].q[p]);
+      sum[0] = _mm256_add_epi32(sum[0], _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_load_si128(q)), xv));
+      sum[1] = _mm256_add_epi32(sum[1], _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_load_si128(q + 1)), xv));
     }
     const __m256 dx = _mm256_set1_ps(xd[b]);
-#pragma GCC unroll 4
-    for (int j = 0; j < S; ++j)
-      for (int h = 0; h < 2; ++h) {
-        const __m256 d =
-            _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(grp[j][b].d + 8 * h)));
-        acc[j][h] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(sum[j][h]), d), dx, acc[j][h]);
-      }
+    for (int h = 0; h < 2; ++h) {
+      const __m256 d = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(grp[b].d + 8 * h)));
+      acc[h] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(sum[h]), d), dx, acc[h]);
+    }
   }
-  for (int j = 0; j < S; ++j) {
-    float* out = y + static_cast<size_t>(g[j]) * kQ8GroupRows;
-    const int rows = std::min(kQ8GroupRows, N - g[j] * kQ8GroupRows);
-    alignas(32) float v[kQ8GroupRows];
-    _mm256_store_ps(v, acc[j][0]);
-    _mm256_store_ps(v + 8, acc[j][1]);
-    for (int r = 0; r < rows; ++r) out[r] += v[r];
-  }
+  alignas(32) float v[kQ8GroupRows];
+  _mm256_store_ps(v, acc[0]);
+  _mm256_store_ps(v + 8, acc[1]);
+  for (int r = 0; r < rows; ++r) out[r] += v[r];
 #endif
 }
 #else
@@ -162,38 +133,6 @@ void group_dots_exact(float* y, int N, const void* w, int nb, int g, const float
 
 }  // namespace
 
-void q8_0_group_streams(float* y, const float* x, const Int16Blocks* xi, const void* w, int K, int N, int g0,
-                        int q, int k0, int k1, int streams) {
-  const int nb = K / kQ8Block;
-#if defined(CORTEX_AVX512) || defined(CORTEX_AVX2)
-  Int16Blocks own;
-  if (xi == nullptr) {
-#if CORTEX_KERNEL_ISA == 3
-    isa_avx512::round_to_int16_blocks(&own, x, K);
-#else
-    round_to_int16_blocks(&own, x, K);
-#endif
-    xi = &own;
-  }
-  check_blocks(*xi, nb);
-  for (int k = k0; k < k1; ++k) {
-    if (streams == 4) {
-      const int g[4] = {g0 + k, g0 + q + k, g0 + 2 * q + k, g0 + 3 * q + k};
-      group_dots<4>(y, N, w, nb, g, xi->q.data(), xi->d.data());
-    } else {
-      for (int j = 0; j < streams; ++j) {
-        const int g = g0 + j * q + k;
-        group_dots<1>(y, N, w, nb, &g, xi->q.data(), xi->d.data());
-      }
-    }
-  }
-#else
-  (void)xi;
-  for (int k = k0; k < k1; ++k)
-    for (int j = 0; j < streams; ++j) group_dots_exact(y, N, w, nb, g0 + j * q + k, x);
-#endif
-}
-
 void q8_0_group_products(float* out, const float* in, const Int16Blocks* xs, const void* w, int rows, int K,
                          int N, int g0, int g1) {
   const int nb = K / kQ8Block;
@@ -207,7 +146,7 @@ void q8_0_group_products(float* out, const float* in, const Int16Blocks* xs, con
       float* y = out + static_cast<size_t>(r) * static_cast<size_t>(N);
 #if defined(CORTEX_AVX512) || defined(CORTEX_AVX2)
       (void)in;
-      group_dots<1>(y, N, w, nb, &g, xs[r].q.data(), xs[r].d.data());
+      group_dot(y, N, w, nb, g, xs[r].q.data(), xs[r].d.data());
 #else
       (void)xs;
       group_dots_exact(y, N, w, nb, g, in + static_cast<size_t>(r) * static_cast<size_t>(K));

@@ -261,10 +261,11 @@ TEST_P(TypedKernelsTest, BatchedProductsReadInPiecesMatchTheScalarReference) {
   }
 }
 
-// The kernel for pieces of a range in quarters computes, piece after piece in any order, what the whole
-// range's product does (the same sums in the same order), whether each piece rounds x itself or all take
-// x's int16 blocks rounded once (round_to_int16_blocks, as linear_forward hands them to a thread's pieces).
-TEST_P(TypedKernelsTest, QuartersInPiecesEqualTheWholeRange) {
+// The kernel for pieces of a range in quarters (Q8_0 in groups: runs of whole groups) computes, piece
+// after piece in any order, what the whole range's product does (the same sums in the same order),
+// whether each piece rounds x itself or all take x's int16 blocks rounded once (round_to_int16_blocks, as
+// linear_forward hands them to a thread's pieces).
+TEST_P(TypedKernelsTest, PiecesEqualTheWholeRange) {
   const Weights kind = std::get<1>(GetParam());
   const DType t = kind.t;
   const int K = 96, N = 203, o0 = 5, o1 = 202;  // 197 rows: quarters of 49, one row after them
@@ -273,28 +274,21 @@ TEST_P(TypedKernelsTest, QuartersInPiecesEqualTheWholeRange) {
   Int16Blocks blocks;
   table().round_to_int16_blocks(&blocks, in.data(), K);
   if (kind.groups) {
-    // Groups: 203 rows are 13 groups (the last of 11 rows). Four streams over groups 1 + 3j + [k0, k1),
-    // in pieces from the back, compute what one stream over groups 1..12 does, to the last bit.
+    // Groups: 203 rows are 13 groups (the last of 11 rows). Groups 1..12 in pieces from the back, as a
+    // thread taking another's pieces does, compute what one call over them does, to the last bit.
     std::vector<float> whole(static_cast<size_t>(N) + 16, 0.f);
-    table().q8_0_group_streams(whole.data(), in.data(), &blocks, m.data.data(), K, N, 1, 0, 0, 12, 1);
-    for (const Int16Blocks* xi :
-         {static_cast<const Int16Blocks*>(nullptr), static_cast<const Int16Blocks*>(&blocks)}) {
-      std::vector<float> pieces(whole.size(), 0.f);
-      for (int k1 = 3; k1 > 0; k1 -= 2)
-        table().q8_0_group_streams(pieces.data(), in.data(), xi, m.data.data(), K, N, 1, 3,
-                                   std::max(0, k1 - 2), k1, 4);
-      for (int n = 0; n < static_cast<int>(whole.size()); ++n)
-        ASSERT_EQ(pieces[static_cast<size_t>(n)], whole[static_cast<size_t>(n)])
-            << n << (xi ? ", x rounded once" : "");
-    }
+    table().q8_0_group_products(whole.data(), in.data(), &blocks, m.data.data(), 1, K, N, 1, 13);
+    std::vector<float> pieces(whole.size(), 0.f);
+    for (int g1 = 13; g1 > 1; g1 -= 5)
+      table().q8_0_group_products(pieces.data(), in.data(), &blocks, m.data.data(), 1, K, N,
+                                  std::max(1, g1 - 5), g1);
+    for (int n = 0; n < static_cast<int>(whole.size()); ++n)
+      ASSERT_EQ(pieces[static_cast<size_t>(n)], whole[static_cast<size_t>(n)]) << n;
     for (int n = 0; n < 16; ++n) EXPECT_EQ(whole[static_cast<size_t>(n)], 0.f) << "group 0 is not asked for";
     for (int n = N; n < N + 16; ++n) EXPECT_EQ(whole[static_cast<size_t>(n)], 0.f) << "past the last row";
     if (rounds_x(std::get<0>(GetParam()), kind, 1)) {
       Int16Blocks shorter;
       table().round_to_int16_blocks(&shorter, in.data(), K - kQ8Block);
-      EXPECT_THROW(
-          table().q8_0_group_streams(whole.data(), in.data(), &shorter, m.data.data(), K, N, 0, 0, 0, 1, 1),
-          Error);
       EXPECT_THROW(
           table().q8_0_group_products(whole.data(), in.data(), &shorter, m.data.data(), 1, K, N, 0, 1),
           Error);
@@ -361,10 +355,7 @@ TEST_P(TypedKernelsTest, KernelsWriteOnlyTheirColumnRange) {
       std::vector<Int16Blocks> xs(static_cast<size_t>(rows));
       for (int r = 0; r < rows; ++r)
         table().round_to_int16_blocks(&xs[static_cast<size_t>(r)], in.data() + r * K, K);
-      if (rows == 1)
-        table().q8_0_group_streams(out.data(), in.data(), nullptr, m.data.data(), K, N, 1, 1, 0, 1, 2);
-      else
-        table().q8_0_group_products(out.data(), in.data(), xs.data(), m.data.data(), rows, K, N, 1, 3);
+      table().q8_0_group_products(out.data(), in.data(), xs.data(), m.data.data(), rows, K, N, 1, 3);
     } else if (rows == 1) {
       table().matvec_typed(out.data(), in.data(), m.data.data(), t.t, K, n0, n1);
     } else {
