@@ -134,8 +134,8 @@ Int16Blocks& thread_x_blocks() {
 // stream, or for Q8_0 in groups as one stream of whole groups front to back (q8_0_group_products) in
 // pieces of `grain_` groups; a thread done with its share takes pieces from the back of another's
 // (ThreadPool::Shares). Groups read as one stream rather than four: a Q8_0 decode step took 0.95–0.97×
-// the time at 57–67 GB/s and 0.98× at 39–42 GB/s (alternating step by step; 1–2 % less with 128 KiB
-// pieces per stream, 5 % more with two streams one after the other in each piece).
+// the time at 57–67 GB/s and 0.98× at 39–42 GB/s, alternating step by step (with pieces of 128 KiB,
+// 0.98–0.99×; two streams one after the other in each piece, 1.05–1.08×).
 // With fixed shares, one thread waited 5–10 % of each product for the other on this shared machine. Each
 // output column is one row's dot product, whichever thread computes it: the results do not depend on who
 // took what.
