@@ -22,6 +22,7 @@
 
 #include "model/kernel_table.h"
 #include "model/kernels.h"
+#include "model/q8_0_groups.h"
 #include "model/weight_types.h"
 #include "util/aligned_vector.h"
 #include "util/page_arena.h"
@@ -37,11 +38,34 @@ struct Layout {
   const char* name;
   DType dtype;
   bool in_major;
+  bool q8_0_groups = false;  // Q8_0 in groups of 16 rows, as conversion on load lays it out
 };
+// q8_0: llama.cpp's rows, as a Q8_0 GGUF file is mapped; q8_0_groups: as a model converted on load runs.
 constexpr Layout kLayouts[] = {{"f32_in_major", DType::kF32, true},
                                {"f32_out_major", DType::kF32, false},
                                {"f16", DType::kF16, false},
-                               {"q8_0", DType::kQ8_0, false}};
+                               {"q8_0", DType::kQ8_0, false},
+                               {"q8_0_groups", DType::kQ8_0, false, true}};
+
+// W (`in` × `out` values, [in, out] where in_major, else [out, in]) stored as `layout` keeps it, in
+// memory from allocate(bytes); the Linear without bias.
+template <class Allocate>
+Linear store_matrix(const std::vector<float>& w, int in, int out, bool in_major, const Layout& layout,
+                    Allocate&& allocate) {
+  const int64_t n = static_cast<int64_t>(w.size());
+  Linear L;
+  L.in = in, L.out = out, L.in_major = in_major, L.dtype = layout.dtype, L.q8_0_groups = layout.q8_0_groups;
+  void* stored = allocate(L.weight_bytes());
+  if (layout.q8_0_groups) {
+    std::vector<std::byte> rows(model::dtype_bytes(DType::kQ8_0, n));
+    model::convert_from_f32(rows.data(), DType::kQ8_0, w.data(), n);
+    model::group_q8_0_rows(stored, reinterpret_cast<const model::BlockQ8_0*>(rows.data()), out, in);
+  } else {
+    model::convert_from_f32(stored, layout.dtype, w.data(), n);
+  }
+  L.weight = stored;
+  return L;
+}
 
 // The matrices of GPT-2 124M in one type and layout: 12 × (qkv, proj, fc, proj) and the LM head.
 class DenseStack {
@@ -53,12 +77,9 @@ class DenseStack {
     auto add = [&](int in, int out, bool bias, bool in_major) {
       std::vector<float> w(static_cast<size_t>(in) * out);
       for (float& v : w) v = dist(rng);
-      const size_t bytes = model::dtype_bytes(layout.dtype, static_cast<int64_t>(w.size()));
-      void* stored = storage_.allocate(bytes);  // on 2 MiB pages where the system allows, as the model's
-      model::convert_from_f32(stored, layout.dtype, w.data(), static_cast<int64_t>(w.size()));
-      Linear L;
-      L.weight = stored;
-      L.in = in, L.out = out, L.in_major = in_major, L.dtype = layout.dtype;
+      // On 2 MiB pages where the system allows, as the model's.
+      Linear L = store_matrix(w, in, out, in_major, layout, [&](size_t n) { return storage_.allocate(n); });
+      const size_t bytes = L.weight_bytes();
       if (bias) {
         biases_.emplace_back(static_cast<size_t>(out), 0.01f);
         L.bias = biases_.back().data();
@@ -128,11 +149,11 @@ void BM_CachedMatrix(benchmark::State& state, const Layout& layout) {
   std::normal_distribution<float> dist(0.f, 0.02f);
   std::vector<float> w(static_cast<size_t>(in) * out);
   for (float& v : w) v = dist(rng);
-  std::vector<std::byte> stored(model::dtype_bytes(layout.dtype, static_cast<int64_t>(w.size())));
-  model::convert_from_f32(stored.data(), layout.dtype, w.data(), static_cast<int64_t>(w.size()));
-  Linear L;
-  L.weight = stored.data();
-  L.in = in, L.out = out, L.in_major = layout.in_major, L.dtype = layout.dtype;
+  std::vector<std::byte> stored;
+  const Linear L = store_matrix(w, in, out, layout.in_major, layout, [&](size_t n) {
+    stored.resize(n);
+    return static_cast<void*>(stored.data());
+  });
   model::configure_blas_threads();
   ThreadPool pool(1);
   AlignedVector<float> x(static_cast<size_t>(rows) * in, 0.5f), y(static_cast<size_t>(rows) * out);
