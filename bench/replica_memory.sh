@@ -54,12 +54,12 @@ INFO="$work/info.json" MODEL="$model" KV_DTYPE="$kv_dtype" python3 - "${pids[@]}
 import json, math, os, sys
 
 info = json.load(open(os.environ["INFO"]))
-# The KV cache the load needs at most: 8 sequences of 2 prompt + 64 generated positions, in blocks of 16
-# positions × layers × (key, value) × n_embd values of 4 bytes (2 for an F16 cache); blocks once allocated
+# The KV cache the load needs at most: 8 sequences of 2 prompt + 64 generated positions, in blocks of 64
+# positions (KvCache::kBlockTokens) × layers × (key, value) × n_embd values of 4 bytes (2 for an F16 cache); blocks once allocated
 # stay with the process.
 value_bytes = 2 if os.environ["KV_DTYPE"] == "f16" else 4
-block_mb = info["n_layer"] * 2 * 16 * info["n_embd"] * value_bytes / 2**20
-kv_mb = 8 * math.ceil(66 / 16) * block_mb
+block_mb = info["n_layer"] * 2 * 64 * info["n_embd"] * value_bytes / 2**20
+kv_mb = 8 * math.ceil(66 / 64) * block_mb
 
 model = os.environ["MODEL"]
 file_mb = os.path.getsize(model) / 2**20

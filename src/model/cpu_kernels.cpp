@@ -253,9 +253,10 @@ inline __m512 load16(const uint16_t* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 
-// Positions whose cached rows are prefetched ahead of the one being read. A position's rows for G heads
-// (G × 64 values, at most 1.5 KiB) lie a whole cache row apart from the next position's, so the hardware
-// prefetchers, which follow sequential lines, stall at every position (docs/performance.md). Sixteen
+// Positions whose cached rows are prefetched ahead of the one being read. Until 2026-12-05 a position's
+// rows for G heads (G × 64 values, at most 1.5 KiB) lay a whole cache row apart from the next position's,
+// so the hardware prefetchers, which follow sequential lines, stalled at every position
+// (docs/performance.md); the cache now keeps each head's rows together (CachedRows). Sixteen
 // positions (12 KiB of an F16 cache's rows for six heads, 24 KiB of an F32 cache's): a decode step's
 // cache rows come from memory (the weights' stream has evicted them since the last step), and four
 // positions ahead, ~120 ns of reading, hid less than a read's latency. With 8 to 24 (alike), single-stream
@@ -269,29 +270,31 @@ constexpr int kAttentionPrefetchPositions = 16;
 // 66–68 GB/s and 0.99–1.00× at ~40 GB/s (48 positions ahead; 32 alike; A/B harness, 150 quads each).
 constexpr int kAttentionL2PrefetchPositions = 48;
 
-// Position j's row of a cache layer (its blocks of block_tokens rows), at value `off` of the row.
-template <class T>
-inline const T* cached_row(const T* const* blocks, int block_tokens, size_t stride, size_t off, int j) {
-  return blocks[j / block_tokens] + off + static_cast<size_t>(j % block_tokens) * stride;
-}
-
-// Prefetches into L1 (or L2) the G × 64 values at position j of a cache layer.
+// Prefetches into L1 (or L2) the rows of heads h0 .. h0 + G - 1 (64 values each) at position j of a
+// cache layer's keys or values (`blocks`: c.key_blocks or c.value_blocks).
 template <int G, class T, bool kIntoL2 = false>
-inline void prefetch_position(const T* const* blocks, int block_tokens, size_t stride, size_t off, int j) {
-  const char* p = reinterpret_cast<const char*>(cached_row(blocks, block_tokens, stride, off, j));
-  constexpr int kBytes = G * 64 * static_cast<int>(sizeof(T));
-#pragma GCC unroll 24
-  for (int b = 0; b < kBytes; b += 64) _mm_prefetch(p + b, kIntoL2 ? _MM_HINT_T1 : _MM_HINT_T0);
+inline void prefetch_position(const CachedRows<T>& c, const T* const* blocks, int h0, int j) {
+  constexpr int kBytes = 64 * static_cast<int>(sizeof(T));
+#pragma GCC unroll 8
+  for (int g = 0; g < G; ++g) {
+    const char* p = reinterpret_cast<const char*>(c.row(blocks, h0 + g, j));
+#pragma GCC unroll 4
+    for (int b = 0; b < kBytes; b += 64) _mm_prefetch(p + b, kIntoL2 ? _MM_HINT_T1 : _MM_HINT_T0);
+  }
 }
 
 // attention_heads for D = 64 (every GPT-2 size) and G heads, cached rows stored as T: each head's query
 // and output stay in four registers.
 template <int G, class T>
-void attention_heads_64(float* out, const float* q, const T* const* key_blocks, const T* const* value_blocks,
-                        int block_tokens, size_t stride, size_t off, int n, float scale, float* scores) {
+void attention_heads_64(float* out, const float* q, const CachedRows<T>& c, int h0, int n, float scale,
+                        float* scores) {
   constexpr int kAhead = kAttentionPrefetchPositions, kFar = kAttentionL2PrefetchPositions;
-  for (int j = 0; j < std::min(n, kAhead); ++j)
-    prefetch_position<G>(key_blocks, block_tokens, stride, off, j);
+  const T* const* key_blocks = c.key_blocks;
+  const T* const* value_blocks = c.value_blocks;
+  const int block_tokens = c.block_tokens;
+  const size_t stride = c.position_stride, head_stride = c.head_stride;
+  const size_t off = static_cast<size_t>(h0) * head_stride;
+  for (int j = 0; j < std::min(n, kAhead); ++j) prefetch_position<G>(c, key_blocks, h0, j);
   __m512 qv[G][4];
 #pragma GCC unroll 8
   for (int g = 0; g < G; ++g)
@@ -301,14 +304,14 @@ void attention_heads_64(float* out, const float* q, const T* const* key_blocks, 
   for (int b = 0, j = 0; b < blocks; ++b) {
     const T* k = key_blocks[b] + off;
     for (int i = 0; i < block_tokens && j < n; ++i, ++j, k += stride) {
-      if (j + kAhead < n) prefetch_position<G>(key_blocks, block_tokens, stride, off, j + kAhead);
+      if (j + kAhead < n) prefetch_position<G>(c, key_blocks, h0, j + kAhead);
       if (j + kFar < n)
-        prefetch_position<G, T, true>(key_blocks, block_tokens, stride, off, j + kFar);
+        prefetch_position<G, T, true>(c, key_blocks, h0, j + kFar);
       else if (j + kFar < 2 * n)
-        prefetch_position<G, T, true>(value_blocks, block_tokens, stride, off, j + kFar - n);
+        prefetch_position<G, T, true>(c, value_blocks, h0, j + kFar - n);
 #pragma GCC unroll 8
       for (int g = 0; g < G; ++g) {
-        const T* kg = k + 64 * g;
+        const T* kg = k + g * head_stride;
         __m512 s = _mm512_mul_ps(qv[g][0], load16(kg));
         s = _mm512_fmadd_ps(qv[g][1], load16(kg + 16), s);
         s = _mm512_fmadd_ps(qv[g][2], load16(kg + 32), s);
@@ -317,8 +320,7 @@ void attention_heads_64(float* out, const float* q, const T* const* key_blocks, 
       }
     }
   }
-  for (int j = 0; j < std::min(n, kAhead); ++j)
-    prefetch_position<G>(value_blocks, block_tokens, stride, off, j);
+  for (int j = 0; j < std::min(n, kAhead); ++j) prefetch_position<G>(c, value_blocks, h0, j);
   float inv[G];
   for (int g = 0; g < G; ++g) {
     float* s = scores + static_cast<size_t>(g) * n;
@@ -337,13 +339,14 @@ void attention_heads_64(float* out, const float* q, const T* const* key_blocks, 
   for (int b = 0, j = 0; b < blocks; ++b) {
     const T* v = value_blocks[b] + off;
     for (int i = 0; i < block_tokens && j < n; ++i, ++j, v += stride) {
-      if (j + kAhead < n) prefetch_position<G>(value_blocks, block_tokens, stride, off, j + kAhead);
-      if (j + kFar < n) prefetch_position<G, T, true>(value_blocks, block_tokens, stride, off, j + kFar);
+      if (j + kAhead < n) prefetch_position<G>(c, value_blocks, h0, j + kAhead);
+      if (j + kFar < n) prefetch_position<G, T, true>(c, value_blocks, h0, j + kFar);
 #pragma GCC unroll 8
       for (int g = 0; g < G; ++g) {
         const __m512 p = _mm512_set1_ps(scores[static_cast<size_t>(g) * n + j]);
+        const T* vg = v + g * head_stride;
 #pragma GCC unroll 4
-        for (int d = 0; d < 4; ++d) o[g][d] = _mm512_fmadd_ps(p, load16(v + 64 * g + 16 * d), o[g][d]);
+        for (int d = 0; d < 4; ++d) o[g][d] = _mm512_fmadd_ps(p, load16(vg + 16 * d), o[g][d]);
       }
     }
   }
@@ -359,23 +362,17 @@ void attention_heads_64(float* out, const float* q, const T* const* key_blocks, 
 
 namespace {
 template <class T>
-void attention_heads_of(float* out, const float* q, const T* const* key_blocks, const T* const* value_blocks,
-                        int block_tokens, size_t stride, int h0, int heads, int n, int D, float scale,
-                        float* scores) {
-  const size_t off = static_cast<size_t>(h0) * D;
-  out += off, q += off;
-  const int blocks = (n + block_tokens - 1) / block_tokens;
+void attention_heads_of(float* out, const float* q, const CachedRows<T>& c, int h0, int heads, int n, int D,
+                        float scale, float* scores) {
 #ifdef CORTEX_AVX512
   if (D == 64) {
-    auto run = [&]<int G>() {
-      attention_heads_64<G, T>(out, q, key_blocks, value_blocks, block_tokens, stride, off, n, scale, scores);
-    };
     if (heads > kMaxAttentionGroup) {  // in groups that fit the registers
       for (int h = 0; h < heads; h += kMaxAttentionGroup)
-        attention_heads_of(out - off, q - off, key_blocks, value_blocks, block_tokens, stride, h0 + h,
-                           std::min(kMaxAttentionGroup, heads - h), n, D, scale, scores);
+        attention_heads_of(out, q, c, h0 + h, std::min(kMaxAttentionGroup, heads - h), n, D, scale, scores);
       return;
     }
+    const size_t off = static_cast<size_t>(h0) * D;
+    auto run = [&]<int G>() { attention_heads_64<G, T>(out + off, q + off, c, h0, n, scale, scores); };
     switch (heads) {
       case 1:
         return run.template operator()<1>();
@@ -392,34 +389,29 @@ void attention_heads_of(float* out, const float* q, const T* const* key_blocks, 
     }
   }
 #endif
-  for (int h = 0; h < heads; ++h) {
+  for (int h = h0; h < h0 + heads; ++h) {
     const size_t hd = static_cast<size_t>(h) * D;
     float max_score = -INFINITY;
-    for (int b = 0, j = 0; b < blocks; ++b)
-      for (int i = 0; i < block_tokens && j < n; ++i, ++j) {
-        scores[j] = row_dot(q + hd, key_blocks[b] + off + hd + static_cast<size_t>(i) * stride, D) * scale;
-        max_score = std::max(max_score, scores[j]);
-      }
+    for (int j = 0; j < n; ++j) {
+      scores[j] = row_dot(q + hd, c.key(h, j), D) * scale;
+      max_score = std::max(max_score, scores[j]);
+    }
     const float inv = 1.f / exp_and_sum(scores, n, max_score);
     float* o = out + hd;
     std::fill(o, o + D, 0.f);
-    for (int b = 0, j = 0; b < blocks; ++b)
-      for (int i = 0; i < block_tokens && j < n; ++i, ++j)
-        row_axpy(o, value_blocks[b] + off + hd + static_cast<size_t>(i) * stride, scores[j] * inv, D);
+    for (int j = 0; j < n; ++j) row_axpy(o, c.value(h, j), scores[j] * inv, D);
   }
 }
 }  // namespace
 
-void attention_heads(float* out, const float* q, const float* const* key_blocks,
-                     const float* const* value_blocks, int block_tokens, size_t stride, int h0, int heads,
-                     int n, int D, float scale, float* scores) {
-  attention_heads_of(out, q, key_blocks, value_blocks, block_tokens, stride, h0, heads, n, D, scale, scores);
+void attention_heads(float* out, const float* q, const CachedRows<float>& cache, int h0, int heads, int n,
+                     int D, float scale, float* scores) {
+  attention_heads_of(out, q, cache, h0, heads, n, D, scale, scores);
 }
 
-void attention_heads_f16(float* out, const float* q, const uint16_t* const* key_blocks,
-                         const uint16_t* const* value_blocks, int block_tokens, size_t stride, int h0,
-                         int heads, int n, int D, float scale, float* scores) {
-  attention_heads_of(out, q, key_blocks, value_blocks, block_tokens, stride, h0, heads, n, D, scale, scores);
+void attention_heads_f16(float* out, const float* q, const CachedRows<uint16_t>& cache, int h0, int heads,
+                         int n, int D, float scale, float* scores) {
+  attention_heads_of(out, q, cache, h0, heads, n, D, scale, scores);
 }
 
 #ifdef CORTEX_AVX512
@@ -434,15 +426,14 @@ inline const float* row_as_floats(const uint16_t* row, float* buffer) {
   return buffer;
 }
 
-// One head of 64 values (at `off` in every cached row) for `rows` <= kAttentionTileRows query rows: row i
+// One head h of 64 values for `rows` <= kAttentionTileRows query rows: row i
 // (query at q + i·q_stride, output at out + i·out_stride) attends to positions 0 .. n0 + i. Lane i of
 // every vector is row i: the queries, transposed and scaled, are one vector per dimension, a position's
 // scores for all the rows come from 64 multiply-adds with its key's values broadcast, and the softmax
 // runs across the lanes. scores: kAttentionTileRows · (n0 + rows) floats, [position][row].
 template <class T>
 void attention_tile_64(float* out, size_t out_stride, const float* q, size_t q_stride, int rows,
-                       const T* const* key_blocks, const T* const* value_blocks, int block_tokens,
-                       size_t stride, size_t off, int n0, float scale, float* scores) {
+                       const CachedRows<T>& c, int h, int n0, float scale, float* scores) {
   constexpr int L = kAttentionTileRows;
   static_assert(L == 16, "one row per lane of a 16-float vector");
   const int n = n0 + rows;
@@ -455,11 +446,10 @@ void attention_tile_64(float* out, size_t out_stride, const float* q, size_t q_s
     alignas(64) float widened[R][64];
     const float* k[R];
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r)
-      k[r] = row_as_floats(cached_row(key_blocks, block_tokens, stride, off, j + r), widened[r]);
+    for (int r = 0; r < R; ++r) k[r] = row_as_floats(c.key(h, j + r), widened[r]);
     if (j + 2 * R <= n)
 #pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) prefetch_position<1>(key_blocks, block_tokens, stride, off, j + R + r);
+      for (int r = 0; r < R; ++r) prefetch_position<1>(c, c.key_blocks, h, j + R + r);
     __m512 acc[R];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
@@ -505,8 +495,8 @@ void attention_tile_64(float* out, size_t out_stride, const float* q, size_t q_s
     const int first = n0 + i0;  // the last position every one of the G rows sees
     const int end = first + G;
     for (int p = 0; p < end; ++p) {
-      if (p + 4 < end) prefetch_position<1>(value_blocks, block_tokens, stride, off, p + 4);
-      const T* v = cached_row(value_blocks, block_tokens, stride, off, p);
+      if (p + 4 < end) prefetch_position<1>(c, c.value_blocks, h, p + 4);
+      const T* v = c.value(h, p);
       __m512 vv[4];
 #pragma GCC unroll 4
       for (int d = 0; d < 4; ++d) vv[d] = load16(v + 16 * d);
@@ -544,8 +534,7 @@ constexpr int kMinTileRows = 4;
 
 template <class T>
 void attention_rows_of(float* out, size_t out_stride, const float* q, size_t q_stride, int m,
-                       const T* const* key_blocks, const T* const* value_blocks, int block_tokens,
-                       size_t stride, int h0, int heads, int n0, int D, float scale, float* scores) {
+                       const CachedRows<T>& c, int h0, int heads, int n0, int D, float scale, float* scores) {
   for (int r0 = 0; r0 < m; r0 += kAttentionTileRows) {
     const int rows = std::min(kAttentionTileRows, m - r0);
     float* const tile_out = out + static_cast<size_t>(r0) * out_stride;
@@ -554,33 +543,30 @@ void attention_rows_of(float* out, size_t out_stride, const float* q, size_t q_s
     if (D == 64 && rows >= kMinTileRows) {
       for (int h = h0; h < h0 + heads; ++h) {
         const size_t off = static_cast<size_t>(h) * 64;
-        attention_tile_64<T>(tile_out + off, out_stride, tile_q + off, q_stride, rows, key_blocks,
-                             value_blocks, block_tokens, stride, off, n0 + r0, scale, scores);
+        attention_tile_64<T>(tile_out + off, out_stride, tile_q + off, q_stride, rows, c, h, n0 + r0, scale,
+                             scores);
       }
       continue;
     }
 #endif
     for (int r = 0; r < rows; ++r)
       attention_heads_of(tile_out + static_cast<size_t>(r) * out_stride,
-                         tile_q + static_cast<size_t>(r) * q_stride, key_blocks, value_blocks, block_tokens,
-                         stride, h0, heads, n0 + r0 + r + 1, D, scale, scores);
+                         tile_q + static_cast<size_t>(r) * q_stride, c, h0, heads, n0 + r0 + r + 1, D, scale,
+                         scores);
   }
 }
 }  // namespace
 
 void attention_rows(float* out, size_t out_stride, const float* q, size_t q_stride, int m,
-                    const float* const* key_blocks, const float* const* value_blocks, int block_tokens,
-                    size_t stride, int h0, int heads, int n0, int D, float scale, float* scores) {
-  attention_rows_of(out, out_stride, q, q_stride, m, key_blocks, value_blocks, block_tokens, stride, h0,
-                    heads, n0, D, scale, scores);
+                    const CachedRows<float>& cache, int h0, int heads, int n0, int D, float scale,
+                    float* scores) {
+  attention_rows_of(out, out_stride, q, q_stride, m, cache, h0, heads, n0, D, scale, scores);
 }
 
 void attention_rows_f16(float* out, size_t out_stride, const float* q, size_t q_stride, int m,
-                        const uint16_t* const* key_blocks, const uint16_t* const* value_blocks,
-                        int block_tokens, size_t stride, int h0, int heads, int n0, int D, float scale,
+                        const CachedRows<uint16_t>& cache, int h0, int heads, int n0, int D, float scale,
                         float* scores) {
-  attention_rows_of(out, out_stride, q, q_stride, m, key_blocks, value_blocks, block_tokens, stride, h0,
-                    heads, n0, D, scale, scores);
+  attention_rows_of(out, out_stride, q, q_stride, m, cache, h0, heads, n0, D, scale, scores);
 }
 
 // y[0:out] += x[i0:i1] · W[i0:i1, :] for W stored [in, out], into an accumulator that stays in L1. Four

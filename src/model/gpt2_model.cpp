@@ -166,7 +166,6 @@ void Gpt2Model::forward_one_token(KvSequence& kv, float* logits) {
   const Gpt2Config& cfg = config();
   const int C = cfg.n_embd, H = cfg.n_head, D = cfg.head_dim(), threads = pool_.size();
   const float eps = cfg.layer_norm_epsilon, scale = 1.f / std::sqrt(static_cast<float>(D));
-  constexpr int kBlock = KvCache::kBlockTokens;
   std::vector<OneRowProduct> products;
   products.reserve(step_shares_.size());
   for (const LayerWeights& w : weights_->layers) {
@@ -191,19 +190,12 @@ void Gpt2Model::forward_one_token(KvSequence& kv, float* logits) {
           t, [&](int share, uint32_t piece) { products[i].run(share, piece, in, &rounded); });
     };
     auto attend = [&]<class T>(int layer, std::vector<const T*>& blocks) {
-      blocks.clear();
-      for (int p = 0; p < n; p += kBlock)
-        blocks.push_back(static_cast<const T*>(kv_cache_.key(kv, layer, p)));
-      for (int p = 0; p < n; p += kBlock)
-        blocks.push_back(static_cast<const T*>(kv_cache_.value(kv, layer, p)));
-      const T* const* keys = blocks.data();
-      const T* const* values = keys + (n + kBlock - 1) / kBlock;
+      const CachedRows<T> rows = kv_cache_.rows(kv, layer, n, blocks);
       for (int g = t; g < groups; g += threads) {
         const int h0 = g * per_group, heads = std::min(per_group, H - h0);
         kv_cache_.store(kv, layer, kv.length, qkv_.data() + C, qkv_.data() + 2 * C, h0 * D, heads * D);
-        attention_rows(att_.data(), static_cast<size_t>(C), qkv_.data(), 3 * static_cast<size_t>(C), 1, keys,
-                       values, kBlock, static_cast<size_t>(C), h0, heads, kv.length, D, scale,
-                       scores_[static_cast<size_t>(t)].data());
+        attention_rows(att_.data(), static_cast<size_t>(C), qkv_.data(), 3 * static_cast<size_t>(C), 1, rows,
+                       h0, heads, kv.length, D, scale, scores_[static_cast<size_t>(t)].data());
       }
     };
     for (int l = 0; l < cfg.n_layer; ++l) {
@@ -294,11 +286,7 @@ void Gpt2Model::attention(float* out, const float* qkv, std::span<const BatchEnt
     blocks.reserve(block_count);
     for (const BatchEntry& e : batch) {
       const KvSequence& kv = e.sequence->kv_;
-      const int end = kv.length + static_cast<int>(e.tokens.size());
-      for (int p = 0; p < end; p += kBlock)
-        blocks.push_back(static_cast<const T*>(kv_cache_.key(kv, layer, p)));
-      for (int p = 0; p < end; p += kBlock)
-        blocks.push_back(static_cast<const T*>(kv_cache_.value(kv, layer, p)));
+      kv_cache_.append_blocks(kv, layer, kv.length + static_cast<int>(e.tokens.size()), blocks);
     }
     pool_.run([&](int thread) {
       float* scores = scores_[static_cast<size_t>(thread)].data();
@@ -306,13 +294,11 @@ void Gpt2Model::attention(float* out, const float* qkv, std::span<const BatchEnt
         const Task& task = tasks[i];
         const KvSequence& kv = task.entry->sequence->kv_;
         const int n = static_cast<int>(task.entry->tokens.size());
-        const T* const* keys = blocks.data() + task.blocks;
-        const T* const* values = keys + (kv.length + n + kBlock - 1) / kBlock;
+        const CachedRows<T> rows = kv_cache_.rows_in(blocks.data() + task.blocks, kv.length + n);
         // The token at position kv.length + t attends to positions 0..kv.length + t.
         const size_t r = static_cast<size_t>(task.first_row + task.t0);
         attention_rows(out + r * C, static_cast<size_t>(C), qkv + r * 3 * C, 3 * static_cast<size_t>(C),
-                       task.t1 - task.t0, keys, values, kBlock, static_cast<size_t>(C), task.h0, task.heads,
-                       kv.length + task.t0, D, scale, scores);
+                       task.t1 - task.t0, rows, task.h0, task.heads, kv.length + task.t0, D, scale, scores);
       }
     });
   };

@@ -16,18 +16,15 @@ void layernorm_forward(float* out, const float* in, const float* weight, const f
 void gelu_forward(float* x, size_t n);
 float exp_and_sum(float* x, int n, float shift);
 float dot_product(const float* a, const float* b, int n);
-void attention_heads(float* out, const float* q, const float* const* key_blocks,
-                     const float* const* value_blocks, int block_tokens, size_t stride, int h0, int heads,
-                     int n, int D, float scale, float* scores);
-void attention_heads_f16(float* out, const float* q, const uint16_t* const* key_blocks,
-                         const uint16_t* const* value_blocks, int block_tokens, size_t stride, int h0,
-                         int heads, int n, int D, float scale, float* scores);
+void attention_heads(float* out, const float* q, const CachedRows<float>& cache, int h0, int heads, int n,
+                     int D, float scale, float* scores);
+void attention_heads_f16(float* out, const float* q, const CachedRows<uint16_t>& cache, int h0, int heads,
+                         int n, int D, float scale, float* scores);
 void attention_rows(float* out, size_t out_stride, const float* q, size_t q_stride, int m,
-                    const float* const* key_blocks, const float* const* value_blocks, int block_tokens,
-                    size_t stride, int h0, int heads, int n0, int D, float scale, float* scores);
+                    const CachedRows<float>& cache, int h0, int heads, int n0, int D, float scale,
+                    float* scores);
 void attention_rows_f16(float* out, size_t out_stride, const float* q, size_t q_stride, int m,
-                        const uint16_t* const* key_blocks, const uint16_t* const* value_blocks,
-                        int block_tokens, size_t stride, int h0, int heads, int n0, int D, float scale,
+                        const CachedRows<uint16_t>& cache, int h0, int heads, int n0, int D, float scale,
                         float* scores);
 void matvec_in_major_rows(float* y, const float* x, const float* w, int out, int i0, int i1);
 void small_batch_gemm_in_major(float* out, const float* in, int ldx, const float* w, int rows, int K, int N,

@@ -23,6 +23,28 @@ inline constexpr int kMaxAttentionGroup = 6;
 // rows of every position.
 inline constexpr int kAttentionTileRows = 16;
 
+// One layer of a sequence's cached keys and values, as attention reads them: positions in blocks of
+// block_tokens; head h's row (its D values) at position j lies at key_blocks[j / block_tokens] +
+// h · head_stride + (j % block_tokens) · position_stride, its value row likewise in value_blocks. T is
+// float or uint16_t (IEEE halves, widened as they are read). The KV cache stores a block's rows head by
+// head (head_stride = block_tokens · D, position_stride = D: KvCache::rows()), so that a thread attending
+// with some heads reads runs of memory that the hardware prefetchers follow.
+template <class T>
+struct CachedRows {
+  const T* const* key_blocks;
+  const T* const* value_blocks;
+  int block_tokens;
+  size_t position_stride;
+  size_t head_stride;
+
+  const T* key(int h, int j) const { return row(key_blocks, h, j); }
+  const T* value(int h, int j) const { return row(value_blocks, h, j); }
+  const T* row(const T* const* blocks, int h, int j) const {
+    return blocks[j / block_tokens] + static_cast<size_t>(h) * head_stride +
+           static_cast<size_t>(j % block_tokens) * position_stride;
+  }
+};
+
 // x rounded to blocks of 32 values for the one-row Q8_0 products of the AVX2 and AVX-512 sets
 // (matvec_typed.cpp says how): q[32b + e] · d[b] ≈ x[32b + e].
 struct Int16Blocks {
@@ -39,19 +61,16 @@ struct KernelTable {
   void (*gelu_forward)(float* x, size_t n);
   float (*exp_and_sum)(float* x, int n, float shift);
   float (*dot_product)(const float* a, const float* b, int n);
-  void (*attention_heads)(float* out, const float* q, const float* const* key_blocks,
-                          const float* const* value_blocks, int block_tokens, size_t stride, int h0,
-                          int heads, int n, int D, float scale, float* scores);
-  void (*attention_heads_f16)(float* out, const float* q, const uint16_t* const* key_blocks,
-                              const uint16_t* const* value_blocks, int block_tokens, size_t stride, int h0,
+  void (*attention_heads)(float* out, const float* q, const CachedRows<float>& cache, int h0, int heads,
+                          int n, int D, float scale, float* scores);
+  void (*attention_heads_f16)(float* out, const float* q, const CachedRows<uint16_t>& cache, int h0,
                               int heads, int n, int D, float scale, float* scores);
   // Consecutive query rows of one sequence (see kernels.h), cached rows as floats or halves.
   void (*attention_rows)(float* out, size_t out_stride, const float* q, size_t q_stride, int m,
-                         const float* const* key_blocks, const float* const* value_blocks, int block_tokens,
-                         size_t stride, int h0, int heads, int n0, int D, float scale, float* scores);
+                         const CachedRows<float>& cache, int h0, int heads, int n0, int D, float scale,
+                         float* scores);
   void (*attention_rows_f16)(float* out, size_t out_stride, const float* q, size_t q_stride, int m,
-                             const uint16_t* const* key_blocks, const uint16_t* const* value_blocks,
-                             int block_tokens, size_t stride, int h0, int heads, int n0, int D, float scale,
+                             const CachedRows<uint16_t>& cache, int h0, int heads, int n0, int D, float scale,
                              float* scores);
 
   // F32 matrix-vector product with W stored [in, out] (in-major, Hugging Face Conv1D):

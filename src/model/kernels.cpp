@@ -39,32 +39,26 @@ float dot_product(const float* a, const float* b, int n) {
   return kernels().dot_product(a, b, n);
 }
 
-void attention_heads(float* out, const float* q, const float* const* key_blocks,
-                     const float* const* value_blocks, int block_tokens, size_t stride, int h0, int heads,
-                     int n, int D, float scale, float* scores) {
-  kernels().attention_heads(out, q, key_blocks, value_blocks, block_tokens, stride, h0, heads, n, D, scale,
-                            scores);
+void attention_heads(float* out, const float* q, const CachedRows<float>& cache, int h0, int heads, int n,
+                     int D, float scale, float* scores) {
+  kernels().attention_heads(out, q, cache, h0, heads, n, D, scale, scores);
 }
 
-void attention_heads(float* out, const float* q, const uint16_t* const* key_blocks,
-                     const uint16_t* const* value_blocks, int block_tokens, size_t stride, int h0, int heads,
-                     int n, int D, float scale, float* scores) {
-  kernels().attention_heads_f16(out, q, key_blocks, value_blocks, block_tokens, stride, h0, heads, n, D,
-                                scale, scores);
+void attention_heads(float* out, const float* q, const CachedRows<uint16_t>& cache, int h0, int heads, int n,
+                     int D, float scale, float* scores) {
+  kernels().attention_heads_f16(out, q, cache, h0, heads, n, D, scale, scores);
 }
 
 void attention_rows(float* out, size_t out_stride, const float* q, size_t q_stride, int m,
-                    const float* const* key_blocks, const float* const* value_blocks, int block_tokens,
-                    size_t stride, int h0, int heads, int n0, int D, float scale, float* scores) {
-  kernels().attention_rows(out, out_stride, q, q_stride, m, key_blocks, value_blocks, block_tokens, stride,
-                           h0, heads, n0, D, scale, scores);
+                    const CachedRows<float>& cache, int h0, int heads, int n0, int D, float scale,
+                    float* scores) {
+  kernels().attention_rows(out, out_stride, q, q_stride, m, cache, h0, heads, n0, D, scale, scores);
 }
 
 void attention_rows(float* out, size_t out_stride, const float* q, size_t q_stride, int m,
-                    const uint16_t* const* key_blocks, const uint16_t* const* value_blocks, int block_tokens,
-                    size_t stride, int h0, int heads, int n0, int D, float scale, float* scores) {
-  kernels().attention_rows_f16(out, out_stride, q, q_stride, m, key_blocks, value_blocks, block_tokens,
-                               stride, h0, heads, n0, D, scale, scores);
+                    const CachedRows<uint16_t>& cache, int h0, int heads, int n0, int D, float scale,
+                    float* scores) {
+  kernels().attention_rows_f16(out, out_stride, q, q_stride, m, cache, h0, heads, n0, D, scale, scores);
 }
 
 // Below this many output columns per thread (rows of W shorter than 4 KiB, one page), batched products

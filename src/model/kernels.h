@@ -69,18 +69,15 @@ float exp_and_sum(float* x, int n, float shift);
 float dot_product(const float* a, const float* b, int n);
 
 // Attention of one query over n cached positions, for heads [h0, h0 + heads): for each head h,
-// out[h·D : (h+1)·D] = Σ_j p_j · v_j[h·D : (h+1)·D] with p = softmax(scale · q[h·D : (h+1)·D] · k_j[h·D :
-// ...]). Positions come in blocks of block_tokens rows of `stride` floats: k_j is the row at key_blocks[j /
-// block_tokens] + (j % block_tokens) · stride, v_j likewise in value_blocks. Each row is read once for all
-// the heads (sequential reads). out and q point at the query's row (head 0); scores has room for
-// kMaxAttentionGroup · n floats.
-void attention_heads(float* out, const float* q, const float* const* key_blocks,
-                     const float* const* value_blocks, int block_tokens, size_t stride, int h0, int heads,
-                     int n, int D, float scale, float* scores);
+// out[h·D : (h+1)·D] = Σ_j p_j · v_j(h) with p = softmax(scale · q[h·D : (h+1)·D] · k_j(h)), k_j(h) and
+// v_j(h) head h's key and value rows at position j in `cache` (kernel_table.h says where they lie). The
+// heads go in groups of up to kMaxAttentionGroup, a group's rows of each position read together. out and
+// q point at the query's row (head 0); scores has room for kMaxAttentionGroup · n floats.
+void attention_heads(float* out, const float* q, const CachedRows<float>& cache, int h0, int heads, int n,
+                     int D, float scale, float* scores);
 // The same with the cached rows stored as IEEE halves (an F16 KV cache), widened as they are read.
-void attention_heads(float* out, const float* q, const uint16_t* const* key_blocks,
-                     const uint16_t* const* value_blocks, int block_tokens, size_t stride, int h0, int heads,
-                     int n, int D, float scale, float* scores);
+void attention_heads(float* out, const float* q, const CachedRows<uint16_t>& cache, int h0, int heads, int n,
+                     int D, float scale, float* scores);
 
 // Attention of m consecutive query rows of one sequence (a prompt's tokens): row r, its query at
 // q + r·q_stride and its output at out + r·out_stride (each pointing at head 0), attends to positions
@@ -90,10 +87,10 @@ void attention_heads(float* out, const float* q, const uint16_t* const* key_bloc
 // tile and its products with the tile's queries run across vector lanes, with no horizontal sums. scores
 // has room for max(kAttentionTileRows, kMaxAttentionGroup) · (n0 + m) floats.
 void attention_rows(float* out, size_t out_stride, const float* q, size_t q_stride, int m,
-                    const float* const* key_blocks, const float* const* value_blocks, int block_tokens,
-                    size_t stride, int h0, int heads, int n0, int D, float scale, float* scores);
+                    const CachedRows<float>& cache, int h0, int heads, int n0, int D, float scale,
+                    float* scores);
 void attention_rows(float* out, size_t out_stride, const float* q, size_t q_stride, int m,
-                    const uint16_t* const* key_blocks, const uint16_t* const* value_blocks, int block_tokens,
-                    size_t stride, int h0, int heads, int n0, int D, float scale, float* scores);
+                    const CachedRows<uint16_t>& cache, int h0, int heads, int n0, int D, float scale,
+                    float* scores);
 
 }  // namespace cortex::model

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <string>
 
+#include "model/half.h"
 #include "model/kernel_table.h"
 #include "util/error.h"
 
@@ -18,6 +19,7 @@ DType checked(DType t) {
 
 KvCache::KvCache(const Gpt2Config& config, int64_t max_tokens, DType dtype)
     : n_embd_(config.n_embd),
+      head_dim_(config.head_dim()),
       dtype_(checked(dtype)),
       value_bytes_(dtype == DType::kF16 ? 2 : 4),
       block_values_(static_cast<size_t>(config.n_layer) * 2 * kBlockTokens * config.n_embd),
@@ -33,16 +35,41 @@ void KvCache::store(const KvSequence& seq, int layer, int pos, const float* key,
   if (pos < 0 || static_cast<size_t>(pos / kBlockTokens) >= seq.blocks.size())
     throw invalid_argument("KV cache: position " + std::to_string(pos) + " is not reserved (" +
                            std::to_string(seq.blocks.size() * kBlockTokens) + " positions are)");
-  std::byte* k = slot(seq, layer, 0, pos) + static_cast<size_t>(first) * value_bytes_;
-  std::byte* v = slot(seq, layer, 1, pos) + static_cast<size_t>(first) * value_bytes_;
-  if (dtype_ == DType::kF16) {
-    const KernelTable& kt = kernels();
-    kt.narrow_to_f16(reinterpret_cast<uint16_t*>(k), key + first, count);
-    kt.narrow_to_f16(reinterpret_cast<uint16_t*>(v), value + first, count);
-  } else {
-    std::memcpy(k, key + first, static_cast<size_t>(count) * sizeof(float));
-    std::memcpy(v, value + first, static_cast<size_t>(count) * sizeof(float));
+  std::byte* const parts[2] = {part(seq, layer, 0, pos), part(seq, layer, 1, pos)};
+  const float* const rows[2] = {key, value};
+  const KernelTable& kt = kernels();
+  // Head by head: each head's columns in [first, first + count) lie together in its row at pos.
+  for (int c = first, end = first + count; c < end;) {
+    const int run = std::min(end, (c / head_dim_ + 1) * head_dim_) - c;
+    for (int kv = 0; kv < 2; ++kv) {
+      std::byte* to = parts[kv] + value_index(pos, c) * value_bytes_;
+      if (dtype_ == DType::kF16)
+        kt.narrow_to_f16(reinterpret_cast<uint16_t*>(to), rows[kv] + c, run);
+      else
+        std::memcpy(to, rows[kv] + c, static_cast<size_t>(run) * sizeof(float));
+    }
+    c += run;
   }
+}
+
+float KvCache::stored(const KvSequence& seq, int layer, int kv, int pos, int column) const {
+  if (column < 0 || column >= n_embd_ || pos < 0 ||
+      static_cast<size_t>(pos / kBlockTokens) >= seq.blocks.size())
+    throw invalid_argument("KV cache: no column " + std::to_string(column) + " at position " +
+                           std::to_string(pos));
+  const std::byte* at = part(seq, layer, kv, pos) + value_index(pos, column) * value_bytes_;
+  if (dtype_ == DType::kF32) {
+    float f;
+    std::memcpy(&f, at, sizeof f);
+    return f;
+  }
+  uint16_t h;
+  std::memcpy(&h, at, sizeof h);
+  return fp16_to_fp32(h);
+}
+
+void KvCache::throw_wrong_value_type() const {
+  throw invalid_argument(std::string("KV cache: its rows are ") + dtype_name(dtype_) + ", read as another type");
 }
 
 bool KvCache::reserve(KvSequence& seq, int new_length) {

@@ -225,7 +225,7 @@ TEST(Gpt2ModelTest, NineSequencesInOneBatchMatchEachRunAlone) {
 }
 
 TEST(Gpt2ModelTest, KvCacheBudgetExhaustionIsAnErrorAndRollsBack) {
-  auto model = Gpt2Model::load(test_model("tiny"), {1, 32, {}});  // two blocks of 16 tokens
+  auto model = Gpt2Model::load(test_model("tiny"), {1, 32, {}});  // a's 20 tokens leave no block for b
   auto a = model->new_sequence(), b = model->new_sequence();
   std::vector<int32_t> t20(20, 7), t16(16, 9);
   std::vector<float> logits;

@@ -158,82 +158,91 @@ TEST_P(KernelsTest, FusedGeluEqualsTheProductThenGelu) {
 // attention_heads against a double-precision softmax(q·k)·v, with positions in blocks that are not
 // contiguous, head dimensions of the fast path (64) and others, groups of heads up to past the
 // registers' limit, and position counts that end mid-block; cached rows as floats and as F16 halves
-// (against the reference on the same halves' values).
+// (against the reference on the same halves' values), a block's rows head by head (the KV cache's layout)
+// and position by position.
 TEST_P(KernelsTest, AttentionHeadsMatchesNaiveSoftmaxOverBlockedPositions) {
   constexpr int kBlockTokens = 16;
   for (bool f16 : {false, true})
-    for (int D : {64, 8}) {
-      for (int heads : {1, 3, 6, 7, 12}) {
-        const int C = heads * D + 2 * D;  // rows hold other heads too; ours start at h0 = 1
-        const size_t stride = static_cast<size_t>(C);
-        for (int n : {1, 5, 16, 17, 40}) {
-          const int blocks = (n + kBlockTokens - 1) / kBlockTokens;
-          // Blocks stored in reverse order, apart from each other.
-          std::vector<std::vector<float>> key_store, value_store;
-          std::vector<const float*> keys(static_cast<size_t>(blocks)), values(static_cast<size_t>(blocks));
-          std::vector<std::vector<uint16_t>> key_halves, value_halves;
-          std::vector<const uint16_t*> half_keys(keys.size()), half_values(values.size());
-          for (int b = 0; b < blocks; ++b) {
-            key_store.push_back(random_vector(stride * kBlockTokens, 20 + static_cast<uint32_t>(b)));
-            value_store.push_back(random_vector(stride * kBlockTokens, 40 + static_cast<uint32_t>(b)));
-            key_halves.emplace_back(), value_halves.emplace_back();
-            for (auto [store, halves] : {std::pair{&key_store.back(), &key_halves.back()},
-                                         std::pair{&value_store.back(), &value_halves.back()}})
-              for (float& x : *store) {  // the reference reads the halves' values
-                halves->push_back(fp32_to_fp16(x));
-                if (f16) x = fp16_to_fp32(halves->back());
+    for (bool by_head : {true, false})
+      for (int D : {64, 8}) {
+        for (int heads : {1, 3, 6, 7, 12}) {
+          const int C = heads * D + 2 * D;  // rows hold other heads too; ours start at h0 = 1
+          const size_t stride = static_cast<size_t>(C);
+          // Where head h's row at position i of a block lies.
+          const size_t position_stride = by_head ? static_cast<size_t>(D) : stride;
+          const size_t head_stride = by_head ? static_cast<size_t>(kBlockTokens * D) : static_cast<size_t>(D);
+          auto at = [&](int h, int j) { return h * head_stride + (j % kBlockTokens) * position_stride; };
+          for (int n : {1, 5, 16, 17, 40}) {
+            const int blocks = (n + kBlockTokens - 1) / kBlockTokens;
+            // Blocks stored in reverse order, apart from each other.
+            std::vector<std::vector<float>> key_store, value_store;
+            std::vector<const float*> keys(static_cast<size_t>(blocks)), values(static_cast<size_t>(blocks));
+            std::vector<std::vector<uint16_t>> key_halves, value_halves;
+            std::vector<const uint16_t*> half_keys(keys.size()), half_values(values.size());
+            for (int b = 0; b < blocks; ++b) {
+              key_store.push_back(random_vector(stride * kBlockTokens, 20 + static_cast<uint32_t>(b)));
+              value_store.push_back(random_vector(stride * kBlockTokens, 40 + static_cast<uint32_t>(b)));
+              key_halves.emplace_back(), value_halves.emplace_back();
+              for (auto [store, halves] : {std::pair{&key_store.back(), &key_halves.back()},
+                                           std::pair{&value_store.back(), &value_halves.back()}})
+                for (float& x : *store) {  // the reference reads the halves' values
+                  halves->push_back(fp32_to_fp16(x));
+                  if (f16) x = fp16_to_fp32(halves->back());
+                }
+            }
+            for (int b = 0; b < blocks; ++b) {
+              const size_t from = static_cast<size_t>(blocks - 1 - b), to = static_cast<size_t>(b);
+              keys[to] = key_store[from].data(), values[to] = value_store[from].data();
+              half_keys[to] = key_halves[from].data(), half_values[to] = value_halves[from].data();
+            }
+            auto q = random_vector(stride, 7);
+            std::vector<float> out(stride, 9.f), scores(static_cast<size_t>(kMaxAttentionGroup) * n);
+            const float scale = 0.3f;
+            const int h0 = 1;
+            if (f16)
+              attention_heads(out.data(), q.data(),
+                              CachedRows<uint16_t>{half_keys.data(), half_values.data(), kBlockTokens,
+                                                   position_stride, head_stride},
+                              h0, heads, n, D, scale, scores.data());
+            else
+              attention_heads(
+                  out.data(), q.data(),
+                  CachedRows<float>{keys.data(), values.data(), kBlockTokens, position_stride, head_stride},
+                  h0, heads, n, D, scale, scores.data());
+            for (int h = h0; h < h0 + heads; ++h) {
+              std::vector<double> p(static_cast<size_t>(n));
+              double max_s = -1e300, sum = 0;
+              for (int j = 0; j < n; ++j) {
+                const float* k = keys[static_cast<size_t>(j / kBlockTokens)] + at(h, j);
+                double s = 0;
+                for (int d = 0; d < D; ++d) s += double{q[static_cast<size_t>(h * D + d)]} * k[d];
+                p[static_cast<size_t>(j)] = s * scale;
+                max_s = std::max(max_s, p[static_cast<size_t>(j)]);
               }
-          }
-          for (int b = 0; b < blocks; ++b) {
-            const size_t from = static_cast<size_t>(blocks - 1 - b), to = static_cast<size_t>(b);
-            keys[to] = key_store[from].data(), values[to] = value_store[from].data();
-            half_keys[to] = key_halves[from].data(), half_values[to] = value_halves[from].data();
-          }
-          auto q = random_vector(stride, 7);
-          std::vector<float> out(stride, 9.f), scores(static_cast<size_t>(kMaxAttentionGroup) * n);
-          const float scale = 0.3f;
-          const int h0 = 1;
-          if (f16)
-            attention_heads(out.data(), q.data(), half_keys.data(), half_values.data(), kBlockTokens, stride,
-                            h0, heads, n, D, scale, scores.data());
-          else
-            attention_heads(out.data(), q.data(), keys.data(), values.data(), kBlockTokens, stride, h0, heads,
-                            n, D, scale, scores.data());
-          for (int h = h0; h < h0 + heads; ++h) {
-            std::vector<double> p(static_cast<size_t>(n));
-            double max_s = -1e300, sum = 0;
-            for (int j = 0; j < n; ++j) {
-              const float* k =
-                  keys[static_cast<size_t>(j / kBlockTokens)] + (j % kBlockTokens) * stride + h * D;
-              double s = 0;
-              for (int d = 0; d < D; ++d) s += double{q[static_cast<size_t>(h * D + d)]} * k[d];
-              p[static_cast<size_t>(j)] = s * scale;
-              max_s = std::max(max_s, p[static_cast<size_t>(j)]);
+              for (auto& x : p) sum += (x = std::exp(x - max_s));
+              for (int d = 0; d < D; ++d) {
+                double o = 0;
+                for (int j = 0; j < n; ++j)
+                  o += p[static_cast<size_t>(j)] / sum *
+                       values[static_cast<size_t>(j / kBlockTokens)][at(h, j) + static_cast<size_t>(d)];
+                ASSERT_NEAR(out[static_cast<size_t>(h * D + d)], o, 1e-5)
+                    << (f16 ? "F16 " : "F32 ") << (by_head ? "by head " : "by position ") << "D " << D
+                    << " heads " << heads << " n " << n << " head " << h << " dim " << d;
+              }
             }
-            for (auto& x : p) sum += (x = std::exp(x - max_s));
-            for (int d = 0; d < D; ++d) {
-              double o = 0;
-              for (int j = 0; j < n; ++j)
-                o += p[static_cast<size_t>(j)] / sum *
-                     values[static_cast<size_t>(j / kBlockTokens)][(j % kBlockTokens) * stride + h * D + d];
-              ASSERT_NEAR(out[static_cast<size_t>(h * D + d)], o, 1e-5)
-                  << (f16 ? "F16 " : "F32 ") << "D " << D << " heads " << heads << " n " << n << " head " << h
-                  << " dim " << d;
-            }
+            // Heads outside [h0, h0 + heads) are left alone.
+            for (int i = 0; i < h0 * D; ++i) ASSERT_EQ(out[static_cast<size_t>(i)], 9.f);
+            for (size_t i = static_cast<size_t>((h0 + heads) * D); i < stride; ++i) ASSERT_EQ(out[i], 9.f);
           }
-          // Heads outside [h0, h0 + heads) are left alone.
-          for (int i = 0; i < h0 * D; ++i) ASSERT_EQ(out[static_cast<size_t>(i)], 9.f);
-          for (size_t i = static_cast<size_t>((h0 + heads) * D); i < stride; ++i) ASSERT_EQ(out[i], 9.f);
         }
       }
-    }
 }
 
 // attention_rows against attention_heads row by row (tested against a double-precision softmax above):
 // tiles of every size up to past kAttentionTileRows and remainders below the smallest tile, prompts that
 // start at position 0 and further into the cache, heads of the fast path (64) and others, cached rows as
-// floats and as halves. Rows are strided as in the model (queries 3·C apart, outputs C apart), and
-// nothing outside a row's heads is written.
+// floats and as halves, stored head by head as the KV cache stores them. Rows are strided as in the model
+// (queries 3·C apart, outputs C apart), and nothing outside a row's heads is written.
 TEST_P(KernelsTest, AttentionRowsMatchesAttentionOfEachRowAlone) {
   constexpr int kBlockTokens = 16;
   for (bool f16 : {false, true})
@@ -268,22 +277,25 @@ TEST_P(KernelsTest, AttentionRowsMatchesAttentionOfEachRowAlone) {
             std::vector<float> scores(static_cast<size_t>(std::max(kAttentionTileRows, kMaxAttentionGroup)) *
                                       n);
             const float scale = 0.125f;
+            const size_t position_stride = static_cast<size_t>(D),
+                         head_stride = position_stride * kBlockTokens;
+            const CachedRows<uint16_t> half_rows{half_keys.data(), half_values.data(), kBlockTokens,
+                                                 position_stride, head_stride};
+            const CachedRows<float> rows{keys.data(), values.data(), kBlockTokens, position_stride,
+                                         head_stride};
             if (f16)
-              attention_rows(out.data(), stride, q.data(), 3 * stride, m, half_keys.data(),
-                             half_values.data(), kBlockTokens, stride, h0, heads, n0, D, scale,
+              attention_rows(out.data(), stride, q.data(), 3 * stride, m, half_rows, h0, heads, n0, D, scale,
                              scores.data());
             else
-              attention_rows(out.data(), stride, q.data(), 3 * stride, m, keys.data(), values.data(),
-                             kBlockTokens, stride, h0, heads, n0, D, scale, scores.data());
+              attention_rows(out.data(), stride, q.data(), 3 * stride, m, rows, h0, heads, n0, D, scale,
+                             scores.data());
             for (int r = 0; r < m; ++r) {
               float* e = expected.data() + static_cast<size_t>(r) * stride;
               const float* qr = q.data() + static_cast<size_t>(r) * 3 * stride;
               if (f16)
-                attention_heads(e, qr, half_keys.data(), half_values.data(), kBlockTokens, stride, h0, heads,
-                                n0 + r + 1, D, scale, scores.data());
+                attention_heads(e, qr, half_rows, h0, heads, n0 + r + 1, D, scale, scores.data());
               else
-                attention_heads(e, qr, keys.data(), values.data(), kBlockTokens, stride, h0, heads,
-                                n0 + r + 1, D, scale, scores.data());
+                attention_heads(e, qr, rows, h0, heads, n0 + r + 1, D, scale, scores.data());
             }
             for (size_t i = 0; i < out.size(); ++i)
               ASSERT_NEAR(out[i], expected[i], 1e-5f)
@@ -309,7 +321,8 @@ TEST_P(KernelsTest, AttentionRowsKeepALaterPositionsNaNFromEarlierRows) {
   const float* value_blocks[] = {values.data()};
   const auto q = random_vector(stride * m, 92);
   std::vector<float> out(stride * m), scores(static_cast<size_t>(kAttentionTileRows) * m);
-  attention_rows(out.data(), stride, q.data(), stride, m, key_blocks, value_blocks, kBlockTokens, stride, 0,
+  attention_rows(out.data(), stride, q.data(), stride, m,
+                 CachedRows<float>{key_blocks, value_blocks, kBlockTokens, stride, stride * kBlockTokens}, 0,
                  1, 0, D, 0.125f, scores.data());
   for (int r = 0; r < m; ++r)
     for (int d = 0; d < D; ++d)
