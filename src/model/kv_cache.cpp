@@ -69,7 +69,8 @@ float KvCache::stored(const KvSequence& seq, int layer, int kv, int pos, int col
 }
 
 void KvCache::throw_wrong_value_type() const {
-  throw invalid_argument(std::string("KV cache: its rows are ") + dtype_name(dtype_) + ", read as another type");
+  throw invalid_argument(std::string("KV cache: its rows are ") + dtype_name(dtype_) +
+                         ", read as another type");
 }
 
 bool KvCache::reserve(KvSequence& seq, int new_length) {
