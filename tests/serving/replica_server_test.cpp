@@ -593,9 +593,9 @@ TEST_F(ReplicaServerTest, ClientThatDisconnectsStopsItsGeneration) {
   // curl gives up after 2 s of a stream that would take many seconds (1000 tokens of 124M: ~25 s in a
   // release build). Under the sanitizers on a busy 2-core machine the first token alone took more than
   // 0.5 s about once in three runs.
-  auto r = curl("POST", "/v1/completions",
-                R"({"prompt": "a", "max_tokens": 1000, "ignore_eos": true, "stream": true})",
-                {"--max-time", "2"});
+  auto r =
+      curl("POST", "/v1/completions",
+           R"({"prompt": "a", "max_tokens": 1000, "ignore_eos": true, "stream": true})", {"--max-time", "2"});
   EXPECT_NE(r.body.find("data: "), std::string::npos) << "some tokens arrived before the client left";
   bool freed = false;
   for (int i = 0; i < 100 && !freed; ++i) {
