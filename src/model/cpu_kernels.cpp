@@ -253,48 +253,24 @@ inline __m512 load16(const uint16_t* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 
-// Positions whose cached rows are prefetched ahead of the one being read. Until 2026-12-05 a position's
-// rows for G heads (G × 64 values, at most 1.5 KiB) lay a whole cache row apart from the next position's,
-// so the hardware prefetchers, which follow sequential lines, stalled at every position
-// (docs/performance.md); the cache now keeps each head's rows together (CachedRows). Sixteen
-// positions (12 KiB of an F16 cache's rows for six heads, 24 KiB of an F32 cache's): a decode step's
-// cache rows come from memory (the weights' stream has evicted them since the last step), and four
-// positions ahead, ~120 ns of reading, hid less than a read's latency. With 8 to 24 (alike), single-stream
-// decode's attention took 8–46 % less time than with 4 (F16 cache; F32 cache: 40–46 %), in Q8_0 decodes of
-// 256 tokens alternating the two token by token.
-constexpr int kAttentionPrefetchPositions = 16;
-
-// Positions further ahead whose cached rows are prefetched into L2, keys and then values as the kernel
-// reads them (the first values during the last keys). The prefetches into L1 above wait for L1's few
-// outstanding misses; these hand the lines to L2 sooner. A Q8_0 decode step took 0.986–0.99× the time at
-// 66–68 GB/s and 0.99–1.00× at ~40 GB/s (48 positions ahead; 32 alike; A/B harness, 150 quads each).
-constexpr int kAttentionL2PrefetchPositions = 48;
-
-// Prefetches into L1 (or L2) the rows of heads h0 .. h0 + G - 1 (64 values each) at position j of a
-// cache layer's keys or values (`blocks`: c.key_blocks or c.value_blocks).
-template <int G, class T, bool kIntoL2 = false>
-inline void prefetch_position(const CachedRows<T>& c, const T* const* blocks, int h0, int j) {
-  constexpr int kBytes = 64 * static_cast<int>(sizeof(T));
-#pragma GCC unroll 8
-  for (int g = 0; g < G; ++g) {
-    const char* p = reinterpret_cast<const char*>(c.row(blocks, h0 + g, j));
-#pragma GCC unroll 4
-    for (int b = 0; b < kBytes; b += 64) _mm_prefetch(p + b, kIntoL2 ? _MM_HINT_T1 : _MM_HINT_T0);
-  }
-}
+// Attention's kernels leave the cached rows to the hardware prefetchers. Until 2026-12-05 a position's
+// rows for a thread's heads lay a whole cache row apart from the next position's, which the prefetchers
+// did not follow, and the kernels prefetched each position's rows 16 positions ahead into L1 and 48 into
+// L2 (single-stream attention took 8–46 % less time than with 4 ahead). The cache now keeps each head's
+// rows together in blocks of 64 positions (KvCache), and without those prefetches a Q8_0 step took
+// 0.97–1.00× the time at 880 positions and 0.99–1.00× at 16–144 (F16 and F32 caches alike; prompt
+// processing 1.00×), steps of both alternating in one process (docs/performance.md).
 
 // attention_heads for D = 64 (every GPT-2 size) and G heads, cached rows stored as T: each head's query
 // and output stay in four registers.
 template <int G, class T>
 void attention_heads_64(float* out, const float* q, const CachedRows<T>& c, int h0, int n, float scale,
                         float* scores) {
-  constexpr int kAhead = kAttentionPrefetchPositions, kFar = kAttentionL2PrefetchPositions;
   const T* const* key_blocks = c.key_blocks;
   const T* const* value_blocks = c.value_blocks;
   const int block_tokens = c.block_tokens;
   const size_t stride = c.position_stride, head_stride = c.head_stride;
   const size_t off = static_cast<size_t>(h0) * head_stride;
-  for (int j = 0; j < std::min(n, kAhead); ++j) prefetch_position<G>(c, key_blocks, h0, j);
   __m512 qv[G][4];
 #pragma GCC unroll 8
   for (int g = 0; g < G; ++g)
@@ -304,11 +280,6 @@ void attention_heads_64(float* out, const float* q, const CachedRows<T>& c, int 
   for (int b = 0, j = 0; b < blocks; ++b) {
     const T* k = key_blocks[b] + off;
     for (int i = 0; i < block_tokens && j < n; ++i, ++j, k += stride) {
-      if (j + kAhead < n) prefetch_position<G>(c, key_blocks, h0, j + kAhead);
-      if (j + kFar < n)
-        prefetch_position<G, T, true>(c, key_blocks, h0, j + kFar);
-      else if (j + kFar < 2 * n)
-        prefetch_position<G, T, true>(c, value_blocks, h0, j + kFar - n);
 #pragma GCC unroll 8
       for (int g = 0; g < G; ++g) {
         const T* kg = k + g * head_stride;
@@ -320,7 +291,6 @@ void attention_heads_64(float* out, const float* q, const CachedRows<T>& c, int 
       }
     }
   }
-  for (int j = 0; j < std::min(n, kAhead); ++j) prefetch_position<G>(c, value_blocks, h0, j);
   float inv[G];
   for (int g = 0; g < G; ++g) {
     float* s = scores + static_cast<size_t>(g) * n;
@@ -339,8 +309,6 @@ void attention_heads_64(float* out, const float* q, const CachedRows<T>& c, int 
   for (int b = 0, j = 0; b < blocks; ++b) {
     const T* v = value_blocks[b] + off;
     for (int i = 0; i < block_tokens && j < n; ++i, ++j, v += stride) {
-      if (j + kAhead < n) prefetch_position<G>(c, value_blocks, h0, j + kAhead);
-      if (j + kFar < n) prefetch_position<G, T, true>(c, value_blocks, h0, j + kFar);
 #pragma GCC unroll 8
       for (int g = 0; g < G; ++g) {
         const __m512 p = _mm512_set1_ps(scores[static_cast<size_t>(g) * n + j]);
@@ -447,9 +415,6 @@ void attention_tile_64(float* out, size_t out_stride, const float* q, size_t q_s
     const float* k[R];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) k[r] = row_as_floats(c.key(h, j + r), widened[r]);
-    if (j + 2 * R <= n)
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) prefetch_position<1>(c, c.key_blocks, h, j + R + r);
     __m512 acc[R];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
@@ -495,7 +460,6 @@ void attention_tile_64(float* out, size_t out_stride, const float* q, size_t q_s
     const int first = n0 + i0;  // the last position every one of the G rows sees
     const int end = first + G;
     for (int p = 0; p < end; ++p) {
-      if (p + 4 < end) prefetch_position<1>(c, c.value_blocks, h, p + 4);
       const T* v = c.value(h, p);
       __m512 vv[4];
 #pragma GCC unroll 4
