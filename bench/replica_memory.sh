@@ -54,12 +54,14 @@ INFO="$work/info.json" MODEL="$model" KV_DTYPE="$kv_dtype" python3 - "${pids[@]}
 import json, math, os, sys
 
 info = json.load(open(os.environ["INFO"]))
-# The KV cache the load needs at most: 8 sequences of 2 prompt + 64 generated positions, in blocks of 64
-# positions (KvCache::kBlockTokens) × layers × (key, value) × n_embd values of 4 bytes (2 for an F16 cache); blocks once allocated
-# stay with the process.
+# The KV cache the load needs at most: 8 sequences of 2 prompt + 64 generated positions, in blocks of
+# BLOCK positions (KvCache::kBlockTokens) × layers × (key, value) × n_embd values of 4 bytes (2 for an
+# F16 cache); blocks once allocated stay with the process.
+BLOCK = 64
 value_bytes = 2 if os.environ["KV_DTYPE"] == "f16" else 4
-block_mb = info["n_layer"] * 2 * 64 * info["n_embd"] * value_bytes / 2**20
-kv_mb = 8 * math.ceil(66 / 64) * block_mb
+block_mb = info["n_layer"] * 2 * BLOCK * info["n_embd"] * value_bytes / 2**20
+blocks = math.ceil(66 / BLOCK)
+kv_mb = 8 * blocks * block_mb
 
 model = os.environ["MODEL"]
 file_mb = os.path.getsize(model) / 2**20
@@ -90,7 +92,7 @@ for pid in sys.argv[1:]:
     shared = m.get("Shared_Clean", 0) + m.get("Shared_Dirty", 0)
     print(f"{pid:>8} {rss:8.1f} {mapped:8.1f} {rss - mapped:8.1f} {shared:10.1f} {m.get('Pss', 0):10.1f} "
           f"{r['Pss']:8.1f}")
-print(f"{os.environ['KV_DTYPE']} KV cache for this load: at most {kv_mb:.1f} MiB (8 sequences x {math.ceil(66 / 16)} blocks of "
+print(f"{os.environ['KV_DTYPE']} KV cache for this load: at most {kv_mb:.1f} MiB (8 sequences x {blocks} blocks of "
       f"{block_mb:.3f} MiB); other minus that: the process's own overhead")
 print("weights mapped: the model file's resident pages in the process; other: RSS minus them (KV cache,"
       " activations, code); weights shared: of those pages, the ones another process maps too.")
