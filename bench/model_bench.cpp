@@ -51,13 +51,14 @@ struct DecodeRun {
   int reads[2] = {0, 0};
   CpuTimes step_cpu, between_cpu;
   bool cpu_times = true;
-  // Bytes per second of the faster way's reads of a buffer of `bytes`.
-  double read_bandwidth(double bytes) const {
-    double best = 0;
-    for (int w = 0; w < 2; ++w)
-      if (reads[w] > 0) best = std::max(best, bytes * reads[w] / read_seconds[w]);
-    return best;
+  // Bytes per second of way w's reads of a buffer of `bytes` (0 without any).
+  double way_bandwidth(double bytes, int w) const {
+    return reads[w] > 0 ? bytes * reads[w] / read_seconds[w] : 0;
   }
+  // The way whose reads were the faster.
+  int faster_way(double bytes) const { return way_bandwidth(bytes, 1) > way_bandwidth(bytes, 0) ? 1 : 0; }
+  // Bytes per second of the faster way's reads.
+  double read_bandwidth(double bytes) const { return way_bandwidth(bytes, faster_way(bytes)); }
   DecodeRun& operator+=(const DecodeRun& r) {
     tokens += r.tokens, seconds += r.seconds, sgemm_seconds += r.sgemm_seconds;
     for (int w = 0; w < 2; ++w) read_seconds[w] += r.read_seconds[w], reads[w] += r.reads[w];
@@ -201,7 +202,7 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options, MachineLimits
     double cache_bytes = 0;          // decode: KV cache bytes a sequence's step reads, on average
     double best = 0;                 // prompt processing: the best round's tok/s
     DecodeRun total;                 // decode: all rounds together
-    double min_bandwidth = 0;        // decode: the lowest round's read bandwidth
+    std::vector<DecodeRun> rounds;   // decode: each round's
   };
   std::vector<Test> tests;
   int64_t cache_tokens = 0;  // positions the tests hold at most (their steps fitted to the context)
@@ -263,8 +264,7 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options, MachineLimits
         report.sgemm_flops = std::max(report.sgemm_flops, limits.sgemm_flops(3));
       } else {
         const DecodeRun r = decode_run(*model, t.rows, t.steps, t.depth, limits);
-        const double b = r.read_bandwidth(buffer);
-        t.min_bandwidth = round == 0 ? b : std::min(t.min_bandwidth, b);
+        t.rounds.push_back(r);
         t.total += r;
       }
     }
@@ -275,6 +275,19 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options, MachineLimits
   }
   // A decode test's bandwidth: the reads between its steps, all rounds together, the faster way's.
   auto read_bandwidth = [&](const Test& t) { return t.total.read_bandwidth(buffer); };
+  // Its lowest round: each round's reads the way that was faster over all of them, as the test's
+  // bandwidth is; a round's faster way could read faster than that bandwidth (each way fast in another
+  // round), and the lowest round above the whole.
+  auto min_read_bandwidth = [&](const Test& t) {
+    const int way = t.total.faster_way(buffer);
+    double lowest = 0;
+    for (const DecodeRun& r : t.rounds)
+      if (r.reads[way] > 0) {
+        const double b = r.way_bandwidth(buffer, way);
+        lowest = lowest == 0 ? b : std::min(lowest, b);
+      }
+    return lowest;
+  };
   // The report's bandwidth: the first decode test's (the single-stream test's, else the first batched
   // one's); without decode tests, the best single read.
   report.bandwidth_bytes_per_s = report.min_bandwidth_bytes_per_s = report.peak_bandwidth_bytes_per_s;
@@ -282,7 +295,7 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options, MachineLimits
   for (const Test& t : tests)
     if (t.rows > 0) {
       report.bandwidth_bytes_per_s = read_bandwidth(t);
-      report.min_bandwidth_bytes_per_s = t.min_bandwidth;
+      report.min_bandwidth_bytes_per_s = min_read_bandwidth(t);
       report.bandwidth_reads = t.steps;
       report.bandwidth_test = t.name;
       break;

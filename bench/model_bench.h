@@ -63,9 +63,10 @@ struct ModelBenchReport {
   int rounds = 0;
   // Reading a buffer the size of the weights once after each step of the first decode test (the
   // single-stream test, else the first batched one; bandwidth_reads steps per round): over all rounds
-  // (that test's bandwidth limit), and the lowest round. For comparison, the best single read (a few
-  // milliseconds each, at the start and end of each round), which on a shared machine catches moments no
-  // longer test can average. Without decode tests, bandwidth_reads is 0 and all three are that best.
+  // (that test's bandwidth limit), and the lowest round (its reads of the same way). For comparison, the best
+  // single read (a few milliseconds each, at the start and end of each round), which on a shared machine
+  // catches moments no longer test can average. Without decode tests, bandwidth_reads is 0 and all three are
+  // that best.
   double bandwidth_bytes_per_s = 0;
   double min_bandwidth_bytes_per_s = 0;
   int bandwidth_reads = 0;
