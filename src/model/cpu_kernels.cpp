@@ -329,6 +329,16 @@ void attention_heads_64(float* out, const float* q, const CachedRows<T>& c, int 
 #endif
 
 namespace {
+// Calls fn(j, row) for head h's rows at positions 0 .. n - 1 of `blocks` (c.key_blocks or c.value_blocks),
+// a block at a time: no division per position.
+template <class T, class F>
+void for_each_row(const CachedRows<T>& c, const T* const* blocks, int h, int n, F&& fn) {
+  for (int b = 0, j = 0; j < n; ++b) {
+    const T* row = blocks[b] + static_cast<size_t>(h) * c.head_stride;
+    for (int i = 0; i < c.block_tokens && j < n; ++i, ++j, row += c.position_stride) fn(j, row);
+  }
+}
+
 template <class T>
 void attention_heads_of(float* out, const float* q, const CachedRows<T>& c, int h0, int heads, int n, int D,
                         float scale, float* scores) {
@@ -360,14 +370,14 @@ void attention_heads_of(float* out, const float* q, const CachedRows<T>& c, int 
   for (int h = h0; h < h0 + heads; ++h) {
     const size_t hd = static_cast<size_t>(h) * D;
     float max_score = -INFINITY;
-    for (int j = 0; j < n; ++j) {
-      scores[j] = row_dot(q + hd, c.key(h, j), D) * scale;
+    for_each_row(c, c.key_blocks, h, n, [&](int j, const T* k) {
+      scores[j] = row_dot(q + hd, k, D) * scale;
       max_score = std::max(max_score, scores[j]);
-    }
+    });
     const float inv = 1.f / exp_and_sum(scores, n, max_score);
     float* o = out + hd;
     std::fill(o, o + D, 0.f);
-    for (int j = 0; j < n; ++j) row_axpy(o, c.value(h, j), scores[j] * inv, D);
+    for_each_row(c, c.value_blocks, h, n, [&](int j, const T* v) { row_axpy(o, v, scores[j] * inv, D); });
   }
 }
 }  // namespace

@@ -155,7 +155,7 @@ OneRowProduct::Share OneRowProduct::share(int t) const {
                                                   q8_0_groups(static_cast<int64_t>(begin)))
                                : static_cast<int>(end - begin) / 4;
   Share h{static_cast<int>(begin), static_cast<int>(end), q, 0};
-  h.pieces = h.end > h.begin ? std::max(1, (h.q + grain_ - 1) / grain_) : 0;
+  h.pieces = h.end > h.begin ? std::max(1, (h.stream_units + grain_ - 1) / grain_) : 0;
   return h;
 }
 
@@ -185,7 +185,7 @@ void OneRowProduct::run(int share_index, uint32_t piece, const float* in, uint8_
     if (activation_ == Activation::kGelu) k.gelu_forward(out + a, static_cast<size_t>(b - a));
   };
   const Share h = share(share_index);
-  const int a = static_cast<int>(piece) * grain_, b = std::min(h.q, a + grain_);
+  const int a = static_cast<int>(piece) * grain_, b = std::min(h.stream_units, a + grain_);
   // Q8_0's kernels read x rounded to int16 blocks: each thread rounds it once, at its first piece, into
   // a buffer of its own that its next products reuse (thread_x_blocks).
   Int16Blocks* x_blocks = nullptr;
@@ -208,11 +208,13 @@ void OneRowProduct::run(int share_index, uint32_t piece, const float* in, uint8_
     return;
   }
   if (b > a) {
-    for (int j = 0; j < 4; ++j) begin_columns(h.begin + j * h.q + a, h.begin + j * h.q + b);
-    k.matvec_typed_quarters(out, in, x_blocks, L_.weight, L_.dtype, I, h.begin, h.q, a, b);
-    for (int j = 0; j < 4; ++j) end_columns(h.begin + j * h.q + a, h.begin + j * h.q + b);
+    for (int j = 0; j < 4; ++j)
+      begin_columns(h.begin + j * h.stream_units + a, h.begin + j * h.stream_units + b);
+    k.matvec_typed_quarters(out, in, x_blocks, L_.weight, L_.dtype, I, h.begin, h.stream_units, a, b);
+    for (int j = 0; j < 4; ++j)
+      end_columns(h.begin + j * h.stream_units + a, h.begin + j * h.stream_units + b);
   }
-  const int rest = h.begin + 4 * h.q;
+  const int rest = h.begin + 4 * h.stream_units;
   if (piece == 0 && rest < h.end) {
     begin_columns(rest, h.end);
     k.matvec_typed(out, in, L_.weight, L_.dtype, I, rest, h.end);

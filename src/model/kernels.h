@@ -50,7 +50,9 @@ class OneRowProduct {
  private:
   struct Share {
     int begin, end;  // W's rows
-    int q;  // rows per quarter (piece 0 also does the rows after the quarters); Q8_0 in groups: groups
+    // Each stream's length, in the units pieces are counted in (grain_): rows per quarter (piece 0 also
+    // does the rows after the quarters); Q8_0 in groups: the one stream's groups.
+    int stream_units;
     int pieces;
   };
   Share share(int t) const;
