@@ -27,6 +27,7 @@ class GgufFile {
   static std::unique_ptr<GgufFile> open(const std::string& path);
 
   const std::string& path() const { return file_->path(); }
+  const MappedFile& mapping() const { return *file_; }
   const std::map<std::string, GgufValue>& metadata() const { return metadata_; }
   const std::map<std::string, TensorView>& tensors() const { return tensors_; }
   const TensorView* find(const std::string& name) const;

@@ -51,6 +51,7 @@ std::unique_ptr<Gpt2Weights> Gpt2Weights::load(const std::string& path, std::opt
   } else {
     throw not_found(path + ": no such model file or folder");
   }
+  w->read_in_place_weights();
   return w;
 }
 
@@ -66,12 +67,32 @@ void release_pages(const void* data, size_t bytes) {
 }
 }  // namespace
 
+const MappedFile& Gpt2Weights::mapping() const {
+  return safetensors_ ? safetensors_->mapping() : gguf_->mapping();
+}
+
+void Gpt2Weights::read_in_place_weights() {
+  if (in_place_.empty()) return;
+  const MappedFile& file = mapping();
+  const MappedFile::HugePageRead r = file.read_on_huge_pages(in_place_);
+  spdlog::debug("{}: weights used in place: {} MiB of whole 2 MiB pages, {} MiB mapped on them{}",
+                file.path(), r.wanted >> 20, r.after >> 20,
+                r.read_again ? fmt::format(" (read again: {} MiB before)", r.before >> 20) : "");
+}
+
 void* Gpt2Weights::own(size_t bytes) {
   return converted_.allocate(bytes);
 }
 
+void Gpt2Weights::note_in_place(const TensorView& t) {
+  in_place_.emplace_back(static_cast<const uint8_t*>(t.data) - mapping().data(), t.bytes);
+}
+
 const float* Gpt2Weights::as_f32(const TensorView& t) {
-  if (t.dtype == DType::kF32) return static_cast<const float*>(t.data);
+  if (t.dtype == DType::kF32) {
+    note_in_place(t);
+    return static_cast<const float*>(t.data);
+  }
   auto* buf = static_cast<float*>(own(static_cast<size_t>(t.elements()) * sizeof(float)));
   convert_to_f32(buf, t.dtype, t.data, t.elements());
   release_pages(t.data, t.bytes);
@@ -92,7 +113,10 @@ const void* Gpt2Weights::convert_matrix(const TensorView& t, bool transpose) {
   if (dtype_ == DType::kQ8_0 && out_cols % kQ8Block != 0)
     throw unsupported("rows of " + std::to_string(out_cols) +
                       " values cannot be stored as Q8_0 (blocks of 32): use dtype f32 or f16");
-  if (t.dtype == dtype_ && !transpose) return t.data;
+  if (t.dtype == dtype_ && !transpose) {
+    note_in_place(t);
+    return t.data;
+  }
   const size_t stride = row_bytes(dtype_, out_cols);
   // Q8_0 converted here goes into groups of 16 rows (q8_0_groups.h): each group's rows are quantized
   // into `group` first, then laid out.

@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "model/gguf.h"
@@ -88,12 +89,20 @@ class Gpt2Weights {
   const void* as_matrix(const TensorView& t, bool transpose);
   const void* convert_matrix(const TensorView& t, bool transpose);  // as_matrix without the tensor's name
   void* own(size_t bytes);
+  // The mapped file the weights come from.
+  const MappedFile& mapping() const;
+  // Notes that `t` is used in place (from the mapping).
+  void note_in_place(const TensorView& t);
+  // Reads the tensors used in place into memory, on 2 MiB pages where the system allows (see
+  // MappedFile::read_on_huge_pages).
+  void read_in_place_weights();
 
   DType dtype_ = DType::kF32;
   Gpt2Config config_;
   std::string format_;
   std::unique_ptr<SafetensorsFile> safetensors_;
   std::unique_ptr<GgufFile> gguf_;
+  std::vector<std::pair<size_t, size_t>> in_place_;  // tensors used in place: (offset in the file, bytes)
   PageArena converted_;  // owned (converted) data, on 2 MiB pages where the system allows
 };
 

@@ -20,6 +20,7 @@ class SafetensorsFile {
   static std::unique_ptr<SafetensorsFile> open(const std::string& path);
 
   const std::string& path() const { return file_->path(); }
+  const MappedFile& mapping() const { return *file_; }
   const std::map<std::string, TensorView>& tensors() const { return tensors_; }
   // The tensor `name`, or nullptr.
   const TensorView* find(const std::string& name) const;

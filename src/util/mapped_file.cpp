@@ -5,11 +5,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
+#include <string>
 
 #include "util/error.h"
-#include "util/page_arena.h"
+#include "util/huge_pages.h"
 
 namespace cortex {
 
@@ -40,6 +43,72 @@ std::unique_ptr<MappedFile> MappedFile::open(const std::string& path) {
   }
   ::close(fd);
   return std::unique_ptr<MappedFile>(new MappedFile(path, data, size));
+}
+
+namespace {
+
+// Faults [p, p + bytes) in: MADV_POPULATE_READ (Linux 5.14), else a read of each page.
+void populate(const uint8_t* p, size_t bytes) {
+  if (bytes == 0) return;
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<uintptr_t>(p) / page * page;
+  const auto end = reinterpret_cast<uintptr_t>(p) + bytes;
+  if (madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_READ) == 0) return;
+  volatile uint8_t sink = 0;
+  for (size_t i = 0; i < bytes; i += page) sink = sink + p[i];
+}
+
+// Parts this close count as one run (tensors padded to their file format's alignment).
+constexpr size_t kRunGapBytes = 4096;
+
+}  // namespace
+
+MappedFile::HugePageRead MappedFile::read_on_huge_pages(
+    const std::vector<std::pair<size_t, size_t>>& parts) const {
+  HugePageRead r;
+  for (const auto& [offset, bytes] : parts) {
+    if (offset > size_ || bytes > size_ - offset)
+      throw invalid_argument(path_ + ": " + std::to_string(bytes) + " bytes at offset " +
+                             std::to_string(offset) + " lie beyond the file (" + std::to_string(size_) +
+                             " bytes)");
+    populate(data_ + offset, bytes);
+  }
+  // Parts one after the other (tensors, with at most an alignment's padding between them) make one run;
+  // the 2 MiB pages wanted are the whole ones inside each run.
+  std::vector<std::pair<size_t, size_t>> runs(parts);  // (begin, end)
+  for (auto& [offset, bytes] : runs) bytes += offset;
+  std::sort(runs.begin(), runs.end());
+  std::vector<std::pair<size_t, size_t>> huge;  // (offset, bytes)
+  const auto base = reinterpret_cast<uintptr_t>(data_);
+  for (size_t i = 0; i < runs.size();) {
+    const size_t first = runs[i].first;
+    size_t last = runs[i].second;
+    for (++i; i < runs.size() && runs[i].first <= last + kRunGapBytes; ++i)
+      last = std::max(last, runs[i].second);
+    const uintptr_t begin = (base + first + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
+    const uintptr_t end = (base + last) / kHugePageBytes * kHugePageBytes;
+    if (end > begin) {
+      huge.emplace_back(begin - base, end - begin);
+      r.wanted += end - begin;
+    }
+  }
+  // A file's 2 MiB pages map only where the mapping lies at the same offset within a 2 MiB page as the
+  // file (the kernel places large file mappings so).
+  if (r.wanted == 0 || base % kHugePageBytes != 0 || !system_has_huge_pages()) return r;
+  r.before = r.after = huge_page_bytes_mapped(data_, size_);
+  if (r.before >= r.wanted / 10 * 9) return r;
+  const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return r;
+  fdatasync(fd);  // pages still to be written back are not dropped
+  for (const auto& [offset, bytes] : huge) {
+    madvise(const_cast<uint8_t*>(data_) + offset, bytes, MADV_DONTNEED);  // unmapped here: droppable
+    posix_fadvise(fd, static_cast<off_t>(offset), static_cast<off_t>(bytes), POSIX_FADV_DONTNEED);
+  }
+  ::close(fd);
+  for (const auto& [offset, bytes] : parts) populate(data_ + offset, bytes);
+  r.read_again = true;
+  r.after = huge_page_bytes_mapped(data_, size_);
+  return r;
 }
 
 MappedFile::~MappedFile() {

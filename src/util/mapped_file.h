@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace cortex {
 
@@ -20,6 +22,22 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+
+  // What read_on_huge_pages found and did.
+  struct HugePageRead {
+    size_t wanted = 0;  // bytes of the whole 2 MiB pages inside the parts
+    size_t before = 0;  // bytes of this mapping on 2 MiB pages once the parts were read in
+    size_t after = 0;   // the same after reading them again (before, when they were not)
+    bool read_again = false;
+  };
+  // Reads `parts` of the file ((offset, bytes) pairs) into memory now, on 2 MiB pages where the system
+  // allows: for data used in place and streamed whole over and over (weights). The page cache keeps a
+  // file in the pieces it was read or written in, whatever a mapping asks for: a file written on this
+  // machine (a download, a conversion) sits in 4 KiB pages. When most of the parts' whole 2 MiB pages
+  // come out on 4 KiB pages, they are dropped from the page cache and read again, once, through this
+  // mapping (advised for 2 MiB pages when opened); pages another process maps stay as they are. Throws
+  // Error (kInvalidArgument) for a part beyond the file.
+  HugePageRead read_on_huge_pages(const std::vector<std::pair<size_t, size_t>>& parts) const;
 
  private:
   MappedFile(std::string path, const uint8_t* data, size_t size)

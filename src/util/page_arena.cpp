@@ -19,13 +19,6 @@ size_t round_up(size_t n, size_t to) {
 }
 }  // namespace
 
-void advise_huge_pages(const void* data, size_t bytes) {
-  const auto begin = round_up(reinterpret_cast<uintptr_t>(data), PageArena::kHugePage);
-  const auto end = (reinterpret_cast<uintptr_t>(data) + bytes) / PageArena::kHugePage * PageArena::kHugePage;
-  // EINVAL where the kernel has no transparent huge pages: the pages stay as they are.
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-}
-
 PageArena::PageArena(size_t chunk_bytes) : chunk_bytes_(round_up(chunk_bytes, kHugePage)) {}
 
 PageArena::~PageArena() {

@@ -8,12 +8,9 @@
 #include <cstddef>
 #include <vector>
 
-namespace cortex {
+#include "util/huge_pages.h"
 
-// Asks for 2 MiB pages on the whole 2 MiB pages inside [data, data + bytes) of an existing mapping (a
-// file's, where the page cache then reads new pages in 2 MiB pieces). Where the system cannot, nothing
-// changes: this is a hint.
-void advise_huge_pages(const void* data, size_t bytes);
+namespace cortex {
 
 // Hands out pieces of large mappings (chunks of at least chunk_bytes, aligned to 2 MiB) one after the
 // other; everything is returned when the arena is destroyed. Pieces are 64-byte aligned and zeroed
@@ -21,7 +18,7 @@ void advise_huge_pages(const void* data, size_t bytes);
 // end of a chunk costs at most one 2 MiB page.
 class PageArena {
  public:
-  static constexpr size_t kHugePage = size_t{2} << 20;
+  static constexpr size_t kHugePage = kHugePageBytes;
 
   explicit PageArena(size_t chunk_bytes = size_t{64} << 20);
   ~PageArena();

@@ -68,12 +68,5 @@ TEST(PageArenaTest, ChunksStartOnHugePageBoundariesAndAskForHugePages) {
   EXPECT_EQ(vm_flags_of(big).find(" hg") != std::string::npos, expected) << vm_flags_of(big);
 }
 
-TEST(PageArenaTest, AdviceOnRangesWithoutAWholeHugePageChangesNothing) {
-  std::vector<char> small(1000, 'x');
-  advise_huge_pages(small.data(), small.size());  // no whole 2 MiB page inside: no call, no error
-  advise_huge_pages(nullptr, 0);
-  EXPECT_EQ(small[999], 'x');
-}
-
 }  // namespace
 }  // namespace cortex

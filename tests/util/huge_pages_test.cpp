@@ -1,0 +1,58 @@
+#include "util/huge_pages.h"
+
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+
+#include <cstring>
+#include <vector>
+
+namespace cortex {
+namespace {
+
+// An anonymous mapping of `bytes`, written whole, with the advice given (MADV_HUGEPAGE or
+// MADV_NOHUGEPAGE) before it was written.
+struct AnonymousMapping {
+  AnonymousMapping(size_t bytes, int advice) : bytes(bytes) {
+    data = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (data == MAP_FAILED) data = nullptr;
+    if (data != nullptr) {
+      madvise(data, bytes, advice);
+      std::memset(data, 1, bytes);
+    }
+  }
+  ~AnonymousMapping() {
+    if (data != nullptr) munmap(data, bytes);
+  }
+  void* data;
+  size_t bytes;
+};
+
+TEST(HugePagesTest, AdviceOnRangesWithoutAWholeHugePageChangesNothing) {
+  std::vector<char> small(1000, 'x');
+  advise_huge_pages(small.data(), small.size());  // no whole 2 MiB page inside: no call, no error
+  advise_huge_pages(nullptr, 0);
+  EXPECT_EQ(small[999], 'x');
+}
+
+TEST(HugePagesTest, MappingsOnSmallPagesHaveNoHugePageBytes) {
+  AnonymousMapping small(size_t{8} << 20, MADV_NOHUGEPAGE);
+  ASSERT_NE(small.data, nullptr);
+  EXPECT_EQ(huge_page_bytes_mapped(small.data, small.bytes), 0u);
+  // No mapping at all at address 0.
+  EXPECT_EQ(huge_page_bytes_mapped(nullptr, 4096), 0u);
+}
+
+TEST(HugePagesTest, HugePageBytesAreWholeHugePagesWithinTheMapping) {
+  AnonymousMapping advised(size_t{16} << 20, MADV_HUGEPAGE);
+  ASSERT_NE(advised.data, nullptr);
+  const size_t huge = huge_page_bytes_mapped(advised.data, advised.bytes);
+  EXPECT_EQ(huge % kHugePageBytes, 0u);
+  EXPECT_LE(huge, advised.bytes);
+  // Whether the kernel found free 2 MiB pages is its own business; where the system has none, none.
+  if (!system_has_huge_pages()) {
+    EXPECT_EQ(huge, 0u);
+  }
+}
+
+}  // namespace
+}  // namespace cortex
