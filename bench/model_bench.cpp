@@ -327,6 +327,10 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options, MachineLimits
       report.figures.back().steal_between_steps = t.total.between_cpu.steal_share();
     }
   }
+  const model::Gpt2Weights::InPlace in_place = model->weights().in_place();
+  report.in_place_bytes = static_cast<double>(in_place.bytes);
+  report.in_place_huge_page_bytes = static_cast<double>(in_place.huge_page_bytes);
+  report.in_place_on_huge_pages = static_cast<double>(in_place.on_huge_pages);
   return report;
 }
 

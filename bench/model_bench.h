@@ -76,6 +76,10 @@ struct ModelBenchReport {
   double sgemm_flops = 0;                  // best of the rounds (once per round, or after each prompt test)
   double weight_bytes = 0;                 // read once per decode step (in the run's type)
   double kv_cache_bytes_per_position = 0;  // one cached position's keys and values, all layers
+  // The weights used in place from the model's file, the whole 2 MiB pages inside them, and of those the
+  // bytes mapped on 2 MiB pages (Gpt2Weights::in_place), after the last test: a file the system holds
+  // on 4 KiB pages reads slower at the machine's fast moments.
+  double in_place_bytes = 0, in_place_huge_page_bytes = 0, in_place_on_huge_pages = 0;
   // A decode token's FLOP, 2 × the multiply-adds of the dense layers and the LM head. A test's own (in its
   // figure) also counts attention at the test's positions, and prompt processing the LM head once per
   // prompt: only the last position's logits are computed.

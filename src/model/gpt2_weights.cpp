@@ -11,6 +11,7 @@
 
 #include "model/weight_types.h"
 #include "util/error.h"
+#include "util/huge_pages.h"
 
 namespace cortex::model {
 
@@ -75,9 +76,19 @@ void Gpt2Weights::read_in_place_weights() {
   if (in_place_.empty()) return;
   const MappedFile& file = mapping();
   const MappedFile::HugePageRead r = file.read_on_huge_pages(in_place_);
+  in_place_huge_page_bytes_ = r.wanted;
   spdlog::debug("{}: weights used in place: {} MiB of whole 2 MiB pages, {} MiB mapped on them{}",
                 file.path(), r.wanted >> 20, r.after >> 20,
                 r.read_again ? fmt::format(" (read again: {} MiB before)", r.before >> 20) : "");
+}
+
+Gpt2Weights::InPlace Gpt2Weights::in_place() const {
+  InPlace p;
+  for (const auto& part : in_place_) p.bytes += part.second;
+  p.huge_page_bytes = in_place_huge_page_bytes_;
+  if (p.huge_page_bytes > 0)  // smaps counts the mapping whole, beyond the tensors too
+    p.on_huge_pages = std::min(p.huge_page_bytes, huge_page_bytes_mapped(mapping().data(), mapping().size()));
+  return p;
 }
 
 void* Gpt2Weights::own(size_t bytes) {

@@ -72,6 +72,15 @@ class Gpt2Weights {
   // out[0:C] = the embedding of token `token` (converted to F32).
   void token_embedding(int token, float* out) const;
 
+  // The weights used in place from the mapped file (F32 from safetensors, a GGUF file's own type; the
+  // rest are converted into memory of this process's own, on 2 MiB pages where the system allows).
+  struct InPlace {
+    size_t bytes = 0;            // the tensors used in place
+    size_t huge_page_bytes = 0;  // the whole 2 MiB pages inside them
+    size_t on_huge_pages = 0;    // of those, the bytes mapped on 2 MiB pages now
+  };
+  InPlace in_place() const;
+
   Linear wte;                  // [vocab, C] token embeddings, stored [out, in] = [vocab, C]
   const float* wpe = nullptr;  // [n_ctx, C] position embeddings
   std::vector<LayerWeights> layers;
@@ -103,6 +112,7 @@ class Gpt2Weights {
   std::unique_ptr<SafetensorsFile> safetensors_;
   std::unique_ptr<GgufFile> gguf_;
   std::vector<std::pair<size_t, size_t>> in_place_;  // tensors used in place: (offset in the file, bytes)
+  size_t in_place_huge_page_bytes_ = 0;              // the whole 2 MiB pages inside them
   PageArena converted_;  // owned (converted) data, on 2 MiB pages where the system allows
 };
 

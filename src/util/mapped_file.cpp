@@ -96,7 +96,7 @@ MappedFile::HugePageRead MappedFile::read_on_huge_pages(
   // file (the kernel places large file mappings so).
   if (r.wanted == 0 || base % kHugePageBytes != 0 || !system_has_huge_pages()) return r;
   r.before = r.after = huge_page_bytes_mapped(data_, size_);
-  if (r.before >= r.wanted / 10 * 9) return r;
+  if (r.before >= r.wanted) return r;
   const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return r;
   fdatasync(fd);  // pages still to be written back are not dropped

@@ -33,10 +33,11 @@ class MappedFile {
   // Reads `parts` of the file ((offset, bytes) pairs) into memory now, on 2 MiB pages where the system
   // allows: for data used in place and streamed whole over and over (weights). The page cache keeps a
   // file in the pieces it was read or written in, whatever a mapping asks for: a file written on this
-  // machine (a download, a conversion) sits in 4 KiB pages. When most of the parts' whole 2 MiB pages
-  // come out on 4 KiB pages, they are dropped from the page cache and read again, once, through this
-  // mapping (advised for 2 MiB pages when opened); pages another process maps stay as they are. Throws
-  // Error (kInvalidArgument) for a part beyond the file.
+  // machine (a download, a conversion) sits in 4 KiB pages, and a file read back on 2 MiB pages may lose
+  // some of them later. When any of the parts' whole 2 MiB pages come out on 4 KiB pages, all of them are
+  // dropped from the page cache and read again, once, through this mapping (advised for 2 MiB pages
+  // when opened); pages another process maps stay as they are (and cost no read). Throws Error
+  // (kInvalidArgument) for a part beyond the file.
   HugePageRead read_on_huge_pages(const std::vector<std::pair<size_t, size_t>>& parts) const;
 
  private:

@@ -181,6 +181,16 @@ TEST(CliTest, BenchRunsTheDecodeTestsAtEachDepth) {
                V = config["vocab_size"].get<double>();
   ASSERT_EQ(config["n_positions"].get<int>(), 256);
   const double kv_position = layers * 2 * C * 4;  // an F32 cache
+  // Tiny's F32 file is used in place: every weight a step reads (and the position embeddings), at most
+  // the file; of its whole 2 MiB pages, those mapped as such.
+  const double file_mb =
+      static_cast<double>(std::filesystem::file_size(testing::test_model("tiny") + "/model.safetensors")) /
+      1e6;
+  EXPECT_GE(j["weights_in_place_mb"].get<double>(), j["weight_mb"].get<double>());
+  EXPECT_LE(j["weights_in_place_mb"].get<double>(), file_mb);
+  EXPECT_LE(j["weights_in_place_huge_page_mb"].get<double>(), j["weights_in_place_mb"].get<double>());
+  EXPECT_LE(j["weights_in_place_on_huge_pages_mb"].get<double>(),
+            j["weights_in_place_huge_page_mb"].get<double>());
   std::vector<std::string> names;
   for (const auto& f : j["figures"]) {
     const std::string name = f["name"];

@@ -93,8 +93,8 @@ TEST(MappedFileTest, AFileJustWrittenComesOutOnHugePagesWhereTheSystemAllows) {
   }
   EXPECT_EQ(r.wanted, bytes);
   EXPECT_GE(r.after, bytes / 10 * 9) << "before " << r.before << ", read again " << r.read_again;
-  // Read again only when it was not on them before.
-  EXPECT_EQ(r.read_again, r.before < bytes / 10 * 9);
+  // Read again only when some of it was not on them before.
+  EXPECT_EQ(r.read_again, r.before < bytes);
 }
 
 }  // namespace

@@ -111,6 +111,9 @@ void add_bench_command(CLI::App& app) {
                             {"blas_core_warning", model::blas_core_warning()},
                             {"weight_mb", r.weight_bytes / 1e6},
                             {"kv_cache_mb_per_position", r.kv_cache_bytes_per_position / 1e6},
+                            {"weights_in_place_mb", r.in_place_bytes / 1e6},
+                            {"weights_in_place_huge_page_mb", r.in_place_huge_page_bytes / 1e6},
+                            {"weights_in_place_on_huge_pages_mb", r.in_place_on_huge_pages / 1e6},
                             {"mflop_per_token", r.flops_per_token / 1e6}};
         for (const auto& f : r.figures) {
           j["figures"].push_back({{"name", f.name},
@@ -163,6 +166,11 @@ void add_bench_command(CLI::App& app) {
           "positions, and prompt processing computes the LM head once per prompt)\n",
           r.dtype.c_str(), r.kv_cache_dtype.c_str(), r.isa.c_str(), r.weight_bytes / 1e6,
           r.flops_per_token / 1e6);
+      if (r.in_place_huge_page_bytes > 0)
+        std::printf(
+            "weights used in place from the file: %.0f MB, of whose whole 2 MiB pages %.0f of %.0f MiB are "
+            "mapped as such (on 4 KiB pages a step reads slower at fast moments)\n",
+            r.in_place_bytes / 1e6, r.in_place_on_huge_pages / 1048576, r.in_place_huge_page_bytes / 1048576);
       std::printf(
           "a decode step reads the weights once and each sequence's KV cache, %.1f KB per position it "
           "attends to: `MB/step`, averaged over the test's steps, sets its bandwidth limit; `stolen`: the "
