@@ -182,7 +182,6 @@ void Gpt2Model::forward_one_token(KvSequence& kv, float* logits) {
   const int n = kv.length + 1;  // positions attended to
   // Each thread's part of the step; returns early when the other thread's part threw.
   auto step = [&](int t) {
-    uint64_t passed = 0;
     float* xn = step_xn_[static_cast<size_t>(t)].data();
     auto product = [&](size_t i, const float* in) {
       uint8_t rounded = 0;
@@ -202,20 +201,20 @@ void Gpt2Model::forward_one_token(KvSequence& kv, float* logits) {
       const LayerWeights& w = weights_->layers[static_cast<size_t>(l)];
       const size_t first = 4 * static_cast<size_t>(l);
       layernorm_forward(xn, x_.data(), w.ln_1_weight, w.ln_1_bias, 1, C, eps);
-      product(first, xn);                        // qkv
-      if (!step_barrier_.wait(&passed)) return;  // the other thread's work threw
+      product(first, xn);                  // qkv
+      if (!step_barrier_.wait(t)) return;  // the other thread's work threw
       if (kv_cache_.dtype() == DType::kF16)
         attend(l, step_blocks_[static_cast<size_t>(t)].f16);
       else
         attend(l, step_blocks_[static_cast<size_t>(t)].f32);
-      if (!step_barrier_.wait(&passed)) return;
+      if (!step_barrier_.wait(t)) return;
       product(first + 1, att_.data());  // x += proj(att)
-      if (!step_barrier_.wait(&passed)) return;
+      if (!step_barrier_.wait(t)) return;
       layernorm_forward(xn, x_.data(), w.ln_2_weight, w.ln_2_bias, 1, C, eps);
       product(first + 2, xn);  // gelu(fc)
-      if (!step_barrier_.wait(&passed)) return;
+      if (!step_barrier_.wait(t)) return;
       product(first + 3, hidden_.data());  // x += proj(gelu(fc))
-      if (!step_barrier_.wait(&passed)) return;
+      if (!step_barrier_.wait(t)) return;
     }
     layernorm_forward(xn, x_.data(), weights_->ln_f_weight, weights_->ln_f_bias, 1, C, eps);
     product(products.size() - 1, xn);  // the LM head; the fork's join is its barrier

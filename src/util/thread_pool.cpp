@@ -112,18 +112,32 @@ void ThreadPool::worker_loop(int index) {
   }
 }
 
-bool SpinBarrier::wait(uint64_t* passed) {
-  const uint64_t target = static_cast<uint64_t>(threads_) * ++*passed;
-  uint64_t arrived = arrived_.fetch_add(1, std::memory_order_acq_rel) + 1;
-  for (int spins = 0; arrived < target; ++spins) {
-    if (spins < kSpinIterations) {
-      CORTEX_CPU_RELAX();
-    } else {
-      std::this_thread::yield();
+SpinBarrier::SpinBarrier(int threads)
+    : threads_(threads), arrivals_(std::make_unique<Arrivals[]>(static_cast<size_t>(threads))) {}
+
+void SpinBarrier::reset() {
+  for (int t = 0; t < threads_; ++t)
+    arrivals_[static_cast<size_t>(t)].count.store(0, std::memory_order_relaxed);
+  aborted_.store(false, std::memory_order_relaxed);
+}
+
+bool SpinBarrier::wait(int thread) {
+  auto& mine = arrivals_[static_cast<size_t>(thread)].count;
+  const uint64_t round = mine.load(std::memory_order_relaxed) + 1;
+  mine.store(round, std::memory_order_release);
+  for (int t = 0; t < threads_; ++t) {
+    if (t == thread) continue;
+    const auto& theirs = arrivals_[static_cast<size_t>(t)].count;
+    for (int spins = 0; theirs.load(std::memory_order_acquire) < round; ++spins) {
+      if (aborted_.load(std::memory_order_acquire)) return false;
+      if (spins < kSpinIterations) {
+        CORTEX_CPU_RELAX();
+      } else {
+        std::this_thread::yield();
+      }
     }
-    arrived = arrived_.load(std::memory_order_acquire);
   }
-  return arrived < kAborted;
+  return !aborted_.load(std::memory_order_acquire);
 }
 
 }  // namespace cortex

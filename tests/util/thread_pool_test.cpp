@@ -157,18 +157,17 @@ TEST(ThreadPoolTest, ThreadsMeetAtABarrierBetweenRoundsOfShares) {
         for (int t = 0; t < threads; ++t) r.set(t, kPiecesPerShare);
       barrier.reset();
       pool.run([&](int t) {
-        uint64_t passed = 0;
         for (int r = 0; r < kRounds; ++r) {
           rounds[static_cast<size_t>(r)].take_all(t, [&](int share, uint32_t piece) {
             auto& slot = written[static_cast<size_t>(share) * kPiecesPerShare + piece];
             if (slot.exchange(r + 1) != r) twice++;
           });
-          EXPECT_TRUE(barrier.wait(&passed));
+          EXPECT_TRUE(barrier.wait(t));
           for (auto& w : written)
             if (w.load() < r + 1) early++;
-          EXPECT_TRUE(barrier.wait(&passed));
+          EXPECT_TRUE(barrier.wait(t));
         }
-        EXPECT_EQ(passed, 2u * kRounds);
+        EXPECT_EQ(barrier.passed(t), 2u * kRounds);
       });
       EXPECT_EQ(early.load(), 0) << threads << " threads";
       EXPECT_EQ(twice.load(), 0) << threads << " threads";
@@ -213,10 +212,9 @@ TEST(ThreadPoolTest, ABarrierAbortedByAThreadThatThrewLetsTheOthersReturn) {
       std::atomic<int> returned_early{0};
       EXPECT_THROW(pool.run([&](int t) {
         try {
-          uint64_t passed = 0;
           for (int round = 0; round < 10; ++round) {
             if (t == thrower && round == 3) throw std::runtime_error("round 3");
-            if (!barrier.wait(&passed)) {
+            if (!barrier.wait(t)) {
               returned_early++;
               return;
             }
@@ -231,10 +229,9 @@ TEST(ThreadPoolTest, ABarrierAbortedByAThreadThatThrewLetsTheOthersReturn) {
       // reset() clears the abort: the next run's threads meet at every barrier again.
       barrier.reset();
       std::atomic<int> met{0};
-      pool.run([&](int) {
-        uint64_t passed = 0;
+      pool.run([&](int t) {
         for (int round = 0; round < 10; ++round)
-          if (barrier.wait(&passed)) met++;
+          if (barrier.wait(t)) met++;
       });
       EXPECT_EQ(met.load(), 10 * threads);
     }
