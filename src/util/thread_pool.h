@@ -142,7 +142,7 @@ class ThreadPool {
 // others' caches to add to it, and the others then took it back to see the count, a second hand-over
 // between cores on every barrier's way out, ~350 ns when this machine's two vCPUs sit on separate
 // chiplets. With a line each, every waiter sees the last arrival with one hand-over: Q8_0 decode steps
-// took 0.98× the time at 60–64 GB/s, 0.97–1.01× at 36–41.)
+// took 0.98× the time at 60–64 GB/s, 0.96–1.01× at 35–41, 0.99× on average over 20 series.)
 class SpinBarrier {
  public:
   explicit SpinBarrier(int threads);
