@@ -32,8 +32,8 @@ class MappedFile {
   };
   // Reads `parts` of the file ((offset, bytes) pairs) into memory now, on 2 MiB pages where the system
   // allows: for data used in place and streamed whole over and over (weights). The page cache keeps a
-  // file in the pieces it was read or written in, whatever a mapping asks for: a file written on this
-  // machine (a download, a conversion) sits in 4 KiB pages, and a file read back on 2 MiB pages may lose
+  // file in the pieces it was read or written in, whatever a mapping asks for: a file written in small
+  // pieces (a copy, a download) may sit in 4 KiB pages, and a file read back on 2 MiB pages may lose
   // some of them later. When any of the parts' whole 2 MiB pages come out on 4 KiB pages, all of them are
   // dropped from the page cache and read again, once, through this mapping (advised for 2 MiB pages
   // when opened); pages another process maps stay as they are (and cost no read). Throws Error
