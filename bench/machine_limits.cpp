@@ -3,8 +3,10 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "model/kernels.h"
@@ -132,6 +134,46 @@ double MachineLimits::timed_read(ThreadPool& pool, ReadWay way) {
   const double seconds = seconds_since(start);
   last_read_sum_ = 0;
   for (float p : partial) last_read_sum_ += p;
+  return seconds;
+}
+
+double MachineLimits::timed_round_trip(ThreadPool& pool, int trips) {
+  if (pool.size() < 2 || trips < 1) return 0;
+  // `ball` counts the hand-overs: odd on its way to thread 1, even back at thread 0. Each waits with a
+  // pause between looks, and yields after many (a pool with more threads than CPUs).
+  struct alignas(64) Line {
+    std::atomic<int> value{0};
+  };
+  Line ball, ready;
+  auto await = [](const std::atomic<int>& line, int value) {
+    for (int spins = 0; line.load(std::memory_order_acquire) != value; ++spins) {
+      if (spins < (1 << 14)) {
+#if defined(CORTEX_PROBE_AVX2)
+        _mm_pause();
+#endif
+      } else {
+        std::this_thread::yield();
+      }
+    }
+  };
+  double seconds = 0;
+  pool.run([&](int t) {
+    if (t == 1) {
+      ready.value.store(1, std::memory_order_release);
+      for (int i = 0; i < trips; ++i) {
+        await(ball.value, 2 * i + 1);
+        ball.value.store(2 * i + 2, std::memory_order_release);
+      }
+    } else if (t == 0) {
+      await(ready.value, 1);  // the fork's wake-up is not timed
+      const auto start = SteadyClock::now();
+      for (int i = 0; i < trips; ++i) {
+        ball.value.store(2 * i + 1, std::memory_order_release);
+        await(ball.value, 2 * i + 2);
+      }
+      seconds = seconds_since(start) / trips;
+    }
+  });
   return seconds;
 }
 

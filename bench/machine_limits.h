@@ -52,6 +52,12 @@ class MachineLimits {
   // the read from being optimised away and lets a test check that every value was read once.
   double last_read_sum() const { return last_read_sum_; }
   size_t buffer_bytes() const { return floats_ * sizeof(float); }
+  // Seconds a cache line takes from `pool`'s first thread to its second and back, the mean of `trips`
+  // such round trips (0 with fewer than two threads). Each exchange between a decode step's threads (a
+  // barrier, an activation one wrote and the other reads) waits about this long. On a VM whose vCPUs move
+  // between the host's cores it changes with the moment: tens of ns where the two share a cache, several
+  // hundred where they sit on separate chiplets (which may read memory faster together: two links).
+  static double timed_round_trip(ThreadPool& pool, int trips);
   // FLOP/s of an sgemm on the batched MLP shape (OpenBLAS, one slice of columns per thread, as the model
   // calls it): the best of `passes` products.
   double sgemm_flops(int passes);

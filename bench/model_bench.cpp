@@ -1,11 +1,13 @@
 #include "bench/model_bench.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <random>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "bench/cpu_times.h"
 #include "bench/machine_limits.h"
@@ -44,11 +46,15 @@ double prompt_rate(model::Gpt2Model& model, int n) {
 // The CPU time the machine's CPUs spent during the steps and between them (the reads and products), read
 // from /proc/stat around each (outside the timed spans): how much of it the hypervisor stole in each.
 // cpu_times is false where /proc/stat could not be read.
-// The reads go each way in turn (ReadWay: step by step, prefetched first), totalled per way.
+// The reads go each way in turn (ReadWay: step by step, prefetched first), totalled per way. With
+// several threads, each read is followed by kRoundTrips round trips of a cache line between the first two
+// (MachineLimits::timed_round_trip), one figure per step.
+constexpr int kRoundTrips = 32;
 struct DecodeRun {
   double tokens = 0, seconds = 0, sgemm_seconds = 0;
   double read_seconds[2] = {0, 0};
   int reads[2] = {0, 0};
+  std::vector<double> round_trips;  // seconds per round trip, after each step
   CpuTimes step_cpu, between_cpu;
   bool cpu_times = true;
   // Bytes per second of way w's reads of a buffer of `bytes` (0 without any).
@@ -63,6 +69,7 @@ struct DecodeRun {
     tokens += r.tokens, seconds += r.seconds, sgemm_seconds += r.sgemm_seconds;
     for (int w = 0; w < 2; ++w) read_seconds[w] += r.read_seconds[w], reads[w] += r.reads[w];
     step_cpu += r.step_cpu, between_cpu += r.between_cpu, cpu_times = cpu_times && r.cpu_times;
+    round_trips.insert(round_trips.end(), r.round_trips.begin(), r.round_trips.end());
     return *this;
   }
 };
@@ -91,6 +98,8 @@ DecodeRun decode_run(model::Gpt2Model& model, int rows, int steps, int depth, Ma
     const auto stepped = read_cpu_times();
     run.read_seconds[s % 2] += probe.timed_read(model.pool(), kReadWays[s % 2]);
     ++run.reads[s % 2];
+    if (model.pool().size() > 1)
+      run.round_trips.push_back(MachineLimits::timed_round_trip(model.pool(), kRoundTrips));
     if (rows > 1) run.sgemm_seconds += probe.timed_sgemm(model.pool());
     const auto after = read_cpu_times();
     if (before && stepped && after) {
@@ -322,6 +331,12 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options, MachineLimits
                               by_bandwidth ? bw_limit : step_flop_limit,
                               by_bandwidth ? "bandwidth" : "compute", t.flops_per_token, bandwidth, flops,
                               t.rows > 1, t.rows * t.cache_bytes});
+    if (!t.total.round_trips.empty()) {  // the median: a vCPU descheduled for a while lengthens a few
+      std::vector<double> trips = t.total.round_trips;
+      std::nth_element(trips.begin(), trips.begin() + static_cast<std::ptrdiff_t>(trips.size() / 2),
+                       trips.end());
+      report.figures.back().round_trip_seconds = trips[trips.size() / 2];
+    }
     if (t.total.cpu_times) {
       report.figures.back().steal_in_steps = t.total.step_cpu.steal_share();
       report.figures.back().steal_between_steps = t.total.between_cpu.steal_share();

@@ -54,6 +54,10 @@ struct BenchFigure {
   // (/proc/stat's steal; nullopt where it cannot be read). A fraction of the limit is taken in the steps'
   // moments and the reads': where more was stolen in the steps, it reads low for reasons of the machine.
   std::optional<double> steal_in_steps = std::nullopt, steal_between_steps = std::nullopt;
+  // Decode tests on two threads or more: seconds a cache line takes from the first thread to the second
+  // and back (MachineLimits::timed_round_trip), the median of one figure after each step. Where it is
+  // several hundred ns, the step's exchanges between its threads cost that much each.
+  std::optional<double> round_trip_seconds = std::nullopt;
 };
 
 struct ModelBenchReport {

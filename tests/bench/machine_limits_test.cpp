@@ -61,5 +61,19 @@ TEST(MachineLimitsTest, ATimedReadTakesEveryValueOnce) {
       }
 }
 
+TEST(MachineLimitsTest, ARoundTripTakesTheFirstTwoThreads) {
+  ThreadPool one(1);
+  EXPECT_EQ(MachineLimits::timed_round_trip(one, 100), 0) << "no second thread to hand the line to";
+  for (int threads : {2, 3}) {
+    ThreadPool pool(threads);
+    EXPECT_EQ(MachineLimits::timed_round_trip(pool, 0), 0);
+    // A round trip crosses between cores at least twice: more than a nanosecond, and on any machine that
+    // runs this suite (sanitizers included) well under a millisecond on average.
+    const double seconds = MachineLimits::timed_round_trip(pool, 1000);
+    EXPECT_GT(seconds, 1e-9) << threads << " threads";
+    EXPECT_LT(seconds, 1e-3) << threads << " threads";
+  }
+}
+
 }  // namespace
 }  // namespace cortex::bench

@@ -300,8 +300,13 @@ TEST(CliTest, BenchReportsEveryFigureBesideItsLimit) {
           EXPECT_LE(f[key].get<double>(), 1) << f.dump();
         }
       }
+      // A cache line's round trip between the run's two threads, after each step (the median).
+      ASSERT_TRUE(f.contains("thread_round_trip_ns")) << f.dump();
+      EXPECT_GT(f["thread_round_trip_ns"].get<double>(), 1) << f.dump();
+      EXPECT_LT(f["thread_round_trip_ns"].get<double>(), 1e6) << f.dump();
     } else {
       EXPECT_FALSE(f.contains("cpu_steal_in_steps")) << f.dump();
+      EXPECT_FALSE(f.contains("thread_round_trip_ns")) << f.dump();
     }
     if (name == "tg8") {
       EXPECT_EQ(read, j["bandwidth_gb_s"].get<double>());
@@ -359,9 +364,12 @@ TEST(CliTest, BenchReportsEveryFigureBesideItsLimit) {
   ASSERT_TRUE(std::regex_search(
       decode.out, row,
       std::regex(
-          R"(\ntg200 +[0-9.]+ +[0-9.]+ +[0-9]+%  bandwidth +([0-9.]+)  [0-9.]+ GB/s(; stolen [0-9]+% in steps, [0-9]+% between)?\n)")))
+          R"(\ntg200 +[0-9.]+ +[0-9.]+ +[0-9]+%  bandwidth +([0-9.]+)  [0-9.]+ GB/s; round trip [0-9]+ ns(; stolen [0-9]+% in steps, [0-9]+% between)?\n)")))
       << decode.out;
   EXPECT_NE(decode.out.find("`stolen`: the share of CPU time the hypervisor took"), std::string::npos)
+      << decode.out;
+  EXPECT_NE(decode.out.find("`round trip`: a cache line from the first thread to the second and back"),
+            std::string::npos)
       << decode.out;
   const double step_mb = j["weight_mb"].get<double>() + layers * 2 * C * 4 * (16 + 100.5) / 1e6;
   EXPECT_NEAR(std::stod(row[1]), step_mb, 0.051) << decode.out;

@@ -134,6 +134,8 @@ void add_bench_command(CLI::App& app) {
             };
             j["figures"].back()["cpu_steal_in_steps"] = share(f.steal_in_steps);
             j["figures"].back()["cpu_steal_between_steps"] = share(f.steal_between_steps);
+            if (f.round_trip_seconds)
+              j["figures"].back()["thread_round_trip_ns"] = *f.round_trip_seconds * 1e9;
           }
         }
         runs.push_back(std::move(j));
@@ -173,8 +175,11 @@ void add_bench_command(CLI::App& app) {
             r.in_place_bytes / 1e6, r.in_place_on_huge_pages / 1048576, r.in_place_huge_page_bytes / 1048576);
       std::printf(
           "a decode step reads the weights once and each sequence's KV cache, %.1f KB per position it "
-          "attends to: `MB/step`, averaged over the test's steps, sets its bandwidth limit; `stolen`: the "
-          "share of CPU time the hypervisor took, during the steps and between them\n\n",
+          "attends to: `MB/step`, averaged over the test's steps, sets its bandwidth limit; `round trip`: a "
+          "cache line from the first thread to the second and back, the median after each step (every "
+          "exchange between a step's threads waits about as long: tens of ns where they share a cache, "
+          "hundreds across chiplets); `stolen`: the share of CPU time the hypervisor took, during the steps "
+          "and between them\n\n",
           r.kv_cache_bytes_per_position / 1e3);
       int width = 10;  // the names' column: "batch32@d880" is wider
       for (const auto& f : r.figures) width = std::max(width, static_cast<int>(f.name.size()));
@@ -190,6 +195,7 @@ void add_bench_command(CLI::App& app) {
         std::printf("%-9s %9.1f  %.1f GB/s", f.bound.c_str(),
                     (r.weight_bytes + f.kv_cache_bytes_per_step) / 1e6, f.bandwidth_bytes_per_s / 1e9);
         if (f.sgemm_between_steps) std::printf(", sgemm %.1f GFLOP/s", f.sgemm_flops / 1e9);
+        if (f.round_trip_seconds) std::printf("; round trip %.0f ns", *f.round_trip_seconds * 1e9);
         if (f.steal_in_steps && f.steal_between_steps)
           std::printf("; stolen %.0f%% in steps, %.0f%% between", 100 * *f.steal_in_steps,
                       100 * *f.steal_between_steps);
