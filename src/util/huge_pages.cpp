@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 
@@ -11,8 +12,7 @@ namespace cortex {
 
 void advise_huge_pages(const void* data, size_t bytes) {
   const auto first = reinterpret_cast<uintptr_t>(data);
-  const auto begin = (first + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
-  const auto end = (first + bytes) / kHugePageBytes * kHugePageBytes;
+  const auto [begin, end] = whole_huge_pages(first, first + bytes);
   // EINVAL where the kernel has no transparent huge pages: the pages stay as they are.
   if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
 }
@@ -24,28 +24,33 @@ bool system_has_huge_pages() {
   return modes.find("[always]") != std::string::npos || modes.find("[madvise]") != std::string::npos;
 }
 
-size_t huge_page_bytes_mapped(const void* data, size_t bytes) {
-  const auto begin = reinterpret_cast<uintptr_t>(data), end = begin + bytes;
+void for_each_smaps_field(const std::function<void(uintptr_t, uintptr_t, const std::string&)>& fn) {
   std::ifstream smaps("/proc/self/smaps");
   std::string line;
-  bool overlaps = false;
-  size_t total = 0;
+  uintptr_t from = 0, to = 0;
   while (std::getline(smaps, line)) {
     // A mapping's first line: "start-end perms offset dev inode path" (its first word has no colon);
     // then "Field:   value kB" lines.
-    const size_t space = line.find(' '), colon = line.find(':');
-    if (colon > space) {
-      uintptr_t from = 0, to = 0;
+    if (line.find(':') > line.find(' ')) {
       char dash = 0;
       std::istringstream range(line);
-      overlaps = range >> std::hex >> from >> dash >> to && dash == '-' && from < end && begin < to;
+      if (!(range >> std::hex >> from >> dash >> to) || dash != '-') from = to = 0;
       continue;
     }
-    if (!overlaps) continue;
+    if (to > from) fn(from, to, line);
+  }
+}
+
+size_t huge_page_bytes_mapped(const void* data, size_t bytes) {
+  const auto begin = reinterpret_cast<uintptr_t>(data), end = begin + bytes;
+  size_t total = 0;
+  for_each_smaps_field([&](uintptr_t from, uintptr_t to, const std::string& line) {
+    if (from >= end || begin >= to) return;
+    const size_t colon = line.find(':');
     const std::string field = line.substr(0, colon);
     if (field == "AnonHugePages" || field == "FilePmdMapped" || field == "ShmemPmdMapped")
       total += std::stoull(line.substr(colon + 1)) * 1024;  // "   2048 kB"
-  }
+  });
   return total;
 }
 

@@ -85,8 +85,7 @@ MappedFile::HugePageRead MappedFile::read_on_huge_pages(
     size_t last = runs[i].second;
     for (++i; i < runs.size() && runs[i].first <= last + kRunGapBytes; ++i)
       last = std::max(last, runs[i].second);
-    const uintptr_t begin = (base + first + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
-    const uintptr_t end = (base + last) / kHugePageBytes * kHugePageBytes;
+    const auto [begin, end] = whole_huge_pages(base + first, base + last);
     if (end > begin) {
       huge.emplace_back(begin - base, end - begin);
       r.wanted += end - begin;

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 
+#include <cstdint>
 #include <cstring>
+#include <string>
 #include <vector>
 
 namespace cortex {
@@ -32,6 +34,38 @@ TEST(HugePagesTest, AdviceOnRangesWithoutAWholeHugePageChangesNothing) {
   advise_huge_pages(small.data(), small.size());  // no whole 2 MiB page inside: no call, no error
   advise_huge_pages(nullptr, 0);
   EXPECT_EQ(small[999], 'x');
+}
+
+TEST(HugePagesTest, WholeHugePagesLieInsideTheRange) {
+  constexpr uintptr_t kPage = kHugePageBytes;
+  const HugePageSpan inside = whole_huge_pages(kPage - 1, 4 * kPage + 5);
+  EXPECT_EQ(inside.begin, kPage);
+  EXPECT_EQ(inside.end, 4 * kPage);
+  const HugePageSpan exact = whole_huge_pages(2 * kPage, 3 * kPage);
+  EXPECT_EQ(exact.begin, 2 * kPage);
+  EXPECT_EQ(exact.end, 3 * kPage);
+  const HugePageSpan none = whole_huge_pages(kPage + 1, 2 * kPage + 100);  // no page whole inside
+  EXPECT_GE(none.begin, none.end);
+}
+
+TEST(HugePagesTest, SmapsFieldsComeWithTheirMappingsAddresses) {
+  AnonymousMapping mapping(size_t{3} << 12, MADV_NOHUGEPAGE);
+  ASSERT_NE(mapping.data, nullptr);
+  const auto addr = reinterpret_cast<uintptr_t>(mapping.data);
+  size_t size_kb = 0, rss_kb = 0;
+  int fields = 0;
+  for_each_smaps_field([&](uintptr_t begin, uintptr_t end, const std::string& line) {
+    EXPECT_LT(begin, end) << line;
+    EXPECT_NE(line.find(':'), std::string::npos) << "a field line, not a mapping's: " << line;
+    if (addr < begin || addr >= end) return;
+    ++fields;
+    if (line.rfind("Size:", 0) == 0) size_kb = std::stoull(line.substr(5));
+    if (line.rfind("Rss:", 0) == 0) rss_kb = std::stoull(line.substr(4));
+  });
+  EXPECT_GT(fields, 2);
+  // The kernel may merge the mapping with a neighbour: at least its own 12 KiB, all written.
+  EXPECT_GE(size_kb, 12u);
+  EXPECT_GE(rss_kb, 12u);
 }
 
 TEST(HugePagesTest, MappingsOnSmallPagesHaveNoHugePageBytes) {

@@ -5,30 +5,22 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
+
+#include "util/huge_pages.h"
 
 namespace cortex {
 namespace {
 
 // The VmFlags line of the mapping in /proc/self/smaps that contains `p` ("" when none does).
 std::string vm_flags_of(const void* p) {
-  std::ifstream smaps("/proc/self/smaps");
   const auto addr = reinterpret_cast<uintptr_t>(p);
-  std::string line;
-  bool inside = false;
-  while (std::getline(smaps, line)) {
-    uintptr_t begin = 0, end = 0;
-    char dash = 0;
-    std::istringstream range(line);
-    if (range >> std::hex >> begin >> dash >> end && dash == '-' && line.find(':') > line.find(' ')) {
-      inside = addr >= begin && addr < end;
-      continue;
-    }
-    if (inside && line.rfind("VmFlags:", 0) == 0) return line;
-  }
-  return "";
+  std::string flags;
+  for_each_smaps_field([&](uintptr_t begin, uintptr_t end, const std::string& line) {
+    if (addr >= begin && addr < end && line.rfind("VmFlags:", 0) == 0) flags = line;
+  });
+  return flags;
 }
 
 // Whether this kernel has transparent huge pages at all (then MADV_HUGEPAGE marks a mapping, whatever
