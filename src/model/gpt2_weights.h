@@ -6,7 +6,9 @@
 // was read from are released from the process). F16 and Q8_0 matrices are
 // always stored [out, in] (Q8_0 blocks run along the input dimension); Q8_0 converted on load is laid
 // out in groups of 16 rows (q8_0_groups.h), a mapped Q8_0 tensor row by row as llama.cpp writes it. Vectors
-// (LayerNorm, biases) and the position embedding are F32 (widened when stored otherwise).
+// (LayerNorm, biases) and the position embedding are F32 (widened when stored otherwise), used in place
+// when the file has them so and its matrices are used in place too (else copied, but for those of 2 MiB
+// or more: see as_f32).
 #pragma once
 
 #include <cstddef>
@@ -107,6 +109,9 @@ class Gpt2Weights {
   void read_in_place_weights();
 
   DType dtype_ = DType::kF32;
+  // Whether the file's weight matrices are used in place (its type is dtype_ and their layout the one
+  // kept): then so are its F32 vectors, whatever their size; else only those of 2 MiB or more (as_f32).
+  bool matrices_in_place_ = true;
   Gpt2Config config_;
   std::string format_;
   std::unique_ptr<SafetensorsFile> safetensors_;

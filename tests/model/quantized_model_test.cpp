@@ -11,6 +11,7 @@
 #include "model/gpt2_model.h"
 #include "model/q8_0_groups.h"
 #include "model/random_model.h"
+#include "model/safetensors.h"
 #include "model/weight_types.h"
 #include "support/test_models.h"
 #include "util/error.h"
@@ -84,6 +85,12 @@ constexpr int kMinAgreementQ8_0 = 28;
 TEST(QuantizedModelTest, GgufFilesOfEachTypeLoadInPlaceAndMatchConversionOnLoad) {
   const std::string dir = testing::make_temp_dir("quantized");
   auto f32 = Gpt2Model::load(test_model("tiny"), {2, 0, {}});
+  {  // F32 run in F32: every tensor of the file used in place, the vectors with the matrices.
+    auto file = SafetensorsFile::open(test_model("tiny") + "/model.safetensors");
+    size_t bytes = 0;
+    for (const auto& [name, t] : file->tensors()) bytes += t.bytes;
+    EXPECT_EQ(f32->weights().in_place().bytes, bytes);
+  }
   for (DType t : {DType::kF16, DType::kQ8_0}) {
     SCOPED_TRACE(dtype_name(t));
     const std::string path = tiny_gguf(t, dir);
@@ -95,6 +102,9 @@ TEST(QuantizedModelTest, GgufFilesOfEachTypeLoadInPlaceAndMatchConversionOnLoad)
     EXPECT_EQ(w.layers[1].mlp_fc.weight, w.gguf()->find("blk.1.ffn_up.weight")->data);
     EXPECT_EQ(w.lm_head.weight, w.gguf()->find("token_embd.weight")->data);
     EXPECT_EQ(w.layers[0].attn_qkv.dtype, t);
+    // So are its F32 vectors, beside them: every tensor is the file's.
+    EXPECT_EQ(w.layers[1].attn_qkv.bias, w.gguf()->find("blk.1.attn_qkv.bias")->data);
+    EXPECT_EQ(w.layers[1].ln_2_weight, w.gguf()->find("blk.1.ffn_norm.weight")->data);
     // The safetensors F32 folder converted on load, and the F32 GGUF converted on load, hold the same
     // values in every matrix, Q8_0's in groups of 16 rows where the file's lie row by row. (The file's
     // position embedding is stored in its type too, where conversion on load keeps F32's: the logits
@@ -107,6 +117,9 @@ TEST(QuantizedModelTest, GgufFilesOfEachTypeLoadInPlaceAndMatchConversionOnLoad)
     for (const Gpt2Model* m : {from_st.get(), from_gguf_f32.get()}) {
       const Gpt2Weights& c = m->weights();
       EXPECT_EQ(c.wte.q8_0_groups, t == DType::kQ8_0);
+      // Beside converted matrices, the file's small F32 vectors are copied too (used in place, each would
+      // map the 2 MiB page around it): nothing of tiny's is used in place.
+      EXPECT_EQ(c.in_place().bytes, 0u);
       const std::vector<std::byte> wte = converted_bytes(w.wte);
       ASSERT_EQ(c.wte.weight_bytes(), wte.size());
       EXPECT_EQ(std::memcmp(c.wte.weight, wte.data(), wte.size()), 0);
