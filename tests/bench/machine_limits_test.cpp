@@ -67,11 +67,12 @@ TEST(MachineLimitsTest, ARoundTripTakesTheFirstTwoThreads) {
   for (int threads : {2, 3}) {
     ThreadPool pool(threads);
     EXPECT_EQ(MachineLimits::timed_round_trip(pool, 0), 0);
-    // A round trip crosses between cores at least twice: more than a nanosecond, and on any machine that
-    // runs this suite (sanitizers included) well under a millisecond on average.
+    // A round trip crosses between cores at least twice: more than a nanosecond. Under 100 ms on
+    // average even where the suite's other tests take the CPUs and the two threads share one (each waiter
+    // yields after a while).
     const double seconds = MachineLimits::timed_round_trip(pool, 1000);
     EXPECT_GT(seconds, 1e-9) << threads << " threads";
-    EXPECT_LT(seconds, 1e-3) << threads << " threads";
+    EXPECT_LT(seconds, 0.1) << threads << " threads";
   }
 }
 

@@ -303,7 +303,7 @@ TEST(CliTest, BenchReportsEveryFigureBesideItsLimit) {
       // A cache line's round trip between the run's two threads, after each step (the median).
       ASSERT_TRUE(f.contains("thread_round_trip_ns")) << f.dump();
       EXPECT_GT(f["thread_round_trip_ns"].get<double>(), 1) << f.dump();
-      EXPECT_LT(f["thread_round_trip_ns"].get<double>(), 1e6) << f.dump();
+      EXPECT_LT(f["thread_round_trip_ns"].get<double>(), 1e8) << f.dump();  // 100 ms: tests run beside
     } else {
       EXPECT_FALSE(f.contains("cpu_steal_in_steps")) << f.dump();
       EXPECT_FALSE(f.contains("thread_round_trip_ns")) << f.dump();
