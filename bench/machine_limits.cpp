@@ -6,13 +6,13 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
-#include <thread>
 #include <vector>
 
 #include "model/kernels.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/page_arena.h"
+#include "util/spin_wait.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -139,22 +139,14 @@ double MachineLimits::timed_read(ThreadPool& pool, ReadWay way) {
 
 double MachineLimits::timed_round_trip(ThreadPool& pool, int trips) {
   if (pool.size() < 2 || trips < 1) return 0;
-  // `ball` counts the hand-overs: odd on its way to thread 1, even back at thread 0. Each waits with a
-  // pause between looks, and yields after many (a pool with more threads than CPUs).
+  // `ball` counts the hand-overs: odd on its way to thread 1, even back at thread 0. Each waits as the
+  // pool's threads do (spin_wait.h).
   struct alignas(64) Line {
     std::atomic<int> value{0};
   };
   Line ball, ready;
   auto await = [](const std::atomic<int>& line, int value) {
-    for (int spins = 0; line.load(std::memory_order_acquire) != value; ++spins) {
-      if (spins < (1 << 14)) {
-#if defined(CORTEX_PROBE_AVX2)
-        _mm_pause();
-#endif
-      } else {
-        std::this_thread::yield();
-      }
-    }
+    for (int spins = 0; line.load(std::memory_order_acquire) != value; ++spins) spin_pause(spins);
   };
   double seconds = 0;
   pool.run([&](int t) {

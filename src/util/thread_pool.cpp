@@ -1,19 +1,8 @@
 #include "util/thread_pool.h"
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define CORTEX_CPU_RELAX() _mm_pause()
-#else
-#define CORTEX_CPU_RELAX() std::this_thread::yield()
-#endif
+#include "util/spin_wait.h"
 
 namespace cortex {
-
-namespace {
-// Pause instructions before sleeping: ~250 us on Ice Lake (a pause is ~40 cycles there, ~10 on older
-// cores). Shorter (~30 us) was slower for decode, 8× longer for the server (docs/performance.md).
-constexpr int kSpinIterations = 1 << 14;
-}  // namespace
 
 ThreadPool::Shares::Shares(int parts)
     : s_(std::make_unique<SharePieces[]>(static_cast<size_t>(std::max(1, parts)))),
@@ -58,13 +47,7 @@ void ThreadPool::run(const std::function<void(int)>& fn) {
     wake_.notify_all();
   }
   run_task(fn, 0);
-  for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
-    if (spins < kSpinIterations) {
-      CORTEX_CPU_RELAX();
-    } else {
-      std::this_thread::yield();
-    }
-  }
+  for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) spin_pause(spins);
   task_ = nullptr;
   if (!failed_.load(std::memory_order_acquire)) return;  // no lock taken on a run that went well
   std::exception_ptr error;
@@ -95,7 +78,7 @@ void ThreadPool::worker_loop(int index) {
   for (;;) {
     uint64_t now = generation_.load(std::memory_order_acquire);
     for (int spins = 0; now == seen && spins < kSpinIterations; ++spins) {
-      CORTEX_CPU_RELAX();
+      cpu_relax();
       now = generation_.load(std::memory_order_acquire);
     }
     if (now == seen) {
@@ -130,11 +113,7 @@ bool SpinBarrier::wait(int thread) {
     const auto& theirs = arrivals_[static_cast<size_t>(t)].count;
     for (int spins = 0; theirs.load(std::memory_order_acquire) < round; ++spins) {
       if (aborted_.load(std::memory_order_acquire)) return false;
-      if (spins < kSpinIterations) {
-        CORTEX_CPU_RELAX();
-      } else {
-        std::this_thread::yield();
-      }
+      spin_pause(spins);
     }
   }
   return !aborted_.load(std::memory_order_acquire);
