@@ -136,6 +136,7 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options, MachineLimits
   mo.threads = options.threads;
   mo.dtype = options.dtype;
   mo.kv_cache_dtype = options.kv_cache_dtype;
+  mo.converted_cache_dir = options.converted_cache_dir;
   // Cache positions a decode test's `rows` sequences hold at most (whole blocks each).
   auto decode_tokens = [](int rows, int depth, int steps) {
     return int64_t{rows} * (int64_t{depth} + steps + model::KvCache::kBlockTokens);
@@ -346,6 +347,8 @@ ModelBenchReport run_model_bench(const ModelBenchOptions& options, MachineLimits
   report.in_place_bytes = static_cast<double>(in_place.bytes);
   report.in_place_huge_page_bytes = static_cast<double>(in_place.huge_page_bytes);
   report.in_place_on_huge_pages = static_cast<double>(in_place.on_huge_pages);
+  report.converted_bytes = static_cast<double>(model->weights().converted().bytes);
+  report.converted_cache_file = model->weights().converted().cache_file;
   return report;
 }
 

@@ -15,6 +15,7 @@ struct ModelBenchOptions {
   std::string model;                           // folder or .gguf
   std::optional<model::DType> dtype;           // weight type to run in; nullopt = as stored
   std::optional<model::DType> kv_cache_dtype;  // nullopt = the model's default (follows the weights)
+  std::string converted_cache_dir;             // ModelOptions::converted_cache_dir (empty: in memory)
   int threads = 2;
   std::vector<int> prompt_lengths = {128, 512};
   int decode_tokens = 128;
@@ -84,6 +85,10 @@ struct ModelBenchReport {
   // bytes mapped on 2 MiB pages (Gpt2Weights::in_place), after the last test: a file the system holds
   // on 4 KiB pages reads slower at the machine's fast moments.
   double in_place_bytes = 0, in_place_huge_page_bytes = 0, in_place_on_huge_pages = 0;
+  // The weights converted on load, and the converted-weights file they are mapped from (empty: in the
+  // process's own memory; Gpt2Weights::converted).
+  double converted_bytes = 0;
+  std::string converted_cache_file;
   // A decode token's FLOP, 2 × the multiply-adds of the dense layers and the LM head. A test's own (in its
   // figure) also counts attention at the test's positions, and prompt processing the LM head once per
   // prompt: only the last position's logits are computed.

@@ -6,8 +6,9 @@
 # show Pss ≈ half the file).
 # Usage: bench/replica_memory.sh [MODEL.gguf] [DTYPE] [KV_CACHE_DTYPE]
 #   default model: a random GPT-2 124M written as a Q8_0 GGUF file (once, under $CORTEX_HOME/models);
-#   DTYPE (f32|f16|q8_0) is passed as --dtype: a type other than the file's converts on load, into
-#   memory of each process's own (so the file's pages are then not what the weights use).
+#   DTYPE (f32|f16|q8_0) is passed as --dtype: a type other than the file's converts on load, into the
+#   converted-weights file under $CORTEX_HOME/cache/converted that the first replica writes and both map
+#   (its pages count as the weights' here), or with CONVERTED_CACHE=off into memory of each process's own.
 #   KV_CACHE_DTYPE (f32|f16) is passed as --kv-cache-dtype.
 #   CORTEX=path/to/cortex picks the binary (default: build/src/cli/cortex).
 set -euo pipefail
@@ -31,7 +32,7 @@ cleanup() {
 }
 trap cleanup EXIT
 for i in 1 2; do
-  "$cortex" serve --model "$model" ${dtype:+--dtype "$dtype"} ${kv_dtype:+--kv-cache-dtype "$kv_dtype"} --port 0 --port-file "$work/port$i" --threads 1 \
+  "$cortex" serve --model "$model" ${dtype:+--dtype "$dtype"} ${CONVERTED_CACHE:+--converted-cache "$CONVERTED_CACHE"} ${kv_dtype:+--kv-cache-dtype "$kv_dtype"} --port 0 --port-file "$work/port$i" --threads 1 \
     --max-concurrency 8 2>"$work/log$i" &
   pids+=($!)
 done
@@ -50,7 +51,7 @@ done
 # The KV cache's type as the replica reports it (without --kv-cache-dtype it follows the weights' type).
 kv_dtype="$(curl -sf "http://127.0.0.1:$(cat "$work/port1")/signature" |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["model"]["kv_cache_dtype"])')"
-INFO="$work/info.json" MODEL="$model" KV_DTYPE="$kv_dtype" python3 - "${pids[@]}" <<'PY'
+INFO="$work/info.json" MODEL="$model" CONVERTED="$home/cache/converted/" KV_DTYPE="$kv_dtype" python3 - "${pids[@]}" <<'PY'
 import json, math, os, sys
 
 info = json.load(open(os.environ["INFO"]))
@@ -66,15 +67,19 @@ kv_mb = 8 * blocks * block_mb
 model = os.environ["MODEL"]
 file_mb = os.path.getsize(model) / 2**20
 
+def weights(path):
+    return path == model or (path.startswith(os.environ["CONVERTED"]) and path.endswith(".weights"))
+
 def smaps(pid):
-    """The model file's mapping (summed over its entries) and the whole process (smaps_rollup), in MiB."""
+    """The weights' mappings (the model file's and a converted-weights file's, summed over their entries)
+    and the whole process (smaps_rollup), in MiB."""
     fields, mapping, current = {}, {}, None
     with open(f"/proc/{pid}/smaps") as f:
         for line in f:
             parts = line.split()
             if len(parts) >= 5 and "-" in parts[0] and ":" in parts[3]:  # a mapping's header line
                 current = parts[5] if len(parts) > 5 else ""
-            elif current == model and parts[0].endswith(":") and len(parts) == 3 and parts[2] == "kB":
+            elif weights(current) and parts[0].endswith(":") and len(parts) == 3 and parts[2] == "kB":
                 mapping[parts[0][:-1]] = mapping.get(parts[0][:-1], 0) + int(parts[1]) / 1024
     with open(f"/proc/{pid}/smaps_rollup") as f:
         for line in f:
@@ -94,6 +99,7 @@ for pid in sys.argv[1:]:
           f"{r['Pss']:8.1f}")
 print(f"{os.environ['KV_DTYPE']} KV cache for this load: at most {kv_mb:.1f} MiB (8 sequences x {blocks} blocks of "
       f"{block_mb:.3f} MiB); other minus that: the process's own overhead")
-print("weights mapped: the model file's resident pages in the process; other: RSS minus them (KV cache,"
-      " activations, code); weights shared: of those pages, the ones another process maps too.")
+print("weights mapped: the resident pages of the model file and of its converted-weights file in the"
+      " process; other: RSS minus them (KV cache, activations, code); weights shared: of those pages, the"
+      " ones another process maps too.")
 PY

@@ -15,7 +15,7 @@ Sequence::~Sequence() {
 }
 
 std::unique_ptr<Gpt2Model> Gpt2Model::load(const std::string& path, const ModelOptions& options) {
-  return create(Gpt2Weights::load(path, options.dtype), options);
+  return create(Gpt2Weights::load(path, options.dtype, options.converted_cache_dir), options);
 }
 
 DType default_kv_cache_dtype(const Gpt2Weights& weights) {

@@ -32,6 +32,9 @@ struct ModelOptions {
   // threads meeting at a barrier between products (forward_one_token); true runs them as every other
   // step runs, a fork per product and per attention, to compare the two.
   bool fork_per_product = false;
+  // Where weights converted on load (dtype other than the file's) are kept, to be mapped by every process
+  // that loads the model in that type (Gpt2Weights::load); empty: converted in memory.
+  std::string converted_cache_dir = {};
 };
 
 class Gpt2Model;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstddef>
 #include <cstring>
 #include <filesystem>
@@ -40,10 +41,80 @@ const TensorView& require(const File& file, const std::vector<std::string>& name
 
 }  // namespace
 
-std::unique_ptr<Gpt2Weights> Gpt2Weights::load(const std::string& path, std::optional<DType> dtype) {
+namespace {
+
+// The files a model is read from: what its converted weights are converted from.
+std::vector<std::string> model_files(const std::string& path) {
+  if (std::filesystem::is_directory(path)) return {path + "/config.json", path + "/model.safetensors"};
+  return {path};
+}
+
+// The version of the layouts convert_matrix and as_f32 write (Q8_0 groups, transposed F16, widened
+// vectors), part of a converted-weights file's kind: raise it when one changes, so that files written
+// before are converted again rather than misread.
+constexpr int kConvertedLayout = 1;
+
+std::string conversion_kind(std::optional<DType> dtype) {
+  std::string name = dtype ? dtype_name(*dtype) : "as-stored";
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return name + ".v" + std::to_string(kConvertedLayout);
+}
+
+}  // namespace
+
+std::unique_ptr<Gpt2Weights> Gpt2Weights::load(const std::string& path, std::optional<DType> dtype,
+                                               const std::string& converted_cache_dir) {
   if (dtype && *dtype == DType::kBF16)
     throw invalid_argument("dtype bf16 is not supported: use f32, f16 or q8_0");
+  if (converted_cache_dir.empty()) return load_from(path, dtype, std::nullopt);
+  std::unique_ptr<ConvertedWeightsCache> cache;
+  try {
+    cache = std::make_unique<ConvertedWeightsCache>(converted_cache_dir, path, model_files(path),
+                                                    conversion_kind(dtype));
+  } catch (const Error&) {
+    return load_from(path, dtype, std::nullopt);  // a missing file: the loader names it
+  }
+  // Without the lock first: the file, once there, is only ever replaced whole (renamed into place).
+  if (auto w = load_cached(path, dtype, *cache)) return w;
+  auto w = load_from(path, dtype, std::nullopt);
+  if (w->converted_pieces_.empty()) return w;  // nothing converted: nothing to keep
+  try {
+    cache->lock();
+    // Another process loading the model at the same time may have written it while this one converted:
+    // its file is the one to share.
+    if (auto written = load_cached(path, dtype, *cache)) return written;
+    cache->write(w->converted_pieces_);
+  } catch (const Error& e) {
+    spdlog::warn("{}: the converted weights stay in this process's memory ({})", path, e.what());
+    return w;
+  }
+  auto mapped = load_cached(path, dtype, *cache);
+  if (!mapped) return w;
+  mapped->converted_info_.written = true;
+  spdlog::info("{}: weights converted to {} written to {} ({:.1f} MiB)", path, dtype_name(mapped->dtype()),
+               cache->path(), static_cast<double>(mapped->converted_info_.bytes) / (1 << 20));
+  return mapped;
+}
+
+std::unique_ptr<Gpt2Weights> Gpt2Weights::load_cached(const std::string& path, std::optional<DType> dtype,
+                                                      const ConvertedWeightsCache& cache) {
+  auto contents = cache.open();
+  if (!contents) return nullptr;
+  try {
+    return load_from(path, dtype, std::move(contents));
+  } catch (const Error& e) {
+    spdlog::warn("{}: does not fit {} ({}); converting again", cache.path(), path, e.what());
+    return nullptr;
+  }
+}
+
+std::unique_ptr<Gpt2Weights> Gpt2Weights::load_from(const std::string& path, std::optional<DType> dtype,
+                                                    std::optional<ConvertedWeightsCache::Contents> cached) {
   auto w = std::unique_ptr<Gpt2Weights>(new Gpt2Weights());
+  if (cached) {
+    w->cache_file_ = std::move(cached->file);
+    w->cache_pieces_ = std::move(cached->pieces);
+  }
   namespace fs = std::filesystem;
   if (fs::is_directory(path)) {
     w->load_safetensors_dir(path, dtype);
@@ -52,6 +123,11 @@ std::unique_ptr<Gpt2Weights> Gpt2Weights::load(const std::string& path, std::opt
   } else {
     throw not_found(path + ": no such model file or folder");
   }
+  if (w->from_cache() && w->converted_pieces_.size() != w->cache_pieces_.size())
+    throw corrupt_data(w->cache_file_->path() + ": holds " + std::to_string(w->cache_pieces_.size()) +
+                       " pieces where the model converts " + std::to_string(w->converted_pieces_.size()));
+  for (const auto& piece : w->converted_pieces_) w->converted_info_.bytes += piece.second;
+  if (w->from_cache()) w->converted_info_.cache_file = w->cache_file_->path();
   w->read_in_place_weights();
   return w;
 }
@@ -73,6 +149,11 @@ const MappedFile& Gpt2Weights::mapping() const {
 }
 
 void Gpt2Weights::read_in_place_weights() {
+  if (from_cache()) {
+    const MappedFile::HugePageRead r = cache_file_->read_on_huge_pages(cache_pieces_);
+    spdlog::debug("{}: converted weights mapped: {} MiB of whole 2 MiB pages, {} MiB mapped on them",
+                  cache_file_->path(), r.wanted >> 20, r.after >> 20);
+  }
   if (in_place_.empty()) return;
   const MappedFile& file = mapping();
   const MappedFile::HugePageRead r = file.read_on_huge_pages(in_place_);
@@ -92,7 +173,19 @@ Gpt2Weights::InPlace Gpt2Weights::in_place() const {
 }
 
 void* Gpt2Weights::own(size_t bytes) {
-  return converted_.allocate(bytes);
+  void* piece = nullptr;
+  if (from_cache()) {
+    const size_t i = converted_pieces_.size();
+    if (i >= cache_pieces_.size() || cache_pieces_[i].second != bytes)
+      throw corrupt_data(cache_file_->path() + ": its piece " + std::to_string(i) +
+                         " is not the size the model converts (" + std::to_string(bytes) + " bytes)");
+    // Read-only memory: the callers fill a piece only when it is not from_cache().
+    piece = const_cast<uint8_t*>(cache_file_->data() + cache_pieces_[i].first);
+  } else {
+    piece = converted_.allocate(bytes);
+  }
+  converted_pieces_.emplace_back(piece, bytes);
+  return piece;
 }
 
 void Gpt2Weights::note_in_place(const TensorView& t) {
@@ -110,6 +203,7 @@ const float* Gpt2Weights::as_f32(const TensorView& t) {
     return static_cast<const float*>(t.data);
   }
   auto* buf = static_cast<float*>(own(static_cast<size_t>(t.elements()) * sizeof(float)));
+  if (from_cache()) return buf;
   convert_to_f32(buf, t.dtype, t.data, t.elements());
   release_pages(t.data, t.bytes);
   return buf;
@@ -139,6 +233,7 @@ const void* Gpt2Weights::convert_matrix(const TensorView& t, bool transpose) {
   const bool groups = dtype_ == DType::kQ8_0;
   auto* dst = static_cast<std::byte*>(
       own(groups ? q8_0_group_bytes(out_rows, out_cols) : stride * static_cast<size_t>(out_rows)));
+  if (from_cache()) return dst;
   std::vector<std::byte> group(groups ? stride * kQ8GroupRows : 0);
   const size_t group_bytes = q8_0_group_bytes(kQ8GroupRows, out_cols);
   // Row r of the output, from its values as floats.

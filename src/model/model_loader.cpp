@@ -28,7 +28,7 @@ std::unique_ptr<tokenizer::BpeTokenizer> load_tokenizer(const std::string& path)
 
 LoadedModel load_model(const std::string& path, const ModelOptions& options) {
   LoadedModel m;
-  auto weights = Gpt2Weights::load(path, options.dtype);
+  auto weights = Gpt2Weights::load(path, options.dtype, options.converted_cache_dir);
   m.tokenizer = weights->gguf() != nullptr ? tokenizer_from_gguf(*weights->gguf())
                                            : tokenizer::BpeTokenizer::load(path);
   if (m.tokenizer->vocab_size() != static_cast<size_t>(weights->config().vocab_size))

@@ -1,14 +1,7 @@
 #include "storage/model_cache.h"
 
-#include <fcntl.h>
-#include <sys/file.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
-#include <thread>
 
 #include "storage/sigv4.h"
 #include "util/error.h"
@@ -39,23 +32,8 @@ CacheEntry::CacheEntry(const std::string& cache_dir, const std::string& key)
                 "cannot create the model cache folder " + model_dir() + ": " + ec.message());
 }
 
-CacheEntry::~CacheEntry() {
-  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
-}
-
 void CacheEntry::lock(const std::function<void()>& waiting, const std::atomic<bool>* cancel) {
-  const std::string path = dir_ + "/.lock";
-  lock_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (lock_fd_ < 0) throw Error(ErrorCode::kInternal, "cannot open " + path + ": " + std::strerror(errno));
-  bool told = false;
-  while (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-    if (errno != EWOULDBLOCK && errno != EINTR)
-      throw Error(ErrorCode::kInternal, "cannot lock " + path + ": " + std::strerror(errno));
-    if (!told && waiting) waiting();
-    told = true;
-    if (cancel && cancel->load()) throw Error(ErrorCode::kInternal, "cancelled while waiting for " + path);
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  lock_ = std::make_unique<FileLock>(dir_ + "/.lock", waiting, cancel);
 }
 
 std::optional<CacheManifest> CacheEntry::read_manifest() const {

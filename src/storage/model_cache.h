@@ -10,9 +10,12 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "util/file_lock.h"
 
 namespace cortex::storage {
 
@@ -32,7 +35,6 @@ struct CacheManifest {
 class CacheEntry {
  public:
   CacheEntry(const std::string& cache_dir, const std::string& key);
-  ~CacheEntry();
   CacheEntry(const CacheEntry&) = delete;
   CacheEntry& operator=(const CacheEntry&) = delete;
 
@@ -47,7 +49,7 @@ class CacheEntry {
 
  private:
   std::string dir_;
-  int lock_fd_ = -1;
+  std::unique_ptr<FileLock> lock_;  // while lock()ed
 };
 
 // The folder name for a URI: its readable part, shortened, and a hash of the whole key.

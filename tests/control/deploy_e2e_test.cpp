@@ -530,6 +530,13 @@ TEST_F(DeployTest, WalkthroughWithAnS3Model) {
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(json::parse(r.body)["predictions"][0].get<std::string>().rfind("machine learning", 0), 0u)
       << r.body;
+  // The model runs in F16 (dtype: f16) from its F32 files: the replica wrote the converted weights once,
+  // for every replica of the model to map.
+  std::vector<std::string> converted;
+  for (const auto& e : fs::directory_iterator(home_ + "/cache/converted"))
+    if (e.path().extension() == ".weights") converted.push_back(e.path().string());
+  ASSERT_EQ(converted.size(), 1u);
+  EXPECT_NE(converted[0].find("f16"), std::string::npos) << converted[0];
   // The replica loads the cached copy; its spec file carries no credentials.
   for (const auto& e : fs::directory_iterator(home_ + "/run"))
     EXPECT_EQ(read_file(e.path().string()).find(testing::S3TestServer::kSecretKey), std::string::npos);

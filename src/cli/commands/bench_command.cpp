@@ -41,6 +41,7 @@ void add_bench_command(CLI::App& app) {
     bench::ModelBenchOptions model;
     std::vector<std::string> dtypes;
     std::string kv_cache_dtype;
+    std::string converted_cache = "off";
     bool json = false;
   };
   auto o = std::make_shared<Options>();
@@ -81,6 +82,7 @@ void add_bench_command(CLI::App& app) {
       ->delimiter(',');
   cmd->add_option("--kv-cache-dtype", o->kv_cache_dtype,
                   "KV cache type: f32 or f16 (default: f16 for f16 and q8_0 weights, f32 for f32)");
+  add_converted_cache_option(*cmd, o->converted_cache);
   cmd->add_flag("--json", o->json, "Print the report as JSON");
   cmd->callback([o, cmd] {
     if (cmd->got_subcommand("tokenizer") || cmd->got_subcommand("serve")) return;  // they run only their own
@@ -90,31 +92,36 @@ void add_bench_command(CLI::App& app) {
     for (const auto& d : o->dtypes) dtypes.push_back(model::parse_dtype(d));  // all checked before any run
     if (dtypes.empty()) dtypes.push_back(std::nullopt);
     if (!o->kv_cache_dtype.empty()) o->model.kv_cache_dtype = model::parse_kv_cache_dtype(o->kv_cache_dtype);
+    o->model.converted_cache_dir = converted_cache_dir(o->converted_cache);
     bench::MachineLimits limits(o->model.threads);  // one buffer for all the runs
     nlohmann::json runs = nlohmann::json::array();
     for (const auto& dtype : dtypes) {
       o->model.dtype = dtype;
       auto r = bench::run_model_bench(o->model, limits);
       if (o->json) {
-        nlohmann::json j = {{"dtype", r.dtype},
-                            {"kv_cache_dtype", r.kv_cache_dtype},
-                            {"rounds", r.rounds},
-                            {"isa", r.isa},
-                            {"bandwidth_gb_s", r.bandwidth_bytes_per_s / 1e9},
-                            {"min_bandwidth_gb_s", r.min_bandwidth_bytes_per_s / 1e9},
-                            {"bandwidth_test", r.bandwidth_test},
-                            {"bandwidth_reads_per_round", r.bandwidth_reads},
-                            {"peak_bandwidth_gb_s", r.peak_bandwidth_bytes_per_s / 1e9},
-                            {"dram_bandwidth_gb_s", r.dram_bandwidth_bytes_per_s / 1e9},
-                            {"sgemm_gflop_s", r.sgemm_flops / 1e9},
-                            {"blas_core", model::blas_core_name()},
-                            {"blas_core_warning", model::blas_core_warning()},
-                            {"weight_mb", r.weight_bytes / 1e6},
-                            {"kv_cache_mb_per_position", r.kv_cache_bytes_per_position / 1e6},
-                            {"weights_in_place_mb", r.in_place_bytes / 1e6},
-                            {"weights_in_place_huge_page_mb", r.in_place_huge_page_bytes / 1e6},
-                            {"weights_in_place_on_huge_pages_mb", r.in_place_on_huge_pages / 1e6},
-                            {"mflop_per_token", r.flops_per_token / 1e6}};
+        nlohmann::json j = {
+            {"dtype", r.dtype},
+            {"kv_cache_dtype", r.kv_cache_dtype},
+            {"rounds", r.rounds},
+            {"isa", r.isa},
+            {"bandwidth_gb_s", r.bandwidth_bytes_per_s / 1e9},
+            {"min_bandwidth_gb_s", r.min_bandwidth_bytes_per_s / 1e9},
+            {"bandwidth_test", r.bandwidth_test},
+            {"bandwidth_reads_per_round", r.bandwidth_reads},
+            {"peak_bandwidth_gb_s", r.peak_bandwidth_bytes_per_s / 1e9},
+            {"dram_bandwidth_gb_s", r.dram_bandwidth_bytes_per_s / 1e9},
+            {"sgemm_gflop_s", r.sgemm_flops / 1e9},
+            {"blas_core", model::blas_core_name()},
+            {"blas_core_warning", model::blas_core_warning()},
+            {"weight_mb", r.weight_bytes / 1e6},
+            {"kv_cache_mb_per_position", r.kv_cache_bytes_per_position / 1e6},
+            {"weights_in_place_mb", r.in_place_bytes / 1e6},
+            {"weights_in_place_huge_page_mb", r.in_place_huge_page_bytes / 1e6},
+            {"weights_in_place_on_huge_pages_mb", r.in_place_on_huge_pages / 1e6},
+            {"weights_converted_mb", r.converted_bytes / 1e6},
+            {"converted_cache_file",
+             r.converted_cache_file.empty() ? nlohmann::json() : nlohmann::json(r.converted_cache_file)},
+            {"mflop_per_token", r.flops_per_token / 1e6}};
         for (const auto& f : r.figures) {
           j["figures"].push_back({{"name", f.name},
                                   {"tokens_per_second", f.tokens_per_second},
@@ -173,6 +180,11 @@ void add_bench_command(CLI::App& app) {
             "weights used in place from the file: %.0f MB, of whose whole 2 MiB pages %.0f of %.0f MiB are "
             "mapped as such (on 4 KiB pages a step reads slower at fast moments)\n",
             r.in_place_bytes / 1e6, r.in_place_on_huge_pages / 1048576, r.in_place_huge_page_bytes / 1048576);
+      if (r.converted_bytes > 0)
+        std::printf("weights converted on load: %.0f MB, %s%s\n", r.converted_bytes / 1e6,
+                    r.converted_cache_file.empty() ? "in the process's own memory"
+                                                   : "mapped from the converted-weights file ",
+                    r.converted_cache_file.c_str());
       std::printf(
           "a decode step reads the weights once and each sequence's KV cache, %.1f KB per position it "
           "attends to: `MB/step`, averaged over the test's steps, sets its bandwidth limit; `round trip`: a "

@@ -21,6 +21,7 @@ void add_generate_command(CLI::App& app) {
     int threads = 0;
     std::string dtype;
     std::string kv_cache_dtype;
+    std::string converted_cache = default_converted_cache_dir();
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("generate", "Continue a prompt with a GPT-2 model");
@@ -44,10 +45,12 @@ void add_generate_command(CLI::App& app) {
       "--kv-cache-dtype", o->kv_cache_dtype,
       "KV cache type: f32, or f16 for half its memory and the attention's reads (default: f16 for "
       "f16 and q8_0 weights, f32 for f32)");
+  add_converted_cache_option(*cmd, o->converted_cache);
   cmd->callback([o] {
     model::ModelOptions mo;
     if (!o->dtype.empty()) mo.dtype = model::parse_dtype(o->dtype);
     if (!o->kv_cache_dtype.empty()) mo.kv_cache_dtype = model::parse_kv_cache_dtype(o->kv_cache_dtype);
+    mo.converted_cache_dir = converted_cache_dir(o->converted_cache);
     mo.threads =
         o->threads > 0 ? o->threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     auto load_start = SteadyClock::now();

@@ -68,6 +68,7 @@ void add_serve_command(CLI::App& app) {
     std::string handler;
     std::string dtype;
     std::string kv_cache_dtype;
+    std::string converted_cache = default_converted_cache_dir();
   };
   auto o = std::make_shared<Options>();
   auto& r = o->replica;
@@ -93,6 +94,7 @@ void add_serve_command(CLI::App& app) {
       "--kv-cache-dtype", o->kv_cache_dtype,
       "KV cache type: f32, or f16 for half its memory and the attention's reads (default: f16 for "
       "f16 and q8_0 weights, f32 for f32)");
+  add_converted_cache_option(*cmd, o->converted_cache);
   cmd->add_option("--max-concurrency", r.scheduler.max_concurrency, "Sequences generated at once")
       ->capture_default_str();
   cmd->add_option("--max-queue-length", r.scheduler.max_queue_length, "Requests waiting; more get 503")
@@ -124,6 +126,7 @@ void add_serve_command(CLI::App& app) {
     if (!o->dtype.empty()) o->replica.model.dtype = model::parse_dtype(o->dtype);
     if (!o->kv_cache_dtype.empty())
       o->replica.model.kv_cache_dtype = model::parse_kv_cache_dtype(o->kv_cache_dtype);
+    o->replica.model.converted_cache_dir = converted_cache_dir(o->converted_cache);
     if (o->replica.model_path.empty())
       throw invalid_argument("--model (or a --spec naming a model) is required");
     // A remote model is downloaded (or found in the cache) before anything listens.

@@ -1,0 +1,61 @@
+// Weights converted on load (a model run in a type other than its file's: --dtype, or dtype: in
+// cortex.yaml) kept in a file of their own, written once and then mapped by every process that loads the
+// same model in the same type: replicas share its pages in the page cache, as they share a file used in
+// place, and start without converting again.
+//
+// One entry per model and type in the cache folder ($CORTEX_HOME/cache/converted unless told otherwise):
+//   NAME-KIND-HASH.weights   a header, then the converted pieces in the order the loader asked for them
+//   NAME-KIND-HASH.lock      flock'd while a process looks for the file or writes it, so that replicas
+//                            starting at once convert once
+// The header names what the pieces were converted from: each of the model's files (path, size,
+// modification time, inode) and the kind of conversion (the type, and the version of the layouts the
+// loader writes). A file that does not match the model as it is now (changed or replaced since) is not
+// used: the loader converts again and the file is overwritten. A file is written under a temporary name
+// and renamed into place once complete and flushed to disk, so the name never holds a partial file.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "util/file_lock.h"
+#include "util/mapped_file.h"
+
+namespace cortex::model {
+
+class ConvertedWeightsCache {
+ public:
+  // The entry for the model at `model_path` (a folder or file, which names the entry), made of the files
+  // `sources`, converted as `kind` (free text, matched whole). Creates `dir`. Throws Error naming what
+  // fails (a source that cannot be read).
+  ConvertedWeightsCache(const std::string& dir, const std::string& model_path,
+                        const std::vector<std::string>& sources, const std::string& kind);
+
+  const std::string& path() const { return path_; }  // the .weights file
+
+  // Takes the entry's lock until this object is destroyed (waits while another process holds it), first
+  // creating the folder. Throws Error naming what fails.
+  void lock();
+
+  struct Contents {
+    std::unique_ptr<MappedFile> file;
+    std::vector<std::pair<size_t, size_t>> pieces;  // (offset in the file, bytes), in the order written
+  };
+  // The file's pieces when it exists, is whole and was converted from the sources as they are now;
+  // nullopt otherwise (a damaged file is logged as such).
+  std::optional<Contents> open() const;
+
+  // Writes `pieces` ((data, bytes), each placed 64-byte aligned) as the entry's file, replacing any
+  // there. Throws Error naming the file (no partial file is left).
+  void write(const std::vector<std::pair<const void*, size_t>>& pieces) const;
+
+ private:
+  std::string path_;
+  std::string identity_;  // the header's account of the sources and kind
+  std::unique_ptr<FileLock> lock_;
+};
+
+}  // namespace cortex::model

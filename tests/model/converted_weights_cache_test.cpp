@@ -1,0 +1,214 @@
+// Weights converted on load kept in a converted-weights file: the first load writes it, later loads map
+// it and compute the same logits to the bit; a changed model, a damaged or foreign file and a folder that
+// cannot be written all fall back to converting, never to wrong weights; loads racing each other write
+// one file.
+#include "model/converted_weights_cache.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "model/gpt2_model.h"
+#include "support/test_models.h"
+#include "util/error.h"
+#include "util/file_util.h"
+
+namespace cortex::model {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::make_temp_dir;
+using testing::test_model;
+
+const std::vector<int32_t> kTokens = {464, 2068, 7586, 21831, 18045, 625, 262, 16931, 3290, 13, 383, 50256};
+
+// A copy of the shared tiny model (F32 safetensors), which the tests may change.
+std::string tiny_copy(const std::string& dir) {
+  const std::string model = dir + "/tiny";
+  fs::copy(test_model("tiny"), model, fs::copy_options::recursive);
+  return model;
+}
+
+std::vector<float> logits_of(std::unique_ptr<Gpt2Weights> weights) {
+  auto m = Gpt2Model::create(std::move(weights), ModelOptions{});
+  auto seq = m->new_sequence();
+  BatchEntry e{seq.get(), kTokens, true};
+  std::vector<float> logits;
+  m->forward(std::span(&e, 1), &logits);
+  return logits;
+}
+
+// The files in `dir` with the given extension.
+std::vector<std::string> files_in(const std::string& dir, const std::string& extension) {
+  std::vector<std::string> found;
+  if (!fs::exists(dir)) return found;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().extension() == extension) found.push_back(e.path().string());
+  return found;
+}
+
+TEST(ConvertedWeightsCacheTest, PiecesComeBackAlignedAndWhole) {
+  const std::string dir = make_temp_dir("cw");
+  const std::string source = dir + "/source.bin";
+  write_file_atomic(source, "model bytes");
+  ConvertedWeightsCache cache(dir + "/cache", source, {source}, "q8_0.v1");
+  EXPECT_FALSE(cache.open().has_value());  // nothing written yet
+  cache.lock();
+  std::vector<uint8_t> a(1000), b(3), c(70000);
+  for (size_t i = 0; i < c.size(); ++i) c[i] = static_cast<uint8_t>(i * 7);
+  std::memset(a.data(), 0xab, a.size());
+  std::memset(b.data(), 0x5c, b.size());
+  cache.write({{a.data(), a.size()}, {b.data(), b.size()}, {c.data(), c.size()}});
+  auto contents = cache.open();
+  ASSERT_TRUE(contents.has_value());
+  ASSERT_EQ(contents->pieces.size(), 3u);
+  const std::vector<std::vector<uint8_t>*> pieces = {&a, &b, &c};
+  for (size_t i = 0; i < 3; ++i) {
+    const auto [offset, bytes] = contents->pieces[i];
+    EXPECT_EQ(offset % 64, 0u) << "piece " << i;
+    ASSERT_EQ(bytes, pieces[i]->size());
+    EXPECT_EQ(std::memcmp(contents->file->data() + offset, pieces[i]->data(), bytes), 0) << "piece " << i;
+  }
+  EXPECT_TRUE(files_in(dir + "/cache", ".tmp").empty());
+
+  // Another kind of conversion, or another model at another path, is another entry.
+  EXPECT_NE(ConvertedWeightsCache(dir + "/cache", source, {source}, "f16.v1").path(), cache.path());
+  const std::string other = dir + "/other.bin";
+  write_file_atomic(other, "model bytes");
+  EXPECT_NE(ConvertedWeightsCache(dir + "/cache", other, {other}, "q8_0.v1").path(), cache.path());
+  // The model's file changed since: the file is not its conversion.
+  write_file_atomic(source, "other bytes, longer");
+  EXPECT_FALSE(ConvertedWeightsCache(dir + "/cache", source, {source}, "q8_0.v1").open().has_value());
+  // A source that cannot be read is named.
+  try {
+    ConvertedWeightsCache(dir + "/cache", dir + "/missing", {dir + "/missing"}, "q8_0.v1");
+    FAIL() << "no error for a missing source";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("missing"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ConvertedWeightsCacheTest, TheSecondLoadMapsWhatTheFirstConvertedAndComputesTheSameLogits) {
+  const std::string dir = make_temp_dir("cw");
+  const std::string model = tiny_copy(dir);
+  const std::string cache = dir + "/converted";
+  for (DType t : {DType::kQ8_0, DType::kF16}) {
+    SCOPED_TRACE(dtype_name(t));
+    const std::vector<float> reference = logits_of(Gpt2Weights::load(model, t));
+    EXPECT_TRUE(Gpt2Weights::load(model, t)->converted().cache_file.empty());
+
+    auto first = Gpt2Weights::load(model, t, cache);
+    EXPECT_TRUE(first->converted().written);
+    ASSERT_FALSE(first->converted().cache_file.empty());
+    EXPECT_GT(first->converted().bytes, 0u);
+    auto second = Gpt2Weights::load(model, t, cache);
+    EXPECT_FALSE(second->converted().written);
+    EXPECT_EQ(second->converted().cache_file, first->converted().cache_file);
+    EXPECT_EQ(second->converted().bytes, first->converted().bytes);
+    EXPECT_GE(fs::file_size(second->converted().cache_file), first->converted().bytes);
+    EXPECT_EQ(logits_of(std::move(first)), reference);
+    EXPECT_EQ(logits_of(std::move(second)), reference);
+  }
+  EXPECT_EQ(files_in(cache, ".weights").size(), 2u);  // one per type
+}
+
+TEST(ConvertedWeightsCacheTest, NothingConvertedWritesNothing) {
+  const std::string dir = make_temp_dir("cw");
+  const std::string model = tiny_copy(dir);
+  auto w = Gpt2Weights::load(model, DType::kF32, dir + "/converted");
+  EXPECT_EQ(w->converted().bytes, 0u);
+  EXPECT_TRUE(w->converted().cache_file.empty());
+  EXPECT_FALSE(fs::exists(dir + "/converted"));
+}
+
+TEST(ConvertedWeightsCacheTest, AModelChangedSinceIsConvertedAgain) {
+  const std::string dir = make_temp_dir("cw");
+  const std::string model = tiny_copy(dir);
+  const std::string cache = dir + "/converted";
+  const std::string file = Gpt2Weights::load(model, DType::kQ8_0, cache)->converted().cache_file;
+  ASSERT_FALSE(file.empty());
+  // Rewritten in place (same path, new modification time): converted again, into the same entry.
+  const std::string weights = model + "/model.safetensors";
+  const auto bytes = read_file(weights);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::ofstream(weights, std::ios::binary | std::ios::trunc) << bytes;
+  auto again = Gpt2Weights::load(model, DType::kQ8_0, cache);
+  EXPECT_TRUE(again->converted().written);
+  EXPECT_EQ(again->converted().cache_file, file);
+  EXPECT_EQ(files_in(cache, ".weights").size(), 1u);
+  EXPECT_FALSE(Gpt2Weights::load(model, DType::kQ8_0, cache)->converted().written);
+}
+
+TEST(ConvertedWeightsCacheTest, DamagedOrForeignFilesAreConvertedAgain) {
+  const std::string dir = make_temp_dir("cw");
+  const std::string model = tiny_copy(dir);
+  const std::string cache = dir + "/converted";
+  const std::vector<float> reference = logits_of(Gpt2Weights::load(model, DType::kQ8_0));
+  const std::string file = Gpt2Weights::load(model, DType::kQ8_0, cache)->converted().cache_file;
+  ASSERT_FALSE(file.empty());
+  const std::string good = read_file(file);
+
+  // Each damage, then a load: it converts again (writing a good file) and computes the right logits.
+  auto check = [&](const std::string& what, std::string damaged) {
+    SCOPED_TRACE(what);
+    std::ofstream(file, std::ios::binary | std::ios::trunc) << damaged;
+    auto w = Gpt2Weights::load(model, DType::kQ8_0, cache);
+    EXPECT_TRUE(w->converted().written);
+    EXPECT_EQ(logits_of(std::move(w)), reference);
+    EXPECT_EQ(read_file(file), good);
+  };
+  check("truncated", good.substr(0, good.size() / 2));
+  check("empty", "");
+  std::string magic = good;
+  magic[0] = 'X';
+  check("another file's magic", magic);
+  // The first piece's size, in the table after the 40-byte header and the identity text.
+  uint64_t id_bytes = 0;
+  std::memcpy(&id_bytes, good.data() + 16, 8);
+  std::string size = good;
+  const uint64_t wrong = 64;
+  std::memcpy(size.data() + 40 + id_bytes + 8, &wrong, 8);
+  check("a piece of the wrong size", size);
+  std::string beyond = good;
+  const uint64_t far = uint64_t{1} << 40;
+  std::memcpy(beyond.data() + 40 + id_bytes, &far, 8);
+  check("a piece beyond the end", beyond);
+}
+
+TEST(ConvertedWeightsCacheTest, AFolderThatCannotBeWrittenConvertsInMemory) {
+  const std::string dir = make_temp_dir("cw");
+  const std::string model = tiny_copy(dir);
+  const std::string not_a_folder = dir + "/file";
+  write_file_atomic(not_a_folder, "a file where the cache folder would be");
+  auto w = Gpt2Weights::load(model, DType::kQ8_0, not_a_folder + "/converted");
+  EXPECT_GT(w->converted().bytes, 0u);
+  EXPECT_TRUE(w->converted().cache_file.empty());
+  EXPECT_EQ(logits_of(std::move(w)), logits_of(Gpt2Weights::load(model, DType::kQ8_0)));
+}
+
+TEST(ConvertedWeightsCacheTest, LoadsStartingAtOnceWriteOneFileAndShareIt) {
+  const std::string dir = make_temp_dir("cw");
+  const std::string model = tiny_copy(dir);
+  const std::string cache = dir + "/converted";
+  constexpr int kLoads = 4;
+  std::vector<std::unique_ptr<Gpt2Weights>> loaded(kLoads);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kLoads; ++i)
+    threads.emplace_back([&, i] { loaded[i] = Gpt2Weights::load(model, DType::kF16, cache); });
+  for (auto& t : threads) t.join();
+  int written = 0;
+  for (const auto& w : loaded) {
+    written += w->converted().written ? 1 : 0;
+    EXPECT_EQ(w->converted().cache_file, loaded[0]->converted().cache_file);
+  }
+  EXPECT_EQ(written, 1);
+  EXPECT_FALSE(loaded[0]->converted().cache_file.empty());
+  EXPECT_EQ(files_in(cache, ".weights").size(), 1u);
+}
+
+}  // namespace
+}  // namespace cortex::model
