@@ -4,7 +4,7 @@
 # KV cache, scratch activations, code and libraries), and how the model's pages are shared (Pss is RSS
 # with each shared page divided among the processes that map it: two replicas sharing every weight page
 # show Pss ≈ half the file).
-# Usage: bench/replica_memory.sh [MODEL.gguf] [DTYPE] [KV_CACHE_DTYPE]
+# Usage: bench/replica_memory.sh [MODEL.gguf|MODEL_FOLDER] [DTYPE] [KV_CACHE_DTYPE]
 #   default model: a random GPT-2 124M written as a Q8_0 GGUF file (once, under $CORTEX_HOME/models);
 #   DTYPE (f32|f16|q8_0) is passed as --dtype: a type other than the file's converts on load, into the
 #   converted-weights file under $CORTEX_HOME/cache/converted that the first replica writes and both map
@@ -65,6 +65,8 @@ blocks = math.ceil(66 / BLOCK)
 kv_mb = 8 * blocks * block_mb
 
 model = os.environ["MODEL"]
+if os.path.isdir(model):  # a Hugging Face folder: its weights file
+    model = os.path.join(model, "model.safetensors")
 file_mb = os.path.getsize(model) / 2**20
 
 def weights(path):
