@@ -54,6 +54,24 @@ std::vector<std::string> model_files(const std::string& path) {
 // before are converted again rather than misread.
 constexpr int kConvertedLayout = 1;
 
+// Whether loading `path` in `dtype` converts its matrices (read from the files' headers): a GGUF file's
+// in another type than its own, a safetensors folder's in anything but F32 from F32 (other types are
+// stored transposed). False when the files cannot be read: the load says why.
+bool converts_matrices(const std::string& path, DType dtype) {
+  try {
+    if (std::filesystem::is_directory(path)) {
+      auto f = SafetensorsFile::open(path + "/model.safetensors");
+      const TensorView* wte = f->find("wte.weight");
+      if (wte == nullptr) wte = f->find("transformer.wte.weight");
+      return wte != nullptr && (wte->dtype != DType::kF32 || dtype != DType::kF32);
+    }
+    const TensorView* embd = GgufFile::open(path)->find("token_embd.weight");
+    return embd != nullptr && embd->dtype != dtype;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
 std::string conversion_kind(std::optional<DType> dtype) {
   std::string name = dtype ? dtype_name(*dtype) : "as-stored";
   for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -76,16 +94,32 @@ std::unique_ptr<Gpt2Weights> Gpt2Weights::load(const std::string& path, std::opt
   }
   // Without the lock first: the file, once there, is only ever replaced whole (renamed into place).
   if (auto w = load_cached(path, dtype, *cache)) return w;
+  auto in_memory = [&](const Error& e) {
+    spdlog::warn("{}: the converted weights stay in this process's memory ({})", path, e.what());
+  };
+  // Matrices to convert: the lock before converting, so that replicas starting at once convert once (the
+  // others wait, then map the file). Otherwise the lock only once something was converted (vectors).
+  bool locked = false;
+  if (dtype && converts_matrices(path, *dtype)) {
+    try {
+      cache->lock();
+      locked = true;
+    } catch (const Error& e) {
+      in_memory(e);
+      return load_from(path, dtype, std::nullopt);
+    }
+    if (auto written = load_cached(path, dtype, *cache)) return written;  // while this one waited
+  }
   auto w = load_from(path, dtype, std::nullopt);
   if (w->converted_pieces_.empty()) return w;  // nothing converted: nothing to keep
   try {
-    cache->lock();
-    // Another process loading the model at the same time may have written it while this one converted:
-    // its file is the one to share.
-    if (auto written = load_cached(path, dtype, *cache)) return written;
+    if (!locked) {
+      cache->lock();
+      if (auto written = load_cached(path, dtype, *cache)) return written;  // while this one converted
+    }
     cache->write(w->converted_pieces_);
   } catch (const Error& e) {
-    spdlog::warn("{}: the converted weights stay in this process's memory ({})", path, e.what());
+    in_memory(e);
     return w;
   }
   auto mapped = load_cached(path, dtype, *cache);
@@ -94,6 +128,12 @@ std::unique_ptr<Gpt2Weights> Gpt2Weights::load(const std::string& path, std::opt
   spdlog::info("{}: weights converted to {} written to {} ({:.1f} MiB)", path, dtype_name(mapped->dtype()),
                cache->path(), static_cast<double>(mapped->converted_info_.bytes) / (1 << 20));
   return mapped;
+}
+
+std::string Gpt2Weights::Converted::where() const {
+  if (bytes == 0) return "";
+  if (cache_file.empty()) return "in memory";
+  return (written ? "written to " : "mapped from ") + cache_file;
 }
 
 std::unique_ptr<Gpt2Weights> Gpt2Weights::load_cached(const std::string& path, std::optional<DType> dtype,

@@ -94,6 +94,8 @@ class Gpt2Weights {
     size_t bytes = 0;        // their size
     std::string cache_file;  // the converted-weights file they are mapped from; empty: in own memory
     bool written = false;    // whether this process wrote that file (else it found it)
+    // Where they are, for logs: "" when none; "in memory"; "written to FILE"; "mapped from FILE".
+    std::string where() const;
   };
   const Converted& converted() const { return converted_info_; }
 

@@ -156,10 +156,12 @@ void ReplicaServer::load() {
     metadata_ = std::move(metadata);
     scheduler_ = std::shared_ptr<BatchScheduler>(std::move(scheduler));
     loading_ = false;
+    const std::string converted = model_.model->weights().converted().where();
     spdlog::info(
-        "model {} loaded ({} weights, {} KV cache, {} kernels) and warmed up in {:.3f} s (a prompt "
+        "model {} loaded ({} weights{}, {} KV cache, {} kernels) and warmed up in {:.3f} s (a prompt "
         "of {} tokens, batches of up to {} sequences): ready",
         options_.model_path, model::dtype_flag_name(model_.model->weights().dtype()),
+        converted.empty() ? "" : ", converted: " + converted,
         model::dtype_flag_name(model_.model->kv_cache().dtype()), model::isa_name(model::kernels().isa),
         warm.seconds, warm.prompt_tokens, warm.batch_sequences);
   } catch (const std::exception& e) {

@@ -99,7 +99,7 @@ TEST(ConvertedWeightsCacheTest, TheSecondLoadMapsWhatTheFirstConvertedAndCompute
   for (DType t : {DType::kQ8_0, DType::kF16}) {
     SCOPED_TRACE(dtype_name(t));
     const std::vector<float> reference = logits_of(Gpt2Weights::load(model, t));
-    EXPECT_TRUE(Gpt2Weights::load(model, t)->converted().cache_file.empty());
+    EXPECT_EQ(Gpt2Weights::load(model, t)->converted().where(), "in memory");
 
     auto first = Gpt2Weights::load(model, t, cache);
     EXPECT_TRUE(first->converted().written);
@@ -110,6 +110,8 @@ TEST(ConvertedWeightsCacheTest, TheSecondLoadMapsWhatTheFirstConvertedAndCompute
     EXPECT_EQ(second->converted().cache_file, first->converted().cache_file);
     EXPECT_EQ(second->converted().bytes, first->converted().bytes);
     EXPECT_GE(fs::file_size(second->converted().cache_file), first->converted().bytes);
+    EXPECT_EQ(first->converted().where(), "written to " + first->converted().cache_file);
+    EXPECT_EQ(second->converted().where(), "mapped from " + first->converted().cache_file);
     EXPECT_EQ(logits_of(std::move(first)), reference);
     EXPECT_EQ(logits_of(std::move(second)), reference);
   }
@@ -121,7 +123,7 @@ TEST(ConvertedWeightsCacheTest, NothingConvertedWritesNothing) {
   const std::string model = tiny_copy(dir);
   auto w = Gpt2Weights::load(model, DType::kF32, dir + "/converted");
   EXPECT_EQ(w->converted().bytes, 0u);
-  EXPECT_TRUE(w->converted().cache_file.empty());
+  EXPECT_EQ(w->converted().where(), "");
   EXPECT_FALSE(fs::exists(dir + "/converted"));
 }
 

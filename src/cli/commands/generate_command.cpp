@@ -74,9 +74,11 @@ void add_generate_command(CLI::App& app) {
     std::fputc('\n', stdout);
     std::fflush(stdout);  // the text first, then the timings on stderr, also when both go to one pipe
     const size_t n = result.tokens.size();
+    const std::string converted = loaded.model->weights().converted().where();
     std::fprintf(stderr,
-                 "load %.2f s | prompt %zu tokens, %.1f tok/s | generated %zu tokens, %.1f tok/s (%s)\n",
-                 load_s, prompt.size(), prompt.size() / std::max(result.prefill_seconds, 1e-9), n,
+                 "load %.2f s%s | prompt %zu tokens, %.1f tok/s | generated %zu tokens, %.1f tok/s (%s)\n",
+                 load_s, converted.empty() ? "" : (" (converted weights: " + converted + ")").c_str(),
+                 prompt.size(), prompt.size() / std::max(result.prefill_seconds, 1e-9), n,
                  n > 1 ? (n - 1) / std::max(result.decode_seconds, 1e-9) : 0.0, result.finish_reason.c_str());
   });
 }
