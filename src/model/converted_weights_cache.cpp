@@ -38,6 +38,13 @@ uint64_t fnv1a(const std::string& s) {
   return h;
 }
 
+// `s` with every character but letters, digits, '-' and '.' replaced by '_': a piece of a file name.
+std::string file_name_piece(const std::string& s) {
+  std::string out;
+  for (char c : s) out += std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' ? c : '_';
+  return out;
+}
+
 // The entry's readable name: the model's folder or file name (its parent's too when that is "model", as
 // in the model cache's layout), as letters, digits, '-', '.' and '_', at most 48 characters.
 std::string readable_name(const std::string& model_path) {
@@ -45,8 +52,7 @@ std::string readable_name(const std::string& model_path) {
   if (p.filename().empty()) p = p.parent_path();
   std::string name = p.filename().string();
   if (name == "model" && p.has_parent_path()) name = p.parent_path().filename().string() + "_" + name;
-  std::string out;
-  for (char c : name) out += std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' ? c : '_';
+  const std::string out = file_name_piece(name);
   return out.size() > 48 ? out.substr(out.size() - 48) : out;
 }
 
@@ -81,14 +87,13 @@ void append_le(std::string& out, T v) {
 ConvertedWeightsCache::ConvertedWeightsCache(const std::string& dir, const std::string& model_path,
                                              const std::vector<std::string>& sources, const std::string& kind)
     : identity_(identity_of(sources, kind)) {
-  std::string where = kind;
-  for (char& c : where)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.') c = '_';
   char hash[17];
   std::snprintf(hash, sizeof hash, "%016llx",
                 static_cast<unsigned long long>(
                     fnv1a(fs::absolute(model_path).lexically_normal().string() + "\n" + kind)));
-  path_ = (fs::path(dir) / (readable_name(model_path) + "-" + where + "-" + hash + ".weights")).string();
+  path_ =
+      (fs::path(dir) / (readable_name(model_path) + "-" + file_name_piece(kind) + "-" + hash + ".weights"))
+          .string();
 }
 
 void ConvertedWeightsCache::lock() {

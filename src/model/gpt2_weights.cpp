@@ -54,19 +54,24 @@ std::vector<std::string> model_files(const std::string& path) {
 // before are converted again rather than misread.
 constexpr int kConvertedLayout = 1;
 
-// Whether loading `path` in `dtype` converts its matrices (read from the files' headers): a GGUF file's
-// in another type than its own, a safetensors folder's in anything but F32 from F32 (other types are
-// stored transposed). False when the files cannot be read: the load says why.
+// Whether a file's weight matrices, stored as `stored`, are used in place when run as `run`: a GGUF
+// file's in its own type; a safetensors file's only F32 as F32 (other types are stored transposed).
+bool matrices_used_in_place(bool gguf, DType stored, DType run) {
+  return gguf ? stored == run : stored == DType::kF32 && run == DType::kF32;
+}
+
+// Whether loading `path` in `dtype` converts its matrices (read from the files' headers). False when the
+// files cannot be read: the load says why.
 bool converts_matrices(const std::string& path, DType dtype) {
   try {
     if (std::filesystem::is_directory(path)) {
       auto f = SafetensorsFile::open(path + "/model.safetensors");
       const TensorView* wte = f->find("wte.weight");
       if (wte == nullptr) wte = f->find("transformer.wte.weight");
-      return wte != nullptr && (wte->dtype != DType::kF32 || dtype != DType::kF32);
+      return wte != nullptr && !matrices_used_in_place(false, wte->dtype, dtype);
     }
     const TensorView* embd = GgufFile::open(path)->find("token_embd.weight");
-    return embd != nullptr && embd->dtype != dtype;
+    return embd != nullptr && !matrices_used_in_place(true, embd->dtype, dtype);
   } catch (const Error&) {
     return false;
   }
@@ -351,7 +356,7 @@ void Gpt2Weights::load_safetensors_dir(const std::string& dir, std::optional<DTy
   // values within F16's range, which keeps fewer bits below 2^-14; a value beyond it is an error naming
   // the tensor: ask for dtype f32 then).
   dtype_ = dtype ? *dtype : wte_t.dtype == DType::kBF16 ? DType::kF16 : wte_t.dtype;
-  matrices_in_place_ = dtype_ == DType::kF32 && wte_t.dtype == DType::kF32;  // other types are transposed
+  matrices_in_place_ = matrices_used_in_place(false, wte_t.dtype, dtype_);
   auto linear = [&](const std::string& name, int in, int out) {
     Linear l;
     const TensorView& t = find(name + ".weight", {in, out});
@@ -421,7 +426,7 @@ void Gpt2Weights::load_gguf(const std::string& path, std::optional<DType> dtype)
   };
   // The type of the weight matrices: the token embedding's unless one is asked for.
   dtype_ = dtype ? *dtype : embd->dtype;
-  matrices_in_place_ = embd->dtype == dtype_;
+  matrices_in_place_ = matrices_used_in_place(true, embd->dtype, dtype_);
   // A matrix, and whether it is Q8_0 in groups (converted here; a Q8_0 tensor stays as mapped).
   auto matrix = [&](const std::string& name, std::vector<int64_t> shape, bool& groups) {
     const TensorView& t = require(f, {name}, shape, src);
