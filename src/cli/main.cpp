@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   cortex::cli::add_bench_command(app);
   cortex::cli::add_serve_command(app);
   cortex::cli::add_pull_command(app);
+  cortex::cli::add_cache_command(app);
   app.parse_complete_callback([&] { cortex::init_logging(log_level); });
   try {
     app.parse(argc, argv);

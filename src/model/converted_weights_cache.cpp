@@ -10,8 +10,11 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
 
+#include "util/cache_files.h"
 #include "util/error.h"
+#include "util/file_util.h"
 
 namespace cortex::model {
 
@@ -82,6 +85,80 @@ void append_le(std::string& out, T v) {
   out.append(reinterpret_cast<const char*>(&v), sizeof v);
 }
 
+// A converted-weights file's header, read from its mapping: the identity text and the pieces, or why
+// the file cannot be used.
+struct Header {
+  enum class Problem { kNone, kOtherFormat, kDamaged } problem = Problem::kNone;
+  std::string damage;  // kDamaged: what is wrong
+  std::string identity;
+  std::vector<std::pair<size_t, size_t>> pieces;
+};
+
+Header read_header(const uint8_t* d, size_t size) {
+  Header h;
+  auto damaged = [&](const std::string& why) {
+    h.problem = Header::Problem::kDamaged;
+    h.damage = why;
+    return h;
+  };
+  if (size < kFixedHeader || std::memcmp(d, kMagic, sizeof kMagic) != 0)
+    return damaged("not a converted-weights file");
+  if (read_le<uint32_t>(d + 8) != kFormatVersion) {
+    h.problem = Header::Problem::kOtherFormat;
+    return h;
+  }
+  const auto id_bytes = read_le<uint64_t>(d + 16);
+  const auto count = read_le<uint64_t>(d + 24);
+  const auto file_bytes = read_le<uint64_t>(d + 32);
+  if (file_bytes != size)
+    return damaged("its header says " + std::to_string(file_bytes) + " bytes, it has " +
+                   std::to_string(size));
+  if (id_bytes > size - kFixedHeader || count > (size - kFixedHeader - id_bytes) / 16)
+    return damaged("its header runs past the end");
+  h.identity.assign(reinterpret_cast<const char*>(d + kFixedHeader), id_bytes);
+  const uint8_t* table = d + kFixedHeader + id_bytes;
+  const size_t data_start = round_up(kFixedHeader + id_bytes + 16 * count, kDataAlign);
+  for (uint64_t i = 0; i < count; ++i) {
+    const auto offset = read_le<uint64_t>(table + 16 * i);
+    const auto bytes = read_le<uint64_t>(table + 16 * i + 8);
+    if (offset % kPieceAlign != 0 || offset < data_start || offset > size || bytes > size - offset)
+      return damaged("piece " + std::to_string(i) + " lies outside the file");
+    h.pieces.emplace_back(offset, bytes);
+  }
+  return h;
+}
+
+// The kind and the sources' paths that an identity text (identity_of) names.
+void parse_identity(const std::string& identity, std::string& kind, std::vector<std::string>& sources) {
+  size_t at = 0;
+  while (at < identity.size()) {
+    size_t end = identity.find('\n', at);
+    if (end == std::string::npos) end = identity.size();
+    const std::string line = identity.substr(at, end - at);
+    at = end + 1;
+    if (line.starts_with("kind ")) {
+      kind = line.substr(5);
+    } else if (line.starts_with("source ")) {
+      const size_t size_at = line.rfind(" size ");
+      if (size_at != std::string::npos && size_at > 7) sources.push_back(line.substr(7, size_at - 7));
+    }
+  }
+}
+
+// Whether the model that `info`'s sources name is still the one converted (`identity`).
+ConvertedWeightsInfo::State state_of_sources(const ConvertedWeightsInfo& info, const std::string& identity) {
+  using State = ConvertedWeightsInfo::State;
+  try {
+    return identity_of(info.sources, info.kind) == identity ? State::kCurrent : State::kModelChanged;
+  } catch (const Error&) {
+    return State::kModelGone;  // a source cannot be read
+  }
+}
+
+std::string lock_path_of(const std::string& weights_path) {
+  return weights_path.substr(0, weights_path.size() - std::strlen(".weights")) + ".lock";
+}
+
 }  // namespace
 
 ConvertedWeightsCache::ConvertedWeightsCache(const std::string& dir, const std::string& model_path,
@@ -101,9 +178,9 @@ void ConvertedWeightsCache::lock() {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) throw Error(ErrorCode::kInternal, "cannot create the folder " + dir.string() + ": " + ec.message());
-  const std::string lock_path = path_.substr(0, path_.size() - std::strlen(".weights")) + ".lock";
-  lock_ = std::make_unique<FileLock>(
-      lock_path, [&] { spdlog::info("{}: waiting for another process converting the same weights", path_); });
+  lock_ = std::make_unique<FileLock>(lock_path_of(path_), [&] {
+    spdlog::info("{}: waiting for another process converting the same weights", path_);
+  });
 }
 
 std::optional<ConvertedWeightsCache::Contents> ConvertedWeightsCache::open() const {
@@ -116,40 +193,21 @@ std::optional<ConvertedWeightsCache::Contents> ConvertedWeightsCache::open() con
     spdlog::warn("{}: cannot be read ({}); converting again", path_, e.what());
     return std::nullopt;
   }
-  const uint8_t* d = c.file->data();
-  const size_t size = c.file->size();
-  auto damaged = [&](const std::string& why) -> std::optional<Contents> {
-    spdlog::warn("{}: damaged ({}); converting again", path_, why);
+  Header h = read_header(c.file->data(), c.file->size());
+  if (h.problem == Header::Problem::kDamaged) {
+    spdlog::warn("{}: damaged ({}); converting again", path_, h.damage);
     return std::nullopt;
-  };
-  if (size < kFixedHeader || std::memcmp(d, kMagic, sizeof kMagic) != 0)
-    return damaged("not a converted-weights file");
-  if (read_le<uint32_t>(d + 8) != kFormatVersion) {
+  }
+  if (h.problem == Header::Problem::kOtherFormat) {
     spdlog::info("{}: written in another format version; converting again", path_);
     return std::nullopt;
   }
-  const auto id_bytes = read_le<uint64_t>(d + 16);
-  const auto count = read_le<uint64_t>(d + 24);
-  const auto file_bytes = read_le<uint64_t>(d + 32);
-  if (file_bytes != size)
-    return damaged("its header says " + std::to_string(file_bytes) + " bytes, it has " +
-                   std::to_string(size));
-  if (id_bytes > size - kFixedHeader || count > (size - kFixedHeader - id_bytes) / 16)
-    return damaged("its header runs past the end");
-  const std::string identity(reinterpret_cast<const char*>(d + kFixedHeader), id_bytes);
-  if (identity != identity_) {
+  if (h.identity != identity_) {
     spdlog::info("{}: converted from another version of the model; converting again", path_);
     return std::nullopt;
   }
-  const uint8_t* table = d + kFixedHeader + id_bytes;
-  const size_t data_start = round_up(kFixedHeader + id_bytes + 16 * count, kDataAlign);
-  for (uint64_t i = 0; i < count; ++i) {
-    const auto offset = read_le<uint64_t>(table + 16 * i);
-    const auto bytes = read_le<uint64_t>(table + 16 * i + 8);
-    if (offset % kPieceAlign != 0 || offset < data_start || offset > size || bytes > size - offset)
-      return damaged("piece " + std::to_string(i) + " lies outside the file");
-    c.pieces.emplace_back(offset, bytes);
-  }
+  c.pieces = std::move(h.pieces);
+  mark_used(path_);
   return c;
 }
 
@@ -192,6 +250,88 @@ void ConvertedWeightsCache::write(const std::vector<std::pair<const void*, size_
     std::remove(tmp.c_str());
     throw Error(ErrorCode::kInternal, "cannot write " + path_ + ": " + std::strerror(e));
   }
+}
+
+const char* converted_weights_state_name(ConvertedWeightsInfo::State state) {
+  switch (state) {
+    case ConvertedWeightsInfo::State::kCurrent:
+      return "current";
+    case ConvertedWeightsInfo::State::kModelChanged:
+      return "model changed since";
+    case ConvertedWeightsInfo::State::kModelGone:
+      return "model gone";
+    case ConvertedWeightsInfo::State::kOtherFormat:
+      return "another format version";
+    case ConvertedWeightsInfo::State::kDamaged:
+      return "damaged";
+    case ConvertedWeightsInfo::State::kNoFile:
+      return "no file";
+  }
+  return "?";
+}
+
+std::vector<ConvertedWeightsInfo> list_converted_weights(
+    const std::string& dir, const std::function<bool(const std::string& kind)>& current_kind) {
+  // An entry is any of NAME.weights, NAME.weights.tmp and NAME.lock.
+  std::map<std::string, ConvertedWeightsInfo> entries;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string file = e.path().string();
+    for (const char* suffix : {".weights", ".weights.tmp", ".lock"}) {
+      if (!file.ends_with(suffix)) continue;
+      const std::string stem = file.substr(0, file.size() - std::strlen(suffix));
+      entries[stem].path = stem + ".weights";
+      break;
+    }
+  }
+  std::vector<ConvertedWeightsInfo> out;
+  for (auto& [stem, info] : entries) {
+    using State = ConvertedWeightsInfo::State;
+    const std::string lock_path = stem + ".lock";
+    info.busy = file_exists(lock_path) && FileLock::try_lock(lock_path) == nullptr;
+    info.bytes = disk_usage(info.path) + disk_usage(info.path + ".tmp") + disk_usage(lock_path);
+    info.last_used = last_used(info.path);
+    std::unique_ptr<MappedFile> file;
+    if (!file_exists(info.path)) {
+      info.state = State::kNoFile;
+    } else {
+      try {
+        file = MappedFile::open(info.path);
+      } catch (const Error& e) {
+        info.state = State::kDamaged;
+        info.detail = e.what();
+      }
+    }
+    if (file) {
+      const Header h = read_header(file->data(), file->size());
+      info.detail = h.damage;
+      if (h.problem == Header::Problem::kDamaged) {
+        info.state = State::kDamaged;
+      } else if (h.problem == Header::Problem::kOtherFormat) {
+        info.state = State::kOtherFormat;
+      } else {
+        parse_identity(h.identity, info.kind, info.sources);
+        info.state = current_kind(info.kind) ? state_of_sources(info, h.identity) : State::kOtherFormat;
+      }
+    }
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+bool remove_converted_weights(const std::string& weights_path) {
+  const std::string lock_path = lock_path_of(weights_path);
+  auto lock = FileLock::try_lock(lock_path);
+  if (!lock) return false;
+  for (const std::string& file : {weights_path, weights_path + ".tmp"}) {
+    std::error_code ec;
+    fs::remove(file, ec);
+    if (ec) throw Error(ErrorCode::kInternal, "cannot remove " + file + ": " + ec.message());
+  }
+  // The lock file goes last, while still held: a process waiting on it finds it gone and starts over.
+  std::error_code ec;
+  fs::remove(lock_path, ec);
+  return true;
 }
 
 }  // namespace cortex::model

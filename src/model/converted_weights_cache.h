@@ -12,9 +12,13 @@
 // loader writes). A file that does not match the model as it is now (changed or replaced since) is not
 // used: the loader converts again and the file is overwritten. A file is written under a temporary name
 // and renamed into place once complete and flushed to disk, so the name never holds a partial file.
+// The file's modification time is its "last used": each load that maps it sets it.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -57,5 +61,37 @@ class ConvertedWeightsCache {
   std::string identity_;  // the header's account of the sources and kind
   std::unique_ptr<FileLock> lock_;
 };
+
+// What `cortex cache ls` shows of a converted-weights file.
+struct ConvertedWeightsInfo {
+  enum class State {
+    kCurrent,       // converted from the model as it is now: loads map it
+    kModelChanged,  // the model's files changed since: the next load converts again
+    kModelGone,     // a file of the model no longer exists: no load will use it
+    kOtherFormat,   // written by a version of cortex with another file format or other layouts
+    kDamaged,       // not a whole converted-weights file
+    kNoFile,        // only a lock or a partial file, left by a conversion that stopped or is under way
+  };
+  std::string path;  // the .weights file (it may not exist: kNoFile)
+  State state = State::kDamaged;
+  std::string detail;                // why it is damaged
+  std::string kind;                  // what it was converted to ("f16 ..."), when readable
+  std::vector<std::string> sources;  // the model's files it was converted from, when readable
+  bool busy = false;                 // a process holds its lock: converting or writing it
+  uint64_t bytes = 0;                // on disk, a partial file included
+  std::optional<std::chrono::system_clock::time_point> last_used;
+};
+const char* converted_weights_state_name(ConvertedWeightsInfo::State state);
+
+// The entries in `dir` (the converted-weights cache folder), by file name; none when it does not exist.
+// `current_kind` says whether a kind is one that loads of this build ask for (the others: kOtherFormat).
+std::vector<ConvertedWeightsInfo> list_converted_weights(
+    const std::string& dir, const std::function<bool(const std::string& kind)>& current_kind);
+
+// Removes the entry whose file is `weights_path` (the file, a partial one, its lock) under its lock, so
+// that no process is writing it meanwhile; false (and nothing removed) when a process holds the lock.
+// Processes that map the file keep its pages; a later load converts again. Throws Error naming what
+// cannot be removed.
+bool remove_converted_weights(const std::string& weights_path);
 
 }  // namespace cortex::model

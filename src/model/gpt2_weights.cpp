@@ -85,6 +85,13 @@ std::string conversion_kind(std::optional<DType> dtype) {
 
 }  // namespace
 
+bool Gpt2Weights::writes_conversion_kind(const std::string& kind) {
+  for (std::optional<DType> d : {std::optional<DType>{}, std::optional<DType>{DType::kF32},
+                                 std::optional<DType>{DType::kF16}, std::optional<DType>{DType::kQ8_0}})
+    if (kind == conversion_kind(d)) return true;
+  return false;
+}
+
 std::unique_ptr<Gpt2Weights> Gpt2Weights::load(const std::string& path, std::optional<DType> dtype,
                                                const std::string& converted_cache_dir) {
   if (dtype && *dtype == DType::kBF16)

@@ -67,6 +67,9 @@ class Gpt2Weights {
   // a full disk) is logged and the weights are converted in memory.
   static std::unique_ptr<Gpt2Weights> load(const std::string& path, std::optional<DType> dtype = std::nullopt,
                                            const std::string& converted_cache_dir = "");
+  // Whether `kind` (a converted-weights file's) is one this build writes: a file of another kind was
+  // written by a build with other layouts and no load of this one uses it.
+  static bool writes_conversion_kind(const std::string& kind);
 
   const Gpt2Config& config() const { return config_; }
   const std::string& format() const { return format_; }  // "safetensors" or "gguf"

@@ -1,9 +1,11 @@
 #include "storage/model_cache.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "storage/sigv4.h"
+#include "util/cache_files.h"
 #include "util/error.h"
 #include "util/file_util.h"
 
@@ -23,17 +25,93 @@ std::string cache_entry_name(const std::string& key) {
   return readable + "-" + sha256_hex(key).substr(0, 12);
 }
 
+namespace {
+
+void create_folder(const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec)
+    throw Error(ErrorCode::kInternal, "cannot create the model cache folder " + dir + ": " + ec.message());
+}
+
+// Whether `name` is an entry's folder name: a readable part, '-', and 12 hex digits of a hash.
+bool is_entry_name(const std::string& name) {
+  if (name.size() < 14 || name[name.size() - 13] != '-') return false;
+  return name.find_first_not_of("0123456789abcdef", name.size() - 12) == std::string::npos;
+}
+
+}  // namespace
+
 CacheEntry::CacheEntry(const std::string& cache_dir, const std::string& key)
     : dir_(cache_dir + "/" + cache_entry_name(key)) {
-  std::error_code ec;
-  fs::create_directories(model_dir(), ec);
-  if (ec)
-    throw Error(ErrorCode::kInternal,
-                "cannot create the model cache folder " + model_dir() + ": " + ec.message());
+  create_folder(model_dir());
 }
 
 void CacheEntry::lock(const std::function<void()>& waiting, const std::atomic<bool>* cancel) {
-  lock_ = std::make_unique<FileLock>(dir_ + "/.lock", waiting, cancel);
+  // `cortex cache rm` may remove the entry's folder while this process waits for its lock: then the
+  // folder is made again and the wait starts over.
+  for (int attempt = 0;; ++attempt) {
+    try {
+      lock_ = std::make_unique<FileLock>(dir_ + "/.lock", waiting, cancel);
+      break;
+    } catch (const Error&) {
+      if (attempt == 2 || file_exists(dir_)) throw;
+      create_folder(model_dir());
+    }
+  }
+  create_folder(model_dir());
+}
+
+void CacheEntry::mark_used() const {
+  cortex::mark_used(dir_ + "/manifest.json");
+}
+
+std::vector<CacheEntryInfo> list_cache_entries(const std::string& cache_dir) {
+  std::vector<CacheEntryInfo> entries;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(cache_dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (!e.is_directory(ec) || !is_entry_name(name)) continue;
+    CacheEntryInfo info;
+    info.name = name;
+    info.dir = e.path().string();
+    const std::string manifest_path = info.dir + "/manifest.json";
+    try {
+      const auto j = json::parse(read_file(manifest_path));
+      info.uri = j.at("uri").get<std::string>();
+      info.complete = j.at("complete").get<bool>();
+    } catch (const std::exception&) {
+      // no manifest yet, or an unreadable one: shown without its URI
+    }
+    info.busy = file_exists(info.dir + "/.lock") && FileLock::try_lock(info.dir + "/.lock") == nullptr;
+    info.bytes = disk_usage(info.dir);
+    info.last_used = last_used(manifest_path);
+    entries.push_back(std::move(info));
+  }
+  std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  return entries;
+}
+
+bool remove_cache_entry(const std::string& dir) {
+  const std::string lock_path = dir + "/.lock";
+  std::unique_ptr<FileLock> lock;
+  try {
+    lock = FileLock::try_lock(lock_path);
+  } catch (const Error&) {
+    if (!file_exists(dir)) return true;  // already gone
+    throw;
+  }
+  if (!lock) return false;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (e.path().filename() == ".lock") continue;
+    fs::remove_all(e.path(), ec);
+    if (ec) throw Error(ErrorCode::kInternal, "cannot remove " + e.path().string() + ": " + ec.message());
+  }
+  // The lock file goes last, while still held: a process waiting on it finds it gone and starts over.
+  fs::remove(lock_path, ec);
+  fs::remove(dir, ec);  // fails only if a process made the entry again meanwhile: then it is that one's
+  return true;
 }
 
 std::optional<CacheManifest> CacheEntry::read_manifest() const {

@@ -573,10 +573,13 @@ FetchedModel fetch_model(const std::string& uri_text, const FetchOptions& option
     for (const auto& f : manifest->files) cached.total_bytes += f.size;
     cached.note = std::string("could not check the remote copy (") + e.what() + "); using the cached one";
     spdlog::warn("{}: {}", uri_text, cached.note);
+    entry.mark_used();
     return cached;
   }
   Download download(u.canonical(), o, entry);
-  return download.run(remote);
+  FetchedModel fetched = download.run(remote);
+  entry.mark_used();
+  return fetched;
 }
 
 }  // namespace cortex::storage

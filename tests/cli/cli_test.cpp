@@ -8,6 +8,7 @@
 #include <regex>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "support/background_process.h"
 #include "support/test_models.h"
@@ -479,6 +480,100 @@ TEST(CliTest, BesideLlamaCppPrintsBothEnginesAndTheRatioOfEachRound) {
   auto bad = run_command({"bash", script, "--types", "bf16", cortex_binary()});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("usage:"), std::string::npos) << bad.err;
+}
+
+}  // namespace
+}  // namespace cortex
+
+namespace cortex {
+namespace {
+
+// `cortex cache`: the converted weights that `generate --dtype` wrote are listed with their state, pruned
+// once the model changed, and removed by name or by the model's path; bad arguments are clear errors.
+TEST(CliTest, CacheListsPrunesAndRemovesConvertedWeights) {
+  const std::string dir = std::filesystem::absolute(testing::make_temp_dir("cache-cli")).lexically_normal();
+  const std::string home = dir + "/home", model = dir + "/tiny";
+  std::filesystem::copy(test_model("tiny"), model, std::filesystem::copy_options::recursive);
+  auto cortex = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"/usr/bin/env", "CORTEX_HOME=" + home, cortex_binary()});
+    return run_command(args);
+  };
+  auto entries = [&] {
+    auto r = cortex({"cache", "ls", "--json"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return nlohmann::json::parse(r.out)["entries"];
+  };
+  auto empty = cortex({"cache", "ls"});
+  EXPECT_EQ(empty.exit_code, 0) << empty.err;
+  EXPECT_NE(empty.out.find("holds nothing"), std::string::npos) << empty.out;
+
+  for (const char* dtype : {"f16", "q8_0"}) {
+    auto g = cortex({"generate", "--model", model, "--dtype", dtype, "-p", "Hello", "-n", "2"});
+    ASSERT_EQ(g.exit_code, 0) << g.err;
+  }
+  auto listed = entries();
+  ASSERT_EQ(listed.size(), 2u) << listed.dump();
+  for (const auto& e : listed) {
+    EXPECT_EQ(e["kind"], "converted");
+    EXPECT_EQ(e["state"], "current");
+    EXPECT_TRUE(std::filesystem::exists(e["path"].get<std::string>()));
+    EXPECT_GT(e["bytes"].get<uint64_t>(), 1'000'000u);
+  }
+  auto table = cortex({"cache", "ls"});
+  EXPECT_NE(table.out.find("f16 of " + model), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("2 entries"), std::string::npos) << table.out;
+
+  // Nothing stale yet: prune removes nothing. Then the model changes: prune --dry-run names both, removes
+  // nothing; prune removes both.
+  auto nothing = cortex({"cache", "prune"});
+  EXPECT_EQ(nothing.exit_code, 0) << nothing.err;
+  EXPECT_EQ(entries().size(), 2u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const std::string weights = model + "/model.safetensors";
+  const std::string bytes = read_file(weights);
+  std::ofstream(weights, std::ios::binary | std::ios::trunc) << bytes;
+  EXPECT_EQ(entries()[0]["state"], "model changed since");
+  auto dry = cortex({"cache", "prune", "--dry-run"});
+  EXPECT_EQ(dry.exit_code, 0) << dry.err;
+  EXPECT_NE(dry.out.find("would remove converted"), std::string::npos) << dry.out;
+  EXPECT_EQ(entries().size(), 2u);
+  auto pruned = cortex({"cache", "prune"});
+  EXPECT_EQ(pruned.exit_code, 0) << pruned.err;
+  EXPECT_NE(pruned.out.find("(2 entries)"), std::string::npos) << pruned.out;
+  EXPECT_TRUE(entries().empty());
+
+  // Written again; removed by name and by the model's path.
+  for (const char* dtype : {"f16", "q8_0"})
+    ASSERT_EQ(cortex({"generate", "--model", model, "--dtype", dtype, "-p", "Hello", "-n", "2"}).exit_code,
+              0);
+  listed = entries();
+  ASSERT_EQ(listed.size(), 2u);
+  const std::string first = listed[0]["name"], second_path = listed[1]["path"];
+  auto by_name = cortex({"cache", "rm", first});
+  EXPECT_EQ(by_name.exit_code, 0) << by_name.err;
+  EXPECT_EQ(entries().size(), 1u);
+  auto by_model = cortex({"cache", "rm", model});
+  EXPECT_EQ(by_model.exit_code, 0) << by_model.err;
+  EXPECT_FALSE(std::filesystem::exists(second_path));
+  EXPECT_TRUE(entries().empty());
+
+  // Unused for a while (the last use set back two days): --unused-for 1d removes it, 3d does not.
+  ASSERT_EQ(cortex({"generate", "--model", model, "--dtype", "f16", "-p", "Hello", "-n", "2"}).exit_code, 0);
+  const std::string path = entries()[0]["path"];
+  std::filesystem::last_write_time(path, std::filesystem::last_write_time(path) - std::chrono::hours(48));
+  EXPECT_EQ(cortex({"cache", "prune", "--unused-for", "3d"}).exit_code, 0);
+  EXPECT_EQ(entries().size(), 1u);
+  auto old = cortex({"cache", "prune", "--unused-for", "1d"});
+  EXPECT_EQ(old.exit_code, 0) << old.err;
+  EXPECT_NE(old.out.find("last used 2 days ago"), std::string::npos) << old.out;
+  EXPECT_TRUE(entries().empty());
+
+  auto unknown = cortex({"cache", "rm", "no-such-entry"});
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_NE(unknown.err.find("no-such-entry"), std::string::npos) << unknown.err;
+  auto bad_age = cortex({"cache", "prune", "--unused-for", "soon"});
+  EXPECT_EQ(bad_age.exit_code, 2);
+  EXPECT_NE(bad_age.err.find("7d"), std::string::npos) << bad_age.err;
 }
 
 }  // namespace

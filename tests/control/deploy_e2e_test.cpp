@@ -548,6 +548,28 @@ TEST_F(DeployTest, WalkthroughWithAnS3Model) {
   EXPECT_EQ(again.err.find("downloading"), std::string::npos) << again.err;
   const std::string log = read_file(home_ + "/operator.log");
   EXPECT_NE(log.find("(0 bytes downloaded)"), std::string::npos) << log;
+
+  // `cortex cache`: the download, and the weights converted from it, which the running replica maps.
+  // Removing the download removes both; the replica answers on from what it mapped.
+  json listed = json::parse(cortex({"cache", "ls", "--json"}).out)["entries"];
+  ASSERT_EQ(listed.size(), 2u) << listed.dump(2);
+  for (const auto& e : listed) {
+    if (e["kind"] == "download") {
+      EXPECT_EQ(e["source"], "s3://models/tiny");
+      EXPECT_EQ(e["state"], "complete");
+    } else {
+      EXPECT_EQ(e["path"], converted[0]);
+      EXPECT_EQ(e["state"], "current");
+      EXPECT_FALSE(e["mapped_by"].empty()) << e.dump();
+    }
+  }
+  auto removed = cortex({"cache", "rm", "s3://models/tiny"});
+  EXPECT_EQ(removed.exit_code, 0) << removed.err;
+  EXPECT_NE(removed.out.find("made from the download above"), std::string::npos) << removed.out;
+  EXPECT_NE(removed.out.find("running process maps it"), std::string::npos) << removed.out;
+  EXPECT_TRUE(json::parse(cortex({"cache", "ls", "--json"}).out)["entries"].empty());
+  auto after = post("/text/generator", kSeedRequest);
+  EXPECT_EQ(after.status, 200) << after.body;
 }
 
 }  // namespace

@@ -1,20 +1,25 @@
 // Weights converted on load kept in a converted-weights file: the first load writes it, later loads map
 // it and compute the same logits to the bit; a changed model, a damaged or foreign file and a folder that
 // cannot be written all fall back to converting, never to wrong weights; loads racing each other write
-// one file.
+// one file; `cortex cache`'s account of each file (current, model changed or gone, another format,
+// damaged, left by a stopped conversion) and its removal under the lock.
 #include "model/converted_weights_cache.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include "model/gpt2_model.h"
 #include "support/test_models.h"
+#include "util/cache_files.h"
 #include "util/error.h"
+#include "util/file_lock.h"
 #include "util/file_util.h"
 
 namespace cortex::model {
@@ -210,6 +215,101 @@ TEST(ConvertedWeightsCacheTest, LoadsStartingAtOnceWriteOneFileAndShareIt) {
   EXPECT_EQ(written, 1);
   EXPECT_FALSE(loaded[0]->converted().cache_file.empty());
   EXPECT_EQ(files_in(cache, ".weights").size(), 1u);
+}
+
+using State = ConvertedWeightsInfo::State;
+
+// The state of each entry in `cache`, by file name.
+std::map<std::string, State> states_in(const std::string& cache) {
+  std::map<std::string, State> states;
+  for (const auto& e : list_converted_weights(cache, Gpt2Weights::writes_conversion_kind))
+    states[fs::path(e.path).filename().string()] = e.state;
+  return states;
+}
+
+TEST(ConvertedWeightsCacheTest, TheListingSaysWhichFilesALoadWouldStillUse) {
+  const std::string dir = make_temp_dir("cw");
+  const std::string model = tiny_copy(dir);
+  const std::string cache = dir + "/converted";
+  EXPECT_TRUE(list_converted_weights(cache, Gpt2Weights::writes_conversion_kind).empty());  // no folder yet
+  const std::string q8 = Gpt2Weights::load(model, DType::kQ8_0, cache)->converted().cache_file;
+  const std::string f16 = Gpt2Weights::load(model, DType::kF16, cache)->converted().cache_file;
+  const std::string q8_name = fs::path(q8).filename().string(), f16_name = fs::path(f16).filename().string();
+
+  auto listed = list_converted_weights(cache, Gpt2Weights::writes_conversion_kind);
+  ASSERT_EQ(listed.size(), 2u);
+  for (const auto& e : listed) {
+    SCOPED_TRACE(e.path);
+    EXPECT_EQ(e.state, State::kCurrent);
+    EXPECT_FALSE(e.busy);
+    EXPECT_GE(e.bytes, fs::file_size(e.path));
+    EXPECT_EQ(e.sources, (std::vector<std::string>{model + "/config.json", model + "/model.safetensors"}));
+    EXPECT_TRUE(e.kind.starts_with(e.path == q8 ? "q8_0." : "f16.")) << e.kind;
+  }
+  // A build with other layouts would not use them.
+  for (const auto& e : list_converted_weights(cache, [](const std::string&) { return false; }))
+    EXPECT_EQ(e.state, State::kOtherFormat);
+
+  // The model rewritten: both are stale; a load of one type writes that one again.
+  const std::string weights = model + "/model.safetensors";
+  const auto bytes = read_file(weights);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::ofstream(weights, std::ios::binary | std::ios::trunc) << bytes;
+  EXPECT_EQ(states_in(cache), (std::map<std::string, State>{{q8_name, State::kModelChanged},
+                                                            {f16_name, State::kModelChanged}}));
+  Gpt2Weights::load(model, DType::kQ8_0, cache);
+  EXPECT_EQ(states_in(cache),
+            (std::map<std::string, State>{{q8_name, State::kCurrent}, {f16_name, State::kModelChanged}}));
+
+  // Damaged; a conversion that stopped (a partial file and a lock, no file); the model gone.
+  const std::string good = read_file(f16);
+  std::ofstream(f16, std::ios::binary | std::ios::trunc) << good.substr(0, good.size() / 2);
+  write_file_atomic(cache + "/stopped-f16.v1-0123456789abcdef.weights.tmp", "partial");
+  EXPECT_EQ(states_in(cache),
+            (std::map<std::string, State>{{q8_name, State::kCurrent},
+                                          {f16_name, State::kDamaged},
+                                          {"stopped-f16.v1-0123456789abcdef.weights", State::kNoFile}}));
+  fs::remove_all(model);
+  EXPECT_EQ(states_in(cache)[q8_name], State::kModelGone);
+}
+
+TEST(ConvertedWeightsCacheTest, ALoadThatMapsTheFileMarksItUsed) {
+  const std::string dir = make_temp_dir("cw");
+  const std::string model = tiny_copy(dir);
+  const std::string cache = dir + "/converted";
+  const std::string file = Gpt2Weights::load(model, DType::kQ8_0, cache)->converted().cache_file;
+  const struct timespec long_ago[2] = {{1'000'000'000, 0}, {1'000'000'000, 0}};  // 2001
+  ASSERT_EQ(::utimensat(AT_FDCWD, file.c_str(), long_ago, 0), 0);
+  const auto before = list_converted_weights(cache, Gpt2Weights::writes_conversion_kind).at(0).last_used;
+  ASSERT_TRUE(before.has_value());
+  EXPECT_LT(*before, std::chrono::system_clock::now() - std::chrono::hours(24 * 365));
+  EXPECT_FALSE(Gpt2Weights::load(model, DType::kQ8_0, cache)->converted().written);  // mapped
+  const auto after = list_converted_weights(cache, Gpt2Weights::writes_conversion_kind).at(0).last_used;
+  ASSERT_TRUE(after.has_value());
+  EXPECT_GT(*after, std::chrono::system_clock::now() - std::chrono::minutes(1));
+}
+
+TEST(ConvertedWeightsCacheTest, RemovalWaitsForNoOneAndLeavesAFileBeingWrittenAlone) {
+  const std::string dir = make_temp_dir("cw");
+  const std::string model = tiny_copy(dir);
+  const std::string cache = dir + "/converted";
+  auto mapped = Gpt2Weights::load(model, DType::kQ8_0, cache);
+  const std::string file = mapped->converted().cache_file;
+  const std::string lock = file.substr(0, file.size() - std::strlen(".weights")) + ".lock";
+  {
+    FileLock writer(lock);  // a process converting the same weights
+    ASSERT_EQ(list_converted_weights(cache, Gpt2Weights::writes_conversion_kind).size(), 1u);
+    EXPECT_TRUE(list_converted_weights(cache, Gpt2Weights::writes_conversion_kind)[0].busy);
+    EXPECT_FALSE(remove_converted_weights(file));
+    EXPECT_TRUE(fs::exists(file));
+  }
+  EXPECT_TRUE(remove_converted_weights(file));
+  EXPECT_FALSE(fs::exists(file));
+  EXPECT_FALSE(fs::exists(lock));
+  EXPECT_TRUE(list_converted_weights(cache, Gpt2Weights::writes_conversion_kind).empty());
+  // What was mapped before stays whole; the next load converts and writes again.
+  EXPECT_EQ(logits_of(std::move(mapped)), logits_of(Gpt2Weights::load(model, DType::kQ8_0)));
+  EXPECT_TRUE(Gpt2Weights::load(model, DType::kQ8_0, cache)->converted().written);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // Model downloads end to end: s3:// against s3rver behind a front that checks every signature with
 // botocore, http(s):// and hf:// against a small local HTTP server; the cache, resumption after a server
-// that went away, concurrent fetches, integrity checks, and the CLI's progress bar.
+// that went away, concurrent fetches, integrity checks, and the CLI's progress bar; the cache's listing
+// and removal (`cortex cache`).
 #include "storage/model_fetcher.h"
 
 #include <gtest/gtest.h>
@@ -10,11 +11,16 @@
 #include <filesystem>
 #include <thread>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "storage/model_cache.h"
 #include "support/background_process.h"
 #include "support/s3_test_server.h"
 #include "support/test_env.h"
 #include "support/test_models.h"
 #include "util/error.h"
+#include "util/file_lock.h"
 #include "util/file_util.h"
 
 namespace cortex::storage {
@@ -162,6 +168,11 @@ TEST_F(S3FetchTest, ServerStoppedMidDownloadLeavesNoCorruptEntryAndTheNextFetchR
   for (const auto& e : fs::recursive_directory_iterator(options_.cache_dir))
     if (e.path().filename() == "model.safetensors") complete_weights = true;
   EXPECT_FALSE(complete_weights);
+  const auto entries = list_cache_entries(options_.cache_dir);
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].uri, "s3://models/tiny");
+  EXPECT_FALSE(entries[0].complete);
+  EXPECT_GT(entries[0].bytes, 4'000'000u);  // the partial file counts
 
   slow.start_front();
   options_.progress = nullptr;
@@ -208,6 +219,66 @@ TEST_F(S3FetchTest, TwoFetchesAtOnceDownloadOnce) {
   EXPECT_EQ(a.path, b.path);
   EXPECT_EQ(a.downloaded_bytes + b.downloaded_bytes, a.total_bytes);
   expect_same_files(a.path, test_model("tiny"));
+}
+
+// `cortex cache`'s account of downloads: the URI, completeness, size and last use of each entry; removal
+// under the entry's lock, never while a fetch fills it; a fetch that waits while its entry is removed
+// makes it again.
+TEST_F(S3FetchTest, EntriesAreListedAndRemovedUnderTheirLock) {
+  EXPECT_TRUE(list_cache_entries(options_.cache_dir).empty());
+  const FetchedModel m = fetch_model("s3://models/tiny", options_);
+  auto entries = list_cache_entries(options_.cache_dir);
+  ASSERT_EQ(entries.size(), 1u);
+  const std::string dir = entries[0].dir;
+  EXPECT_EQ(entries[0].uri, "s3://models/tiny");
+  EXPECT_TRUE(entries[0].complete);
+  EXPECT_FALSE(entries[0].busy);
+  EXPECT_GE(entries[0].bytes, m.total_bytes);
+  EXPECT_EQ(m.path, dir + "/model");
+
+  // Each fetch that serves the entry marks it used, though it downloads nothing.
+  const struct timespec long_ago[2] = {{1'000'000'000, 0}, {1'000'000'000, 0}};  // 2001
+  ASSERT_EQ(::utimensat(AT_FDCWD, (dir + "/manifest.json").c_str(), long_ago, 0), 0);
+  const auto year_ago = std::chrono::system_clock::now() - std::chrono::hours(24 * 365);
+  EXPECT_LT(list_cache_entries(options_.cache_dir).at(0).last_used.value(), year_ago);
+  EXPECT_EQ(fetch_model("s3://models/tiny", options_).downloaded_bytes, 0u);
+  EXPECT_GT(list_cache_entries(options_.cache_dir).at(0).last_used.value(),
+            std::chrono::system_clock::now() - std::chrono::minutes(1));
+
+  {
+    FileLock filling(dir + "/.lock");  // a process checking or downloading the entry
+    EXPECT_TRUE(list_cache_entries(options_.cache_dir).at(0).busy);
+    EXPECT_FALSE(remove_cache_entry(dir));
+    EXPECT_TRUE(file_exists(m.path + "/model.safetensors"));
+  }
+  EXPECT_TRUE(remove_cache_entry(dir));
+  EXPECT_FALSE(fs::exists(dir));
+  EXPECT_TRUE(list_cache_entries(options_.cache_dir).empty());
+
+  // Removed (by a holder of its lock) while a fetch waits for that lock: the fetch makes the entry again.
+  EXPECT_EQ(fetch_model("s3://models/tiny", options_).path, m.path);
+  auto holder = std::make_unique<FileLock>(dir + "/.lock");
+  std::atomic<bool> waiting{false};
+  options_.progress = [&](const FetchProgress& p) {
+    if (p.stage == "waiting") waiting = true;
+  };
+  FetchedModel again;
+  std::string error = "(none)";
+  std::thread other([&] {
+    try {
+      again = fetch_model("s3://models/tiny", options_);
+    } catch (const Error& e) {
+      error = e.what();
+    }
+  });
+  while (!waiting) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  fs::remove_all(dir);
+  holder.reset();
+  other.join();
+  EXPECT_EQ(error, "(none)");
+  expect_same_files(again.path, test_model("tiny"));
+  EXPECT_EQ(again.downloaded_bytes, again.total_bytes);
+  EXPECT_TRUE(list_cache_entries(options_.cache_dir).at(0).complete);
 }
 
 // http:// and hf:// against tests/storage/model_http_server.py.

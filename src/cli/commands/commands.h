@@ -17,6 +17,7 @@ void add_logs_command(CLI::App& app);
 void add_predict_command(CLI::App& app);
 void add_completion_command(CLI::App& app);
 void add_pull_command(CLI::App& app);
+void add_cache_command(CLI::App& app);  // cache ls|rm|prune
 
 // Adds --converted-cache to a command that loads a model: where weights converted on load (a --dtype
 // other than the file's) are kept, written once and mapped by every process that loads the model in

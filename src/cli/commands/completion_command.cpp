@@ -14,7 +14,7 @@ namespace {
 constexpr const char* kBash = R"SH(# cortex bash completion: source <(cortex completion bash)
 _cortex() {
   local cur="${COMP_WORDS[COMP_CWORD]}"
-  local commands="deploy get describe logs delete refresh predict cluster operator serve pull generate tokenize detokenize model bench completion"
+  local commands="deploy get describe logs delete refresh predict cluster operator serve pull cache generate tokenize detokenize model bench completion"
   if [ "$COMP_CWORD" -eq 1 ]; then
     COMPREPLY=( $(compgen -W "$commands --help --version --log-level" -- "$cur") )
     return
@@ -27,6 +27,12 @@ _cortex() {
         COMPREPLY=( $(compgen -f -W "--watch --output --follow --all --wait --help" -- "$cur") )
       fi ;;
     cluster) COMPREPLY=( $(compgen -W "up down info" -- "$cur") ) ;;
+    cache)
+      if [ "$COMP_CWORD" -eq 2 ]; then
+        COMPREPLY=( $(compgen -W "ls rm prune" -- "$cur") )
+      else
+        COMPREPLY=( $(compgen -f -W "--json --unused-for --all --dry-run --help" -- "$cur") )
+      fi ;;
     completion) COMPREPLY=( $(compgen -W "bash zsh" -- "$cur") ) ;;
     *) COMPREPLY=( $(compgen -f -- "$cur") ) ;;
   esac

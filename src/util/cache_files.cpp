@@ -1,0 +1,69 @@
+#include "util/cache_files.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace cortex {
+
+namespace fs = std::filesystem;
+
+uint64_t disk_usage(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return 0;
+  uint64_t bytes = static_cast<uint64_t>(st.st_blocks) * 512;
+  if (!S_ISDIR(st.st_mode)) return bytes;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(path, fs::directory_options::skip_permission_denied, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (::lstat(it->path().c_str(), &st) == 0) bytes += static_cast<uint64_t>(st.st_blocks) * 512;
+  }
+  return bytes;
+}
+
+void mark_used(const std::string& path) {
+  const struct timespec times[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
+  ::utimensat(AT_FDCWD, path.c_str(), times, 0);
+}
+
+std::optional<std::chrono::system_clock::time_point> last_used(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  return std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec)));
+}
+
+MappedFiles files_mapped_by_processes() {
+  MappedFiles mapped;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc", ec)) {
+    const std::string pid_text = e.path().filename().string();
+    if (pid_text.empty() || pid_text.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream maps(e.path() / "maps");
+    std::string line;
+    while (std::getline(maps, line)) {
+      // address perms offset dev inode [path]; the path starts at the first '/' after the inode.
+      const size_t slash = line.find('/');
+      if (slash == std::string::npos) continue;
+      std::string file = line.substr(slash);
+      if (file.size() > 10 && file.compare(file.size() - 10, 10, " (deleted)") == 0) continue;
+      mapped[file].insert(std::stoi(pid_text));
+    }
+  }
+  return mapped;
+}
+
+std::set<int> processes_mapping(const MappedFiles& mapped, const std::string& path) {
+  std::set<int> pids;
+  if (auto it = mapped.find(path); it != mapped.end()) pids = it->second;
+  const std::string folder = !path.empty() && path.back() == '/' ? path : path + "/";
+  for (auto it = mapped.lower_bound(folder); it != mapped.end() && it->first.starts_with(folder); ++it)
+    pids.insert(it->second.begin(), it->second.end());
+  return pids;
+}
+
+}  // namespace cortex
