@@ -57,7 +57,10 @@ MappedFiles files_mapped_by_processes() {
   return mapped;
 }
 
-std::set<int> processes_mapping(const MappedFiles& mapped, const std::string& path) {
+std::set<int> processes_mapping(const MappedFiles& mapped, const std::string& given) {
+  std::error_code ec;
+  std::string path = fs::weakly_canonical(given, ec).string();  // maps name files by their real paths
+  if (ec) path = given;
   std::set<int> pids;
   if (auto it = mapped.find(path); it != mapped.end()) pids = it->second;
   const std::string folder = !path.empty() && path.back() == '/' ? path : path + "/";

@@ -140,7 +140,7 @@ json entry_json(const Entry& e) {
             {"path", e.path},    {"source", e.source},
             {"state", e.state},  {"usable", e.usable},
             {"busy", e.busy},    {"bytes", e.bytes},
-            {"mapped_by", pids}, {"last_used", iso_time(e.last_used)}};
+            {"mapped_by", pids}, {"last_used", e.last_used ? json(iso_time(e.last_used)) : json(nullptr)}};
   if (e.kind == "converted") j["sources"] = e.sources;
   return j;
 }
@@ -290,6 +290,17 @@ struct PruneOptions {
   bool all = false, dry_run = false;
 };
 
+// Whether no running process maps `e` and no load used it since `cutoff`. A download counts as used
+// while weights converted from it are (a replica that runs it in another type maps only those).
+bool unused_since(const Entry& e, const std::vector<Entry>& all, Clock::time_point cutoff) {
+  std::vector<const Entry*> uses = {&e};
+  if (e.kind == "download")
+    for (const Entry* c : converted_from(e, all)) uses.push_back(c);
+  return std::all_of(uses.begin(), uses.end(), [&](const Entry* u) {
+    return u->mapped_by.empty() && (!u->last_used || *u->last_used < cutoff);
+  });
+}
+
 void prune_command(const PruneOptions& o) {
   const auto entries = collect_entries();
   std::optional<Clock::time_point> cutoff;
@@ -304,7 +315,7 @@ void prune_command(const PruneOptions& o) {
       why = e.kind == "download" ? "an interrupted download" : e.state;
     else if (o.all)
       why = "--all";
-    else if (cutoff && e.mapped_by.empty() && (!e.last_used || *e.last_used < *cutoff))
+    else if (cutoff && unused_since(e, entries, *cutoff))
       why = "last used " + age_text(e.last_used);
     if (!why.empty()) remove_entry(e, entries, why, r);
   }
