@@ -65,7 +65,11 @@ std::string identity_of(const std::vector<std::string>& sources, const std::stri
   std::string id = "kind " + kind + "\n";
   for (const std::string& s : sources) {
     struct stat st {};
-    if (::stat(s.c_str(), &st) != 0) throw not_found(s + ": " + std::strerror(errno));
+    if (::stat(s.c_str(), &st) != 0) {
+      const int err = errno;
+      if (err == ENOENT || err == ENOTDIR) throw not_found(s + ": " + std::strerror(err));
+      throw Error(ErrorCode::kInternal, s + ": " + std::strerror(err));
+    }
     id += "source " + fs::absolute(s).lexically_normal().string() + " size " + std::to_string(st.st_size) +
           " mtime " + std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) +
           " inode " + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + "\n";
@@ -150,8 +154,8 @@ ConvertedWeightsInfo::State state_of_sources(const ConvertedWeightsInfo& info, c
   using State = ConvertedWeightsInfo::State;
   try {
     return identity_of(info.sources, info.kind) == identity ? State::kCurrent : State::kModelChanged;
-  } catch (const Error&) {
-    return State::kModelGone;  // a source cannot be read
+  } catch (const Error& e) {
+    return e.code() == ErrorCode::kNotFound ? State::kModelGone : State::kModelUnreadable;
   }
 }
 
@@ -184,28 +188,30 @@ void ConvertedWeightsCache::lock() {
 }
 
 std::optional<ConvertedWeightsCache::Contents> ConvertedWeightsCache::open() const {
-  std::error_code ec;
-  if (!fs::exists(path_, ec)) return std::nullopt;
+  struct stat st {};
+  if (::stat(path_.c_str(), &st) != 0) return std::nullopt;
+  // A load looks twice (without the lock, then with it): what is wrong with one state of the file is
+  // logged once.
+  const std::string state = std::to_string(st.st_ino) + ":" + std::to_string(st.st_size) + ":" +
+                            std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
+  auto unusable = [&](spdlog::level::level_enum level, const std::string& why) -> std::optional<Contents> {
+    if (state != reported_state_) spdlog::log(level, "{}: {}; converting again", path_, why);
+    reported_state_ = state;
+    return std::nullopt;
+  };
   Contents c;
   try {
     c.file = MappedFile::open(path_);
   } catch (const Error& e) {
-    spdlog::warn("{}: cannot be read ({}); converting again", path_, e.what());
-    return std::nullopt;
+    return unusable(spdlog::level::warn, std::string("cannot be read (") + e.what() + ")");
   }
   Header h = read_header(c.file->data(), c.file->size());
-  if (h.problem == Header::Problem::kDamaged) {
-    spdlog::warn("{}: damaged ({}); converting again", path_, h.damage);
-    return std::nullopt;
-  }
-  if (h.problem == Header::Problem::kOtherFormat) {
-    spdlog::info("{}: written in another format version; converting again", path_);
-    return std::nullopt;
-  }
-  if (h.identity != identity_) {
-    spdlog::info("{}: converted from another version of the model; converting again", path_);
-    return std::nullopt;
-  }
+  if (h.problem == Header::Problem::kDamaged)
+    return unusable(spdlog::level::warn, "damaged (" + h.damage + ")");
+  if (h.problem == Header::Problem::kOtherFormat)
+    return unusable(spdlog::level::info, "written in another format version");
+  if (h.identity != identity_)
+    return unusable(spdlog::level::info, "converted from another version of the model");
   c.pieces = std::move(h.pieces);
   mark_used(path_);
   return c;
@@ -260,6 +266,8 @@ const char* converted_weights_state_name(ConvertedWeightsInfo::State state) {
       return "model changed since";
     case ConvertedWeightsInfo::State::kModelGone:
       return "model gone";
+    case ConvertedWeightsInfo::State::kModelUnreadable:
+      return "model unreadable";
     case ConvertedWeightsInfo::State::kOtherFormat:
       return "another format version";
     case ConvertedWeightsInfo::State::kDamaged:
@@ -288,9 +296,10 @@ std::vector<ConvertedWeightsInfo> list_converted_weights(
   for (auto& [stem, info] : entries) {
     using State = ConvertedWeightsInfo::State;
     const std::string lock_path = stem + ".lock";
-    info.busy = file_exists(lock_path) && FileLock::try_lock(lock_path) == nullptr;
+    info.busy = FileLock::held_by_another(lock_path);
     info.bytes = disk_usage(info.path) + disk_usage(info.path + ".tmp") + disk_usage(lock_path);
     info.last_used = last_used(info.path);
+    info.stamp = file_stamp(info.path);
     std::unique_ptr<MappedFile> file;
     if (!file_exists(info.path)) {
       info.state = State::kNoFile;
@@ -319,10 +328,12 @@ std::vector<ConvertedWeightsInfo> list_converted_weights(
   return out;
 }
 
-bool remove_converted_weights(const std::string& weights_path) {
+CacheRemoval remove_converted_weights(const std::string& weights_path,
+                                      const std::function<bool()>& unchanged) {
   const std::string lock_path = lock_path_of(weights_path);
   auto lock = FileLock::try_lock(lock_path);
-  if (!lock) return false;
+  if (!lock) return CacheRemoval::kBusy;
+  if (unchanged && !unchanged()) return CacheRemoval::kChanged;
   for (const std::string& file : {weights_path, weights_path + ".tmp"}) {
     std::error_code ec;
     fs::remove(file, ec);
@@ -331,7 +342,7 @@ bool remove_converted_weights(const std::string& weights_path) {
   // The lock file goes last, while still held: a process waiting on it finds it gone and starts over.
   std::error_code ec;
   fs::remove(lock_path, ec);
-  return true;
+  return CacheRemoval::kRemoved;
 }
 
 }  // namespace cortex::model

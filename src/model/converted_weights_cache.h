@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "util/cache_files.h"
 #include "util/file_lock.h"
 #include "util/mapped_file.h"
 
@@ -60,17 +61,19 @@ class ConvertedWeightsCache {
   std::string path_;
   std::string identity_;  // the header's account of the sources and kind
   std::unique_ptr<FileLock> lock_;
+  mutable std::string reported_state_;  // the file's state (inode, size, time) open() last logged as unusable
 };
 
 // What `cortex cache ls` shows of a converted-weights file.
 struct ConvertedWeightsInfo {
   enum class State {
-    kCurrent,       // converted from the model as it is now: loads map it
-    kModelChanged,  // the model's files changed since: the next load converts again
-    kModelGone,     // a file of the model no longer exists: no load will use it
-    kOtherFormat,   // written by a version of cortex with another file format or other layouts
-    kDamaged,       // not a whole converted-weights file
-    kNoFile,        // only a lock or a partial file, left by a conversion that stopped or is under way
+    kCurrent,          // converted from the model as it is now: loads map it
+    kModelChanged,     // the model's files changed since: the next load converts again
+    kModelGone,        // a file of the model no longer exists: no load will use it
+    kModelUnreadable,  // a file of the model cannot be read by this user (permissions, I/O): unknown
+    kOtherFormat,      // written by a version of cortex with another file format or other layouts
+    kDamaged,          // not a whole converted-weights file
+    kNoFile,           // only a lock or a partial file, left by a conversion that stopped or is under way
   };
   std::string path;  // the .weights file (it may not exist: kNoFile)
   State state = State::kDamaged;
@@ -80,6 +83,7 @@ struct ConvertedWeightsInfo {
   bool busy = false;                 // a process holds its lock: converting or writing it
   uint64_t bytes = 0;                // on disk, a partial file included
   std::optional<std::chrono::system_clock::time_point> last_used;
+  std::string stamp;  // the file's file_stamp: changes when it is rewritten or used
 };
 const char* converted_weights_state_name(ConvertedWeightsInfo::State state);
 
@@ -89,9 +93,10 @@ std::vector<ConvertedWeightsInfo> list_converted_weights(
     const std::string& dir, const std::function<bool(const std::string& kind)>& current_kind);
 
 // Removes the entry whose file is `weights_path` (the file, a partial one, its lock) under its lock, so
-// that no process is writing it meanwhile; false (and nothing removed) when a process holds the lock.
-// Processes that map the file keep its pages; a later load converts again. Throws Error naming what
-// cannot be removed.
-bool remove_converted_weights(const std::string& weights_path);
+// that no process is writing it meanwhile. Processes that map the file keep its pages; a later load
+// converts again. `unchanged`, when given, is asked once the lock is held (whether the entry is still as
+// it was when it was chosen); false keeps it. Throws Error naming what cannot be removed.
+CacheRemoval remove_converted_weights(const std::string& weights_path,
+                                      const std::function<bool()>& unchanged = {});
 
 }  // namespace cortex::model

@@ -55,7 +55,7 @@ void CacheEntry::lock(const std::function<void()>& waiting, const std::atomic<bo
       lock_ = std::make_unique<FileLock>(dir_ + "/.lock", waiting, cancel);
       break;
     } catch (const Error&) {
-      if (attempt == 2 || file_exists(dir_)) throw;
+      if (attempt == 2 || file_exists(dir_) || (cancel && cancel->load())) throw;
       create_folder(model_dir());
     }
   }
@@ -64,54 +64,6 @@ void CacheEntry::lock(const std::function<void()>& waiting, const std::atomic<bo
 
 void CacheEntry::mark_used() const {
   cortex::mark_used(dir_ + "/manifest.json");
-}
-
-std::vector<CacheEntryInfo> list_cache_entries(const std::string& cache_dir) {
-  std::vector<CacheEntryInfo> entries;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(cache_dir, ec)) {
-    const std::string name = e.path().filename().string();
-    if (!e.is_directory(ec) || !is_entry_name(name)) continue;
-    CacheEntryInfo info;
-    info.name = name;
-    info.dir = e.path().string();
-    const std::string manifest_path = info.dir + "/manifest.json";
-    try {
-      const auto j = json::parse(read_file(manifest_path));
-      info.uri = j.at("uri").get<std::string>();
-      info.complete = j.at("complete").get<bool>();
-    } catch (const std::exception&) {
-      // no manifest yet, or an unreadable one: shown without its URI
-    }
-    info.busy = file_exists(info.dir + "/.lock") && FileLock::try_lock(info.dir + "/.lock") == nullptr;
-    info.bytes = disk_usage(info.dir);
-    info.last_used = last_used(manifest_path);
-    entries.push_back(std::move(info));
-  }
-  std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
-  return entries;
-}
-
-bool remove_cache_entry(const std::string& dir) {
-  const std::string lock_path = dir + "/.lock";
-  std::unique_ptr<FileLock> lock;
-  try {
-    lock = FileLock::try_lock(lock_path);
-  } catch (const Error&) {
-    if (!file_exists(dir)) return true;  // already gone
-    throw;
-  }
-  if (!lock) return false;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    if (e.path().filename() == ".lock") continue;
-    fs::remove_all(e.path(), ec);
-    if (ec) throw Error(ErrorCode::kInternal, "cannot remove " + e.path().string() + ": " + ec.message());
-  }
-  // The lock file goes last, while still held: a process waiting on it finds it gone and starts over.
-  fs::remove(lock_path, ec);
-  fs::remove(dir, ec);  // fails only if a process made the entry again meanwhile: then it is that one's
-  return true;
 }
 
 std::optional<CacheManifest> CacheEntry::read_manifest() const {
@@ -136,6 +88,56 @@ void CacheEntry::write_manifest(const CacheManifest& m) const {
   for (const auto& f : m.files) files.push_back({{"name", f.name}, {"size", f.size}, {"etag", f.etag}});
   write_file_atomic(dir_ + "/manifest.json",
                     json{{"uri", m.uri}, {"complete", m.complete}, {"files", files}}.dump(2));
+}
+
+std::vector<CacheEntryInfo> list_cache_entries(const std::string& cache_dir) {
+  std::vector<CacheEntryInfo> entries;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(cache_dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (!e.is_directory(ec) || !is_entry_name(name)) continue;
+    CacheEntryInfo info;
+    info.name = name;
+    info.dir = e.path().string();
+    const std::string manifest_path = info.dir + "/manifest.json";
+    try {
+      const auto j = json::parse(read_file(manifest_path));
+      info.uri = j.at("uri").get<std::string>();
+      info.complete = j.at("complete").get<bool>();
+    } catch (const std::exception&) {
+      // no manifest yet, or an unreadable one: shown without its URI
+    }
+    info.busy = FileLock::held_by_another(info.dir + "/.lock");
+    info.bytes = disk_usage(info.dir);
+    info.last_used = last_used(manifest_path);
+    info.stamp = file_stamp(manifest_path);
+    entries.push_back(std::move(info));
+  }
+  std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  return entries;
+}
+
+CacheRemoval remove_cache_entry(const std::string& dir, const std::function<bool()>& unchanged) {
+  const std::string lock_path = dir + "/.lock";
+  std::unique_ptr<FileLock> lock;
+  try {
+    lock = FileLock::try_lock(lock_path);
+  } catch (const Error&) {
+    if (!file_exists(dir)) return CacheRemoval::kRemoved;  // already gone
+    throw;
+  }
+  if (!lock) return CacheRemoval::kBusy;
+  if (unchanged && !unchanged()) return CacheRemoval::kChanged;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (e.path().filename() == ".lock") continue;
+    fs::remove_all(e.path(), ec);
+    if (ec) throw Error(ErrorCode::kInternal, "cannot remove " + e.path().string() + ": " + ec.message());
+  }
+  // The lock file goes last, while still held: a process waiting on it finds it gone and starts over.
+  fs::remove(lock_path, ec);
+  fs::remove(dir, ec);  // fails only if a process made the entry again meanwhile: then it is that one's
+  return CacheRemoval::kRemoved;
 }
 
 }  // namespace cortex::storage

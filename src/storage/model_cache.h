@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "util/cache_files.h"
 #include "util/file_lock.h"
 
 namespace cortex::storage {
@@ -65,14 +66,16 @@ struct CacheEntryInfo {
   bool busy = false;      // a process holds the entry's lock: it is checking or downloading it
   uint64_t bytes = 0;     // on disk, partial downloads included
   std::optional<std::chrono::system_clock::time_point> last_used;
+  std::string stamp;  // manifest.json's file_stamp: changes when the entry is written or used
 };
 // The entries under `cache_dir` (folders named by cache_entry_name), by name; none when it does not exist.
 std::vector<CacheEntryInfo> list_cache_entries(const std::string& cache_dir);
 
-// Removes the entry folder `dir` under its lock, so that no process is filling it meanwhile; false (and
-// nothing removed) when a process holds the lock. Processes that map its files keep their pages; a
-// process waiting for the lock starts the entry again. Throws Error naming what cannot be removed.
-bool remove_cache_entry(const std::string& dir);
+// Removes the entry folder `dir` under its lock, so that no process is filling it meanwhile. Processes
+// that map its files keep their pages; a process waiting for the lock starts the entry again.
+// `unchanged`, when given, is asked once the lock is held (whether the entry is still as it was when it
+// was chosen); false keeps it. Throws Error naming what cannot be removed.
+CacheRemoval remove_cache_entry(const std::string& dir, const std::function<bool()>& unchanged = {});
 
 // The folder name for a URI: its readable part, shortened, and a hash of the whole key.
 std::string cache_entry_name(const std::string& key);

@@ -20,6 +20,7 @@
 #include "storage/model_cache.h"
 #include "storage/model_uri.h"
 #include "storage/s3_client.h"
+#include "util/cache_files.h"
 #include "util/error.h"
 #include "util/file_util.h"
 
@@ -56,17 +57,6 @@ bool ends_with_gguf(const std::string& s) {
 std::string basename_of(const std::string& path) {
   const size_t slash = path.find_last_of('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
-std::string human_bytes(uint64_t n) {
-  char buf[32];
-  if (n >= (1ull << 30))
-    std::snprintf(buf, sizeof buf, "%.1f GB", n / 1e9);
-  else if (n >= (1ull << 20))
-    std::snprintf(buf, sizeof buf, "%.1f MB", n / 1e6);
-  else
-    std::snprintf(buf, sizeof buf, "%llu bytes", static_cast<unsigned long long>(n));
-  return buf;
 }
 
 std::string join(const std::vector<std::string>& v) {
@@ -351,7 +341,7 @@ class Download {
       offset = std::min<uint64_t>(file_size_or_zero(part), f.size);
     if (offset == 0) std::remove(part.c_str());
     write_file_atomic(part_etag, f.etag);
-    if (offset > 0) spdlog::info("{}: resuming {} at {}", uri_, f.name, human_bytes(offset));
+    if (offset > 0) spdlog::info("{}: resuming {} at {}", uri_, f.name, format_bytes(offset));
     const uint64_t before = done_;  // the model's bytes in the cache before this file
     if (offset == 0 && f.ranges && o_.connections > 1 && f.size >= o_.parallel_min_bytes) {
       fetch_ranges(f, part);
@@ -384,8 +374,8 @@ class Download {
       if (out) std::fclose(out);
       const uint64_t have = file_size_or_zero(part);
       done_ = before;
-      throw Error(e.code(), "downloading " + where + " broke off at " + human_bytes(have) + " of " +
-                                human_bytes(f.size) + ": " + e.what() +
+      throw Error(e.code(), "downloading " + where + " broke off at " + format_bytes(have) + " of " +
+                                format_bytes(f.size) + ": " + e.what() +
                                 " (the next fetch resumes from there)");
     }
     if (out && std::fclose(out) != 0) throw Error(ErrorCode::kInternal, "cannot write " + part);
@@ -487,8 +477,8 @@ class Download {
     if (!ok) {
       done_ = before;
       if (o_.cancel && o_.cancel->load()) throw Error(ErrorCode::kInternal, where + ": cancelled");
-      throw Error(first_code, "downloading " + where + " broke off with " + human_bytes(prefix) + " of " +
-                                  human_bytes(f.size) + " complete from the start: " + first_error +
+      throw Error(first_code, "downloading " + where + " broke off with " + format_bytes(prefix) + " of " +
+                                  format_bytes(f.size) + " complete from the start: " + first_error +
                                   " (the next fetch resumes from there)");
     }
   }

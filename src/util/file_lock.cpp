@@ -40,6 +40,14 @@ std::unique_ptr<FileLock> FileLock::try_lock(const std::string& path) {
   return lock->fd_ >= 0 ? std::move(lock) : nullptr;
 }
 
+bool FileLock::held_by_another(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool held = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  ::close(fd);
+  return held;
+}
+
 bool FileLock::acquire(const std::string& path, bool wait, const std::function<void()>& waiting,
                        const std::atomic<bool>* cancel) {
   bool told = false;

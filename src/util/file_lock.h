@@ -28,6 +28,10 @@ class FileLock {
   // The lock when no other process holds it; nullptr when one does. Throws as the constructor does.
   static std::unique_ptr<FileLock> try_lock(const std::string& path);
 
+  // Whether another process holds the lock on `path`: false when the file does not exist or cannot be
+  // read. Creates nothing; takes a shared lock for an instant to find out.
+  static bool held_by_another(const std::string& path);
+
  private:
   struct NoWait {};
   FileLock(const std::string& path, NoWait);

@@ -48,7 +48,11 @@ std::string read_file_tail(const std::string& path, size_t max_bytes) {
 
 std::string cortex_home() {
   namespace fs = std::filesystem;
-  if (const char* h = std::getenv("CORTEX_HOME"); h && *h) return fs::absolute(h).lexically_normal().string();
+  if (const char* h = std::getenv("CORTEX_HOME"); h && *h) {
+    std::string home = fs::absolute(h).lexically_normal().string();
+    while (home.size() > 1 && home.back() == '/') home.pop_back();  // "/x/" names the folder "/x"
+    return home;
+  }
   const char* home = std::getenv("HOME");
   return (fs::path(home && *home ? home : "/tmp") / ".cortex").string();
 }

@@ -495,7 +495,7 @@ TEST(CliTest, CacheListsPrunesAndRemovesConvertedWeights) {
   const std::string home = dir + "/home", model = dir + "/tiny";
   std::filesystem::copy(test_model("tiny"), model, std::filesystem::copy_options::recursive);
   auto cortex = [&](std::vector<std::string> args) {
-    args.insert(args.begin(), {"/usr/bin/env", "CORTEX_HOME=" + home, cortex_binary()});
+    args.insert(args.begin(), {"/usr/bin/env", "CORTEX_HOME=" + home + "/", cortex_binary()});
     return run_command(args);
   };
   auto entries = [&] {
@@ -506,6 +506,9 @@ TEST(CliTest, CacheListsPrunesAndRemovesConvertedWeights) {
   auto empty = cortex({"cache", "ls"});
   EXPECT_EQ(empty.exit_code, 0) << empty.err;
   EXPECT_NE(empty.out.find("holds nothing"), std::string::npos) << empty.out;
+  auto folders = nlohmann::json::parse(cortex({"cache", "ls", "--json"}).out);
+  EXPECT_EQ(folders["downloads"], home + "/cache");  // CORTEX_HOME's trailing '/' dropped
+  EXPECT_EQ(folders["converted"], home + "/cache/converted");
 
   for (const char* dtype : {"f16", "q8_0"}) {
     auto g = cortex({"generate", "--model", model, "--dtype", dtype, "-p", "Hello", "-n", "2"});
@@ -552,10 +555,18 @@ TEST(CliTest, CacheListsPrunesAndRemovesConvertedWeights) {
   auto by_name = cortex({"cache", "rm", first});
   EXPECT_EQ(by_name.exit_code, 0) << by_name.err;
   EXPECT_EQ(entries().size(), 1u);
-  auto by_model = cortex({"cache", "rm", model});
+  // The model's folder names the weights converted from it (a folder above it names nothing), and still
+  // does once the model is gone.
+  auto parent = cortex({"cache", "rm", dir});
+  EXPECT_EQ(parent.exit_code, 1);
+  EXPECT_EQ(entries().size(), 1u);
+  const std::string moved = dir + "/moved";
+  std::filesystem::rename(model, moved);
+  auto by_model = cortex({"cache", "rm", model + "/"});
   EXPECT_EQ(by_model.exit_code, 0) << by_model.err;
   EXPECT_FALSE(std::filesystem::exists(second_path));
   EXPECT_TRUE(entries().empty());
+  std::filesystem::rename(moved, model);
 
   // Unused for a while (the last use set back two days): --unused-for 1d removes it, 3d does not.
   ASSERT_EQ(cortex({"generate", "--model", model, "--dtype", "f16", "-p", "Hello", "-n", "2"}).exit_code, 0);
@@ -565,15 +576,29 @@ TEST(CliTest, CacheListsPrunesAndRemovesConvertedWeights) {
   EXPECT_EQ(entries().size(), 1u);
   auto old = cortex({"cache", "prune", "--unused-for", "1d"});
   EXPECT_EQ(old.exit_code, 0) << old.err;
-  EXPECT_NE(old.out.find("last used 2 days ago"), std::string::npos) << old.out;
+  EXPECT_NE(old.out.find("last used 2d ago"), std::string::npos) << old.out;
   EXPECT_TRUE(entries().empty());
+
+  // A stale file is logged once per load (a load looks for the file twice, without and with the lock).
+  ASSERT_EQ(cortex({"generate", "--model", model, "--dtype", "f16", "-p", "Hello", "-n", "2"}).exit_code, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::ofstream(weights, std::ios::binary | std::ios::trunc) << bytes;
+  auto reload =
+      cortex({"--log-level", "info", "generate", "--model", model, "--dtype", "f16", "-p", "Hello", "-n", "2"});
+  ASSERT_EQ(reload.exit_code, 0) << reload.err;
+  const std::string stale = "converted from another version of the model; converting again";
+  const size_t at = reload.err.find(stale);
+  EXPECT_NE(at, std::string::npos) << reload.err;
+  EXPECT_EQ(reload.err.find(stale, at + 1), std::string::npos) << reload.err;
 
   auto unknown = cortex({"cache", "rm", "no-such-entry"});
   EXPECT_EQ(unknown.exit_code, 1);
   EXPECT_NE(unknown.err.find("no-such-entry"), std::string::npos) << unknown.err;
-  auto bad_age = cortex({"cache", "prune", "--unused-for", "soon"});
-  EXPECT_EQ(bad_age.exit_code, 2);
-  EXPECT_NE(bad_age.err.find("7d"), std::string::npos) << bad_age.err;
+  for (const char* age : {"soon", "99999999999d", "900000h"}) {
+    auto bad_age = cortex({"cache", "prune", "--unused-for", age});
+    EXPECT_EQ(bad_age.exit_code, 2) << age;
+    EXPECT_NE(bad_age.err.find("7d"), std::string::npos) << bad_age.err;
+  }
 }
 
 }  // namespace

@@ -300,10 +300,15 @@ TEST(ConvertedWeightsCacheTest, RemovalWaitsForNoOneAndLeavesAFileBeingWrittenAl
     FileLock writer(lock);  // a process converting the same weights
     ASSERT_EQ(list_converted_weights(cache, Gpt2Weights::writes_conversion_kind).size(), 1u);
     EXPECT_TRUE(list_converted_weights(cache, Gpt2Weights::writes_conversion_kind)[0].busy);
-    EXPECT_FALSE(remove_converted_weights(file));
+    EXPECT_EQ(remove_converted_weights(file), CacheRemoval::kBusy);
     EXPECT_TRUE(fs::exists(file));
   }
-  EXPECT_TRUE(remove_converted_weights(file));
+  // Changed since it was chosen (prune's check, asked under the lock): kept.
+  bool asked = false;
+  EXPECT_EQ(remove_converted_weights(file, [&] { return !(asked = true); }), CacheRemoval::kChanged);
+  EXPECT_TRUE(asked);
+  EXPECT_TRUE(fs::exists(file));
+  EXPECT_EQ(remove_converted_weights(file, [] { return true; }), CacheRemoval::kRemoved);
   EXPECT_FALSE(fs::exists(file));
   EXPECT_FALSE(fs::exists(lock));
   EXPECT_TRUE(list_converted_weights(cache, Gpt2Weights::writes_conversion_kind).empty());

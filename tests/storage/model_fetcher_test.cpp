@@ -248,10 +248,12 @@ TEST_F(S3FetchTest, EntriesAreListedAndRemovedUnderTheirLock) {
   {
     FileLock filling(dir + "/.lock");  // a process checking or downloading the entry
     EXPECT_TRUE(list_cache_entries(options_.cache_dir).at(0).busy);
-    EXPECT_FALSE(remove_cache_entry(dir));
+    EXPECT_EQ(remove_cache_entry(dir), CacheRemoval::kBusy);
     EXPECT_TRUE(file_exists(m.path + "/model.safetensors"));
   }
-  EXPECT_TRUE(remove_cache_entry(dir));
+  EXPECT_EQ(remove_cache_entry(dir, [] { return false; }), CacheRemoval::kChanged);  // prune's check
+  EXPECT_TRUE(file_exists(m.path + "/model.safetensors"));
+  EXPECT_EQ(remove_cache_entry(dir), CacheRemoval::kRemoved);
   EXPECT_FALSE(fs::exists(dir));
   EXPECT_TRUE(list_cache_entries(options_.cache_dir).empty());
 

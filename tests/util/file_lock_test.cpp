@@ -68,8 +68,13 @@ TEST(FileLockTest, TryLockTakesAFreeLockAndNeverWaits) {
   const auto started = std::chrono::steady_clock::now();
   EXPECT_EQ(FileLock::try_lock(path), nullptr);
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::milliseconds(50));
+  EXPECT_TRUE(FileLock::held_by_another(path));
   first.reset();
+  EXPECT_FALSE(FileLock::held_by_another(path));
   EXPECT_NE(FileLock::try_lock(path), nullptr);
+  // Asking about a file that does not exist creates nothing.
+  EXPECT_FALSE(FileLock::held_by_another(path + ".missing"));
+  EXPECT_FALSE(std::filesystem::exists(path + ".missing"));
 }
 
 TEST(FileLockTest, AWaiterOnAFileItsHolderRemovedHoldsTheFileNowAtThePath) {

@@ -1,18 +1,21 @@
 // cortex cache ls|rm|prune: what the caches under $CORTEX_HOME/cache hold (models downloaded from
 // s3://, https://, hf://, and weights converted on load), and removing what is no longer wanted.
 //
-// An entry is removed under its lock, so never while a process is downloading or converting it; one
+// An entry is removed under its lock, so never while a process is downloading or converting it (rm: an
+// error, exit status 1; prune: skipped); prune also keeps what was written or used after it looked. One
 // that running replicas map is removed all the same (they keep its pages; its space comes back when they
 // exit), and the command says so.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "cli/commands/commands.h"
+#include "cli/commands/operator_access.h"
 #include "cli/table.h"
 #include "control/quantity.h"
 #include "model/converted_weights_cache.h"
@@ -42,9 +45,15 @@ struct Entry {
   bool busy = false;   // a process holds its lock (downloading or converting it)
   uint64_t bytes = 0;
   std::optional<Clock::time_point> last_used;
+  std::string stamp;                 // its key file's file_stamp when listed (see stamp_file)
   std::set<int> mapped_by;           // running processes that map its files
   std::vector<std::string> sources;  // converted: the model files it was converted from
 };
+
+// The file whose stamp says whether an entry was written or used since it was listed.
+std::string stamp_file(const Entry& e) {
+  return e.kind == "download" ? e.path + "/manifest.json" : e.path;
+}
 
 std::string downloads_dir() {
   return cortex_home() + "/cache";
@@ -74,9 +83,11 @@ std::vector<Entry> collect_entries() {
     e.busy = d.busy;
     e.bytes = d.bytes;
     e.last_used = d.last_used;
+    e.stamp = d.stamp;
     e.mapped_by = processes_mapping(mapped, d.dir);
     entries.push_back(std::move(e));
   }
+  using State = model::ConvertedWeightsInfo::State;
   for (auto& c : model::list_converted_weights(default_converted_cache_dir(),
                                                model::Gpt2Weights::writes_conversion_kind)) {
     Entry e;
@@ -86,10 +97,12 @@ std::vector<Entry> collect_entries() {
     e.source = c.kind.empty() ? "?" : c.kind.substr(0, c.kind.find('.')) + " of " + model_of(c.sources);
     e.state = model::converted_weights_state_name(c.state);
     if (!c.detail.empty()) e.state += " (" + c.detail + ")";
-    e.usable = c.state == model::ConvertedWeightsInfo::State::kCurrent;
+    // A model this user cannot read may well be current for the replicas of another: kept.
+    e.usable = c.state == State::kCurrent || c.state == State::kModelUnreadable;
     e.busy = c.busy;
     e.bytes = c.bytes;
     e.last_used = c.last_used;
+    e.stamp = c.stamp;
     e.mapped_by = processes_mapping(mapped, c.path);
     e.sources = std::move(c.sources);
     entries.push_back(std::move(e));
@@ -97,24 +110,10 @@ std::vector<Entry> collect_entries() {
   return entries;
 }
 
-std::string bytes_text(uint64_t bytes) {
-  char text[32];
-  if (bytes < 1000 * 1000)
-    std::snprintf(text, sizeof text, "%.0f KB", bytes / 1e3);
-  else if (bytes < 1000ull * 1000 * 1000)
-    std::snprintf(text, sizeof text, "%.1f MB", bytes / 1e6);
-  else
-    std::snprintf(text, sizeof text, "%.2f GB", bytes / 1e9);
-  return text;
-}
-
 std::string age_text(const std::optional<Clock::time_point>& when) {
   if (!when) return "never";
-  const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - *when).count();
-  if (seconds < 60) return "just now";
-  if (seconds < 3600) return std::to_string(seconds / 60) + " min ago";
-  if (seconds < 48 * 3600) return std::to_string(seconds / 3600) + " h ago";
-  return std::to_string(seconds / 86400) + " days ago";
+  return age_since(std::chrono::duration_cast<std::chrono::seconds>(when->time_since_epoch()).count()) +
+         " ago";
 }
 
 std::string iso_time(const std::optional<Clock::time_point>& when) {
@@ -145,15 +144,26 @@ json entry_json(const Entry& e) {
   return j;
 }
 
-// "7d", "12h", "30m", "1h30m" (cortex.yaml's durations, and days).
+// "7d", "12h", "30m", "1h30m" (cortex.yaml's durations, and days), at most 100 years.
 std::chrono::milliseconds parse_age(const std::string& text) {
-  if (text.size() > 1 && text.back() == 'd' && text.find_first_not_of("0123456789") == text.size() - 1)
-    return std::chrono::hours(24) * std::stoll(text.substr(0, text.size() - 1));
-  try {
-    return control::parse_duration(text);
-  } catch (const Error&) {
-    throw invalid_argument("--unused-for '" + text + "': give a duration such as 7d, 12h or 30m");
+  const auto wrong = [&] {
+    return invalid_argument("--unused-for '" + text +
+                            "': give a duration such as 7d, 12h or 30m (at most 36500d)");
+  };
+  constexpr auto kLongest = std::chrono::hours(24 * 36500);
+  std::chrono::milliseconds age;
+  if (text.size() > 1 && text.back() == 'd' && text.find_first_not_of("0123456789") == text.size() - 1) {
+    if (text.size() > 6) throw wrong();
+    age = std::chrono::hours(24) * std::stoll(text.substr(0, text.size() - 1));
+  } else {
+    try {
+      age = control::parse_duration(text);
+    } catch (const Error&) {
+      throw wrong();
+    }
   }
+  if (age > kLongest) throw wrong();
+  return age;
 }
 
 // The converted entries made from the download entry `download` (every source inside its folder).
@@ -170,10 +180,11 @@ std::vector<const Entry*> converted_from(const Entry& download, const std::vecto
 // What a removal did, over all the entries it was asked to remove.
 struct Removal {
   bool dry_run = false;
-  std::set<std::string> done;  // paths removed (or that would be)
+  bool only_if_unchanged = false;  // prune: keep what was written or used since it was listed
+  std::set<std::string> done;      // paths removed (or that would be)
   uint64_t bytes = 0;
   int count = 0;
-  bool refused = false;  // a process held an entry's lock
+  bool refused = false;  // a process held the lock of an entry named to be removed
 };
 
 // Removes `e` and, for a download, the converted entries made from it, printing a line for each;
@@ -184,17 +195,28 @@ void remove_entry(const Entry& e, const std::vector<Entry>& all, const std::stri
     for (const Entry* c : converted_from(e, all)) targets.push_back(c);
   for (const Entry* t : targets) {
     if (r.done.count(t->path)) continue;
-    const std::string what = t->kind + " " + t->name + " (" + t->source + ", " + bytes_text(t->bytes) + ")";
+    const std::string what = t->kind + " " + t->name + " (" + t->source + ", " + format_bytes(t->bytes) + ")";
     const std::string reason = t == &e ? why : "made from the download above";
     const std::string tail = reason.empty() ? "" : ": " + reason;
     if (!r.dry_run) {
-      const bool removed = t->kind == "download" ? storage::remove_cache_entry(t->path)
-                                                 : model::remove_converted_weights(t->path);
-      if (!removed) {
-        std::cerr << "cortex: " << t->name << " is being "
-                  << (t->kind == "download" ? "downloaded" : "converted")
-                  << " by another process; not removed\n";
-        r.refused = true;
+      std::function<bool()> unchanged;
+      if (r.only_if_unchanged) unchanged = [t] { return file_stamp(stamp_file(*t)) == t->stamp; };
+      const CacheRemoval result = t->kind == "download" ? storage::remove_cache_entry(t->path, unchanged)
+                                                        : model::remove_converted_weights(t->path, unchanged);
+      if (result == CacheRemoval::kBusy) {
+        const std::string filling = t->kind == "download" ? "downloading" : "converting";
+        if (r.only_if_unchanged) {  // prune: as if it had been busy when listed
+          std::cout << "skipped " << t->kind << " " << t->name << ": a process is " << filling << " it\n";
+        } else {
+          std::cerr << "cortex: " << t->name << ": a process is " << filling << " it; not removed\n";
+          r.refused = true;
+        }
+        if (t == &e) return;  // nor what was made from it
+        continue;
+      }
+      if (result == CacheRemoval::kChanged) {
+        std::cout << "kept " << t->kind << " " << t->name << ": written or used since it was listed\n";
+        if (t == &e) return;
         continue;
       }
     }
@@ -212,7 +234,7 @@ void remove_entry(const Entry& e, const std::vector<Entry>& all, const std::stri
 }
 
 void finish_removal(const Removal& r) {
-  std::cout << (r.dry_run ? "would remove " : "removed ") << bytes_text(r.bytes) << " (" << r.count
+  std::cout << (r.dry_run ? "would remove " : "removed ") << format_bytes(r.bytes) << " (" << r.count
             << (r.count == 1 ? " entry" : " entries") << ")\n";
   if (r.refused) throw Error(ErrorCode::kInternal, "some entries are being filled by another process");
 }
@@ -236,11 +258,20 @@ void list_command(bool as_json) {
   uint64_t total = 0;
   for (const auto& e : entries) {
     rows.push_back(
-        {e.kind, e.name, bytes_text(e.bytes), age_text(e.last_used), e.state, mapped_text(e), e.source});
+        {e.kind, e.name, format_bytes(e.bytes), age_text(e.last_used), e.state, mapped_text(e), e.source});
     total += e.bytes;
   }
   std::cout << render_table(rows) << entries.size() << (entries.size() == 1 ? " entry, " : " entries, ")
-            << bytes_text(total) << " in " << downloads_dir() << "\n";
+            << format_bytes(total) << " in " << downloads_dir() << "\n";
+}
+
+// `path` as an absolute path without "." and "..", and with symbolic links resolved as far as it exists.
+std::string real_path(const std::string& path) {
+  std::error_code ec;
+  const fs::path real = fs::weakly_canonical(fs::absolute(path), ec);
+  std::string out = (ec ? fs::absolute(path).lexically_normal() : real).string();
+  while (out.size() > 1 && out.back() == '/') out.pop_back();
+  return out;
 }
 
 // Whether `target` (a name, a model URI or a local model's path) names `e`.
@@ -253,12 +284,11 @@ bool names_entry(const std::string& target, const Entry& e) {
       return false;
     }
   }
-  std::error_code ec;
-  if (e.kind != "converted" || e.sources.empty() || !fs::exists(target, ec)) return false;
-  const std::string model = fs::absolute(target).lexically_normal().string();
-  const std::string folder = model.ends_with("/") ? model : model + "/";
-  return std::all_of(e.sources.begin(), e.sources.end(),
-                     [&](const std::string& s) { return s == model || s.starts_with(folder); });
+  // A local model: the weights converted from it (its folder, or its one file), even once it is gone.
+  if (e.kind != "converted" || e.sources.empty()) return false;
+  const std::string model = model_of(e.sources);
+  const std::string given = fs::absolute(target).lexically_normal().string();
+  return model == given || model + "/" == given || real_path(model) == real_path(target);
 }
 
 void remove_command(const std::vector<std::string>& targets) {
@@ -308,8 +338,13 @@ void prune_command(const PruneOptions& o) {
     cutoff = Clock::now() - std::chrono::duration_cast<Clock::duration>(parse_age(o.unused_for));
   Removal r;
   r.dry_run = o.dry_run;
+  r.only_if_unchanged = true;
   for (const auto& e : entries) {
-    if (e.busy) continue;
+    if (e.busy) {
+      std::cout << "skipped " << e.kind << " " << e.name << ": a process is "
+                << (e.kind == "download" ? "downloading" : "converting") << " it\n";
+      continue;
+    }
     std::string why;
     if (!e.usable)
       why = e.kind == "download" ? "an interrupted download" : e.state;
