@@ -583,8 +583,8 @@ TEST(CliTest, CacheListsPrunesAndRemovesConvertedWeights) {
   ASSERT_EQ(cortex({"generate", "--model", model, "--dtype", "f16", "-p", "Hello", "-n", "2"}).exit_code, 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   std::ofstream(weights, std::ios::binary | std::ios::trunc) << bytes;
-  auto reload =
-      cortex({"--log-level", "info", "generate", "--model", model, "--dtype", "f16", "-p", "Hello", "-n", "2"});
+  auto reload = cortex(
+      {"--log-level", "info", "generate", "--model", model, "--dtype", "f16", "-p", "Hello", "-n", "2"});
   ASSERT_EQ(reload.exit_code, 0) << reload.err;
   const std::string stale = "converted from another version of the model; converting again";
   const size_t at = reload.err.find(stale);
