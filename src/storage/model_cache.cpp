@@ -66,8 +66,10 @@ void CacheEntry::mark_used() const {
   cortex::mark_used(dir_ + "/manifest.json");
 }
 
-std::optional<CacheManifest> CacheEntry::read_manifest() const {
-  const std::string path = dir_ + "/manifest.json";
+namespace {
+
+// The manifest at `path`; nullopt when there is none or it cannot be read.
+std::optional<CacheManifest> read_manifest_file(const std::string& path) {
   if (!file_exists(path)) return std::nullopt;
   try {
     json j = json::parse(read_file(path));
@@ -79,8 +81,14 @@ std::optional<CacheManifest> CacheEntry::read_manifest() const {
           {f.at("name").get<std::string>(), f.at("size").get<uint64_t>(), f.at("etag").get<std::string>()});
     return m;
   } catch (const std::exception&) {
-    return std::nullopt;  // unreadable: treated as empty, the files are checked again
+    return std::nullopt;
   }
+}
+
+}  // namespace
+
+std::optional<CacheManifest> CacheEntry::read_manifest() const {
+  return read_manifest_file(dir_ + "/manifest.json");  // unreadable: treated as empty, files checked again
 }
 
 void CacheEntry::write_manifest(const CacheManifest& m) const {
@@ -100,12 +108,9 @@ std::vector<CacheEntryInfo> list_cache_entries(const std::string& cache_dir) {
     info.name = name;
     info.dir = e.path().string();
     const std::string manifest_path = info.dir + "/manifest.json";
-    try {
-      const auto j = json::parse(read_file(manifest_path));
-      info.uri = j.at("uri").get<std::string>();
-      info.complete = j.at("complete").get<bool>();
-    } catch (const std::exception&) {
-      // no manifest yet, or an unreadable one: shown without its URI
+    if (auto m = read_manifest_file(manifest_path)) {  // none yet, or unreadable: shown without its URI
+      info.uri = m->uri;
+      info.complete = m->complete;
     }
     info.busy = FileLock::held_by_another(info.dir + "/.lock");
     info.bytes = disk_usage(info.dir);
