@@ -297,6 +297,7 @@ std::vector<ConvertedWeightsInfo> list_converted_weights(
     using State = ConvertedWeightsInfo::State;
     const std::string lock_path = stem + ".lock";
     info.busy = FileLock::held_by_another(lock_path);
+    info.in_use = file_in_use(info.path);
     info.bytes = disk_usage(info.path) + disk_usage(info.path + ".tmp") + disk_usage(lock_path);
     info.last_used = last_used(info.path);
     info.stamp = file_stamp(info.path);
@@ -305,7 +306,7 @@ std::vector<ConvertedWeightsInfo> list_converted_weights(
       info.state = State::kNoFile;
     } else {
       try {
-        file = MappedFile::open(info.path);
+        file = MappedFile::open(info.path, /*mark_in_use=*/false);  // a look, not a use
       } catch (const Error& e) {
         info.state = State::kDamaged;
         info.detail = e.what();

@@ -81,6 +81,7 @@ struct ConvertedWeightsInfo {
   std::string kind;                  // what it was converted to ("f16 ..."), when readable
   std::vector<std::string> sources;  // the model's files it was converted from, when readable
   bool busy = false;                 // a process holds its lock: converting or writing it
+  bool in_use = false;               // a process maps it (file_in_use): any user's, in any container
   uint64_t bytes = 0;                // on disk, a partial file included
   std::optional<std::chrono::system_clock::time_point> last_used;
   std::string stamp;  // the file's file_stamp: changes when it is rewritten or used

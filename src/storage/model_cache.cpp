@@ -113,6 +113,7 @@ std::vector<CacheEntryInfo> list_cache_entries(const std::string& cache_dir) {
       info.complete = m->complete;
     }
     info.busy = FileLock::held_by_another(info.dir + "/.lock");
+    info.in_use = file_in_use(info.dir + "/model");
     info.bytes = disk_usage(info.dir);
     info.last_used = last_used(manifest_path);
     info.stamp = file_stamp(manifest_path);

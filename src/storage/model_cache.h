@@ -64,6 +64,7 @@ struct CacheEntryInfo {
   std::string uri;        // the manifest's; "" when the entry has no readable manifest
   bool complete = false;  // every file of the model is in place
   bool busy = false;      // a process holds the entry's lock: it is checking or downloading it
+  bool in_use = false;    // a process maps a file of the model (file_in_use): any user's, in any container
   uint64_t bytes = 0;     // on disk, partial downloads included
   std::optional<std::chrono::system_clock::time_point> last_used;
   std::string stamp;  // manifest.json's file_stamp: changes when the entry is written or used

@@ -1,8 +1,11 @@
 #include "util/cache_files.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -23,6 +26,32 @@ uint64_t disk_usage(const std::string& path) {
     if (::lstat(it->path().c_str(), &st) == 0) bytes += static_cast<uint64_t>(st.st_blocks) * 512;
   }
   return bytes;
+}
+
+namespace {
+
+bool regular_file_in_use(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) return false;
+  const bool held = ::flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  ::close(fd);  // releases the probe's lock
+  return held;
+}
+
+}  // namespace
+
+bool file_in_use(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return false;
+  if (S_ISREG(st.st_mode)) return regular_file_in_use(path);
+  if (!S_ISDIR(st.st_mode)) return false;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(path, fs::directory_options::skip_permission_denied, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (::lstat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode) && regular_file_in_use(it->path()))
+      return true;
+  }
+  return false;
 }
 
 void mark_used(const std::string& path) {

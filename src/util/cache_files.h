@@ -24,6 +24,11 @@ std::optional<std::chrono::system_clock::time_point> last_used(const std::string
 // earlier one, the file was replaced, written or used in between.
 std::string file_stamp(const std::string& path);
 
+// Whether a process holds `path` in use: maps it through MappedFile (which marks it with a shared flock),
+// in any PID namespace and as any user, this process included. For a folder: any file under it. False
+// for what does not exist or cannot be opened. Probing takes an exclusive flock for an instant.
+bool file_in_use(const std::string& path);
+
 // What removing a cache entry under its lock did: removed it; left it, because a process holds the lock
 // (downloading or converting it); or left it, because it changed since it was chosen.
 enum class CacheRemoval { kRemoved, kBusy, kChanged };

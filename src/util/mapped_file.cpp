@@ -1,6 +1,7 @@
 #include "util/mapped_file.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,7 +17,23 @@
 
 namespace cortex {
 
-std::unique_ptr<MappedFile> MappedFile::open(const std::string& path) {
+namespace {
+
+// Takes the in-use mark on `fd`: a shared flock. A probe (file_in_use) holds an exclusive one for an
+// instant, so this tries for up to ~50 ms; without the mark the file is still mapped and used, only not
+// seen as in use by other processes.
+bool mark_in_use(int fd) {
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    if (::flock(fd, LOCK_SH | LOCK_NB) == 0) return true;
+    if (errno != EWOULDBLOCK && errno != EINTR) return false;  // a file system without flock, say
+    ::usleep(1000);
+  }
+  return false;
+}
+
+}  // namespace
+
+std::unique_ptr<MappedFile> MappedFile::open(const std::string& path, bool mark) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) throw not_found(path + ": no such file");
@@ -41,8 +58,11 @@ std::unique_ptr<MappedFile> MappedFile::open(const std::string& path) {
     // such pieces (pages already cached stay as they were read).
     advise_huge_pages(data, size);
   }
-  ::close(fd);
-  return std::unique_ptr<MappedFile>(new MappedFile(path, data, size));
+  if (!mark || !mark_in_use(fd)) {
+    ::close(fd);
+    fd = -1;
+  }
+  return std::unique_ptr<MappedFile>(new MappedFile(path, data, size, fd));
 }
 
 namespace {
@@ -112,6 +132,7 @@ MappedFile::HugePageRead MappedFile::read_on_huge_pages(
 
 MappedFile::~MappedFile() {
   if (data_ != nullptr) munmap(const_cast<uint8_t*>(data_), size_);
+  if (use_fd_ >= 0) ::close(use_fd_);  // releases the mark
 }
 
 }  // namespace cortex

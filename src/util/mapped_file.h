@@ -13,8 +13,11 @@ namespace cortex {
 
 class MappedFile {
  public:
-  // Maps `path` read-only. Throws Error (kNotFound, kCorruptData) naming the file.
-  static std::unique_ptr<MappedFile> open(const std::string& path);
+  // Maps `path` read-only. Throws Error (kNotFound, kCorruptData) naming the file. Unless `mark_in_use`
+  // is false (a look at a file rather than a use of it), the file counts as in use while it stays mapped
+  // (file_in_use in util/cache_files.h), for every process on the machine, of any user: the mapping holds
+  // a shared flock on it.
+  static std::unique_ptr<MappedFile> open(const std::string& path, bool mark_in_use = true);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
@@ -41,11 +44,12 @@ class MappedFile {
   HugePageRead read_on_huge_pages(const std::vector<std::pair<size_t, size_t>>& parts) const;
 
  private:
-  MappedFile(std::string path, const uint8_t* data, size_t size)
-      : path_(std::move(path)), data_(data), size_(size) {}
+  MappedFile(std::string path, const uint8_t* data, size_t size, int use_fd)
+      : path_(std::move(path)), data_(data), size_(size), use_fd_(use_fd) {}
   std::string path_;
   const uint8_t* data_;
   size_t size_;
+  int use_fd_;  // holds the in-use mark (a shared flock); -1 without one
 };
 
 }  // namespace cortex

@@ -1,5 +1,8 @@
 // The cortex binary as a user runs it: generate, tokenize/detokenize, model info, and clear errors.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -590,6 +593,52 @@ TEST(CliTest, CacheListsPrunesAndRemovesConvertedWeights) {
   const size_t at = reload.err.find(stale);
   EXPECT_NE(at, std::string::npos) << reload.err;
   EXPECT_EQ(reload.err.find(stale, at + 1), std::string::npos) << reload.err;
+
+  // A replica this user cannot see (another user's, or in a container) holds the in-use mark of a mapping
+  // (a shared flock) that /proc shows nothing of here: listed as in use, kept by --unused-for, and rm says
+  // that its space comes back later.
+  {
+    ASSERT_EQ(entries().size(), 1u);
+    const std::string used = entries()[0]["path"];
+    std::filesystem::last_write_time(used, std::filesystem::last_write_time(used) - std::chrono::hours(48));
+    const int fd = ::open(used.c_str(), O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::flock(fd, LOCK_SH), 0);
+    const auto e = entries()[0];
+    EXPECT_TRUE(e["in_use"].get<bool>()) << e.dump();
+    EXPECT_TRUE(e["mapped_by"].empty()) << e.dump();
+    EXPECT_NE(cortex({"cache", "ls"}).out.find(" in use "), std::string::npos);
+    auto kept = cortex({"cache", "prune", "--unused-for", "1d"});
+    EXPECT_EQ(kept.exit_code, 0) << kept.err;
+    EXPECT_NE(kept.out.find("(0 entries)"), std::string::npos) << kept.out;
+    auto removed = cortex({"cache", "rm", e["name"].get<std::string>()});
+    EXPECT_EQ(removed.exit_code, 0) << removed.err;
+    EXPECT_NE(removed.out.find("this user cannot see"), std::string::npos) << removed.out;
+    EXPECT_TRUE(entries().empty());
+    ::close(fd);
+  }
+
+  // Weights converted into another folder (--converted-cache DIR) are listed and removed with the same
+  // option, before or after the subcommand's name.
+  const std::string elsewhere = dir + "/elsewhere";
+  ASSERT_EQ(cortex({"generate", "--model", model, "--dtype", "q8_0", "--converted-cache", elsewhere, "-p",
+                    "Hello", "-n", "2"})
+                .exit_code,
+            0);
+  EXPECT_TRUE(entries().empty());
+  auto there = cortex({"cache", "ls", "--json", "--converted-cache", elsewhere + "/"});
+  ASSERT_EQ(there.exit_code, 0) << there.err;
+  const auto there_json = nlohmann::json::parse(there.out);
+  EXPECT_EQ(there_json["converted"], elsewhere);
+  ASSERT_EQ(there_json["entries"].size(), 1u) << there.out;
+  const std::string there_path = there_json["entries"][0]["path"];
+  EXPECT_TRUE(there_path.starts_with(elsewhere + "/")) << there_path;
+  EXPECT_NE(cortex({"cache", "ls", "--converted-cache", elsewhere}).out.find(" and " + elsewhere),
+            std::string::npos);
+  auto rm_there = cortex({"cache", "--converted-cache", elsewhere, "rm", there_json["entries"][0]["name"]});
+  EXPECT_EQ(rm_there.exit_code, 0) << rm_there.err;
+  EXPECT_FALSE(std::filesystem::exists(there_path));
+  EXPECT_EQ(cortex({"cache", "ls", "--converted-cache", "off"}).exit_code, 2);
 
   auto unknown = cortex({"cache", "rm", "no-such-entry"});
   EXPECT_EQ(unknown.exit_code, 1);

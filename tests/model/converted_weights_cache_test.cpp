@@ -245,7 +245,15 @@ TEST(ConvertedWeightsCacheTest, TheListingSaysWhichFilesALoadWouldStillUse) {
     EXPECT_GE(e.bytes, fs::file_size(e.path));
     EXPECT_EQ(e.sources, (std::vector<std::string>{model + "/config.json", model + "/model.safetensors"}));
     EXPECT_TRUE(e.kind.starts_with(e.path == q8 ? "q8_0." : "f16.")) << e.kind;
+    EXPECT_FALSE(e.in_use);
   }
+  {  // a load maps its file, and the listing says so (as it would in any other process)
+    const auto loaded = Gpt2Weights::load(model, DType::kQ8_0, cache);
+    for (const auto& e : list_converted_weights(cache, Gpt2Weights::writes_conversion_kind))
+      EXPECT_EQ(e.in_use, e.path == q8) << e.path;
+  }
+  for (const auto& e : list_converted_weights(cache, Gpt2Weights::writes_conversion_kind))
+    EXPECT_FALSE(e.in_use) << e.path;
   // A build with other layouts would not use them.
   for (const auto& e : list_converted_weights(cache, [](const std::string&) { return false; }))
     EXPECT_EQ(e.state, State::kOtherFormat);

@@ -22,6 +22,7 @@
 #include "util/error.h"
 #include "util/file_lock.h"
 #include "util/file_util.h"
+#include "util/mapped_file.h"
 
 namespace cortex::storage {
 namespace {
@@ -233,8 +234,14 @@ TEST_F(S3FetchTest, EntriesAreListedAndRemovedUnderTheirLock) {
   EXPECT_EQ(entries[0].uri, "s3://models/tiny");
   EXPECT_TRUE(entries[0].complete);
   EXPECT_FALSE(entries[0].busy);
+  EXPECT_FALSE(entries[0].in_use);
   EXPECT_GE(entries[0].bytes, m.total_bytes);
   EXPECT_EQ(m.path, dir + "/model");
+  {
+    auto loaded = MappedFile::open(m.path + "/model.safetensors");  // as a replica's load maps it
+    EXPECT_TRUE(list_cache_entries(options_.cache_dir).at(0).in_use);
+  }
+  EXPECT_FALSE(list_cache_entries(options_.cache_dir).at(0).in_use);
 
   // Each fetch that serves the entry marks it used, though it downloads nothing.
   const struct timespec long_ago[2] = {{1'000'000'000, 0}, {1'000'000'000, 0}};  // 2001

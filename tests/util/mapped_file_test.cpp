@@ -3,14 +3,17 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "support/test_env.h"
+#include "util/cache_files.h"
 #include "util/error.h"
 #include "util/huge_pages.h"
 
@@ -52,6 +55,37 @@ bool system_maps_file_on_huge_pages(const std::string& path, size_t bytes) {
   const bool huge = huge_page_bytes_mapped(p, bytes) > 0;
   munmap(p, bytes);
   return huge;
+}
+
+// file_in_use(path) as another process sees it.
+bool in_use_for_another_process(const std::string& path) {
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(file_in_use(path) ? 1 : 0);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 1;
+}
+
+TEST(MappedFileTest, AMappingMarksItsFileInUseUntilItGoes) {
+  const std::string dir = testing::make_temp_dir("mapped-in-use");
+  std::filesystem::create_directories(dir + "/model");
+  const std::string path = write_file(dir + "/model/weights.bin", 8192);
+  EXPECT_FALSE(file_in_use(path));
+  EXPECT_FALSE(in_use_for_another_process(dir));
+  {
+    auto look = MappedFile::open(path, /*mark_in_use=*/false);  // a look at the file is not a use
+    EXPECT_FALSE(file_in_use(path));
+    auto file = MappedFile::open(path);
+    EXPECT_TRUE(in_use_for_another_process(path));
+    EXPECT_TRUE(in_use_for_another_process(dir));  // a folder: any file under it
+    EXPECT_TRUE(file_in_use(path));                // this process counts too
+    auto second = MappedFile::open(path);          // marks are shared: a second use takes one as well
+    file.reset();
+    EXPECT_TRUE(in_use_for_another_process(path));
+    EXPECT_EQ(second->data()[100], byte_at(100));
+  }
+  EXPECT_FALSE(in_use_for_another_process(path));
+  EXPECT_FALSE(file_in_use(dir + "/no-such-file"));
 }
 
 TEST(MappedFileTest, ReadingOnHugePagesKeepsEveryByte) {

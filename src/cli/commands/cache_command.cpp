@@ -36,13 +36,14 @@ using Clock = std::chrono::system_clock;
 
 // One entry of either cache, as the subcommands see it.
 struct Entry {
-  std::string kind;    // "download" or "converted"
-  std::string name;    // the folder's or file's name
-  std::string path;    // what removing it removes
-  std::string source;  // download: the URI; converted: "TYPE of MODEL"
-  std::string state;   // download: complete, incomplete; converted: converted_weights_state_name
-  bool usable = true;  // false: no load will ever use it as it is (prune removes it by default)
-  bool busy = false;   // a process holds its lock (downloading or converting it)
+  std::string kind;     // "download" or "converted"
+  std::string name;     // the folder's or file's name
+  std::string path;     // what removing it removes
+  std::string source;   // download: the URI; converted: "TYPE of MODEL"
+  std::string state;    // download: complete, incomplete; converted: converted_weights_state_name
+  bool usable = true;   // false: no load will ever use it as it is (prune removes it by default)
+  bool busy = false;    // a process holds its lock (downloading or converting it)
+  bool in_use = false;  // a process maps its files: those in mapped_by, or ones this user cannot see
   uint64_t bytes = 0;
   std::optional<Clock::time_point> last_used;
   std::string stamp;                 // its key file's file_stamp when listed (see stamp_file)
@@ -69,7 +70,8 @@ std::string model_of(const std::vector<std::string>& sources) {
   return folder;
 }
 
-std::vector<Entry> collect_entries() {
+// The entries of the downloads cache and of the converted-weights folder `converted_dir`.
+std::vector<Entry> collect_entries(const std::string& converted_dir) {
   std::vector<Entry> entries;
   const MappedFiles mapped = files_mapped_by_processes();
   for (const auto& d : storage::list_cache_entries(downloads_dir())) {
@@ -85,11 +87,11 @@ std::vector<Entry> collect_entries() {
     e.last_used = d.last_used;
     e.stamp = d.stamp;
     e.mapped_by = processes_mapping(mapped, d.dir);
+    e.in_use = d.in_use || !e.mapped_by.empty();
     entries.push_back(std::move(e));
   }
   using State = model::ConvertedWeightsInfo::State;
-  for (auto& c : model::list_converted_weights(default_converted_cache_dir(),
-                                               model::Gpt2Weights::writes_conversion_kind)) {
+  for (auto& c : model::list_converted_weights(converted_dir, model::Gpt2Weights::writes_conversion_kind)) {
     Entry e;
     e.kind = "converted";
     e.name = fs::path(c.path).filename().string();
@@ -104,6 +106,7 @@ std::vector<Entry> collect_entries() {
     e.last_used = c.last_used;
     e.stamp = c.stamp;
     e.mapped_by = processes_mapping(mapped, c.path);
+    e.in_use = c.in_use || !e.mapped_by.empty();
     e.sources = std::move(c.sources);
     entries.push_back(std::move(e));
   }
@@ -128,18 +131,24 @@ std::string iso_time(const std::optional<Clock::time_point>& when) {
 
 std::string mapped_text(const Entry& e) {
   if (e.busy) return e.kind == "download" ? "downloading" : "converting";
-  if (e.mapped_by.empty()) return "-";
+  if (e.mapped_by.empty()) return e.in_use ? "in use" : "-";  // by processes this user cannot see
   return std::to_string(e.mapped_by.size()) + (e.mapped_by.size() == 1 ? " process" : " processes");
 }
 
 json entry_json(const Entry& e) {
   json pids = json::array();
   for (int pid : e.mapped_by) pids.push_back(pid);
-  json j = {{"kind", e.kind},    {"name", e.name},
-            {"path", e.path},    {"source", e.source},
-            {"state", e.state},  {"usable", e.usable},
-            {"busy", e.busy},    {"bytes", e.bytes},
-            {"mapped_by", pids}, {"last_used", e.last_used ? json(iso_time(e.last_used)) : json(nullptr)}};
+  json j = {{"kind", e.kind},
+            {"name", e.name},
+            {"path", e.path},
+            {"source", e.source},
+            {"state", e.state},
+            {"usable", e.usable},
+            {"busy", e.busy},
+            {"in_use", e.in_use},
+            {"bytes", e.bytes},
+            {"mapped_by", pids},
+            {"last_used", e.last_used ? json(iso_time(e.last_used)) : json(nullptr)}};
   if (e.kind == "converted") j["sources"] = e.sources;
   return j;
 }
@@ -226,6 +235,9 @@ void remove_entry(const Entry& e, const std::vector<Entry>& all, const std::stri
       std::cout << "  " << t->mapped_by.size() << (one ? " running process maps" : " running processes map")
                 << " it and keep" << (one ? "s" : "") << " it: its space comes back when "
                 << (one ? "it exits" : "they exit") << "\n";
+    } else if (t->in_use) {
+      std::cout << "  running processes that this user cannot see (another user's, or in a container) map "
+                   "it and keep it: its space comes back when they exit\n";
     }
     r.done.insert(t->path);
     r.bytes += t->bytes;
@@ -239,18 +251,19 @@ void finish_removal(const Removal& r) {
   if (r.refused) throw Error(ErrorCode::kInternal, "some entries are being filled by another process");
 }
 
-void list_command(bool as_json) {
-  const auto entries = collect_entries();
+void list_command(const std::string& converted_dir, bool as_json) {
+  const auto entries = collect_entries(converted_dir);
   if (as_json) {
-    json j = {{"downloads", downloads_dir()},
-              {"converted", default_converted_cache_dir()},
-              {"entries", json::array()}};
+    json j = {{"downloads", downloads_dir()}, {"converted", converted_dir}, {"entries", json::array()}};
     for (const auto& e : entries) j["entries"].push_back(entry_json(e));
     std::cout << j.dump(2) << "\n";
     return;
   }
+  // Where the entries are: the downloads folder, and the converted weights' when it lies elsewhere.
+  std::string where = downloads_dir();
+  if (!(converted_dir + "/").starts_with(where + "/")) where += " and " + converted_dir;
   if (entries.empty()) {
-    std::cout << "the cache (" << downloads_dir() << ") holds nothing\n";
+    std::cout << "the cache (" << where << ") holds nothing\n";
     return;
   }
   std::vector<std::vector<std::string>> rows = {
@@ -262,7 +275,7 @@ void list_command(bool as_json) {
     total += e.bytes;
   }
   std::cout << render_table(rows) << entries.size() << (entries.size() == 1 ? " entry, " : " entries, ")
-            << format_bytes(total) << " in " << downloads_dir() << "\n";
+            << format_bytes(total) << " in " << where << "\n";
 }
 
 // `path` as an absolute path without "." and "..", and with symbolic links resolved as far as it exists.
@@ -291,8 +304,8 @@ bool names_entry(const std::string& target, const Entry& e) {
   return model == given || model + "/" == given || real_path(model) == real_path(target);
 }
 
-void remove_command(const std::vector<std::string>& targets) {
-  const auto entries = collect_entries();
+void remove_command(const std::string& converted_dir, const std::vector<std::string>& targets) {
+  const auto entries = collect_entries(converted_dir);
   std::vector<const Entry*> chosen;
   std::string unknown;
   for (const std::string& t : targets) {
@@ -320,19 +333,19 @@ struct PruneOptions {
   bool all = false, dry_run = false;
 };
 
-// Whether no running process maps `e` and no load used it since `cutoff`. A download counts as used
-// while weights converted from it are (a replica that runs it in another type maps only those).
+// Whether no running process maps `e` (nor one this user cannot see) and no load used it since `cutoff`. A
+// download counts as used while weights converted from it are (a replica that runs it in another type maps
+// only those).
 bool unused_since(const Entry& e, const std::vector<Entry>& all, Clock::time_point cutoff) {
   std::vector<const Entry*> uses = {&e};
   if (e.kind == "download")
     for (const Entry* c : converted_from(e, all)) uses.push_back(c);
-  return std::all_of(uses.begin(), uses.end(), [&](const Entry* u) {
-    return u->mapped_by.empty() && (!u->last_used || *u->last_used < cutoff);
-  });
+  return std::all_of(uses.begin(), uses.end(),
+                     [&](const Entry* u) { return !u->in_use && (!u->last_used || *u->last_used < cutoff); });
 }
 
-void prune_command(const PruneOptions& o) {
-  const auto entries = collect_entries();
+void prune_command(const std::string& converted_dir, const PruneOptions& o) {
+  const auto entries = collect_entries(converted_dir);
   std::optional<Clock::time_point> cutoff;
   if (!o.unused_for.empty())
     cutoff = Clock::now() - std::chrono::duration_cast<Clock::duration>(parse_age(o.unused_for));
@@ -363,32 +376,47 @@ void add_cache_command(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "cache", "List and remove downloaded models and converted weights ($CORTEX_HOME/cache)");
   cmd->require_subcommand(1);
+  auto converted_dir = std::make_shared<std::string>(default_converted_cache_dir());
+  cmd->add_option("--converted-cache", *converted_dir,
+                  "Folder of the converted weights to list and remove (the --converted-cache DIR that "
+                  "generate and serve were given)")
+      ->capture_default_str()
+      ->transform([](std::string dir) {
+        while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+        return dir;
+      })
+      ->check([](const std::string& dir) {
+        return dir == "off" || dir.empty() ? "give the folder that holds the converted weights" : "";
+      });
 
   auto as_json = std::make_shared<bool>(false);
   auto* ls =
       cmd->add_subcommand("ls", "List the cache's entries: size, last use, state, processes that map them");
   ls->alias("list");
+  ls->fallthrough();  // --converted-cache after the subcommand's name too
   ls->add_flag("--json", *as_json, "Print JSON");
-  ls->callback([as_json] { list_command(*as_json); });
+  ls->callback([converted_dir, as_json] { list_command(*converted_dir, *as_json); });
 
   auto targets = std::make_shared<std::vector<std::string>>();
   auto* rm = cmd->add_subcommand(
       "rm",
       "Remove entries: a name from `cortex cache ls`, a model URI (with the weights converted from it), "
       "or a local model's path (the weights converted from it)");
+  rm->fallthrough();
   rm->add_option("target", *targets, "Entry name, model URI or local model path")->required();
-  rm->callback([targets] { remove_command(*targets); });
+  rm->callback([converted_dir, targets] { remove_command(*converted_dir, *targets); });
 
   auto o = std::make_shared<PruneOptions>();
   auto* prune = cmd->add_subcommand(
       "prune",
       "Remove what no load can use (interrupted downloads, weights converted from a model that "
       "changed or is gone), and with --unused-for what has not been used for that long");
+  prune->fallthrough();
   prune->add_option("--unused-for", o->unused_for,
                     "Also remove entries unused for this long and mapped by no running process (7d, 12h)");
   prune->add_flag("--all", o->all, "Remove every entry that no process is filling");
   prune->add_flag("--dry-run", o->dry_run, "Print what would be removed, remove nothing");
-  prune->callback([o] { prune_command(*o); });
+  prune->callback([converted_dir, o] { prune_command(*converted_dir, *o); });
 }
 
 }  // namespace cortex::cli
