@@ -31,7 +31,7 @@ _cortex() {
       if [ "$COMP_CWORD" -eq 2 ]; then
         COMPREPLY=( $(compgen -W "ls rm prune" -- "$cur") )
       else
-        COMPREPLY=( $(compgen -f -W "--json --unused-for --all --dry-run --help" -- "$cur") )
+        COMPREPLY=( $(compgen -f -W "--json --unused-for --all --dry-run --converted-cache --help" -- "$cur") )
       fi ;;
     completion) COMPREPLY=( $(compgen -W "bash zsh" -- "$cur") ) ;;
     *) COMPREPLY=( $(compgen -f -- "$cur") ) ;;
