@@ -15,16 +15,32 @@ namespace cortex {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+// Calls visit(path, st) for each entry under the folder `dir` (lstat'ed: links are not followed; what
+// cannot be read is skipped) until one call returns true; returns whether one did.
+template <class Visit>
+bool any_under(const std::string& dir, Visit visit) {
+  std::error_code ec;
+  struct stat st {};
+  for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (::lstat(it->path().c_str(), &st) == 0 && visit(it->path().string(), st)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 uint64_t disk_usage(const std::string& path) {
   struct stat st {};
   if (::lstat(path.c_str(), &st) != 0) return 0;
   uint64_t bytes = static_cast<uint64_t>(st.st_blocks) * 512;
   if (!S_ISDIR(st.st_mode)) return bytes;
-  std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(path, fs::directory_options::skip_permission_denied, ec);
-       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    if (::lstat(it->path().c_str(), &st) == 0) bytes += static_cast<uint64_t>(st.st_blocks) * 512;
-  }
+  any_under(path, [&](const std::string&, const struct stat& entry) {
+    bytes += static_cast<uint64_t>(entry.st_blocks) * 512;
+    return false;
+  });
   return bytes;
 }
 
@@ -45,13 +61,9 @@ bool file_in_use(const std::string& path) {
   if (::lstat(path.c_str(), &st) != 0) return false;
   if (S_ISREG(st.st_mode)) return regular_file_in_use(path);
   if (!S_ISDIR(st.st_mode)) return false;
-  std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(path, fs::directory_options::skip_permission_denied, ec);
-       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    if (::lstat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode) && regular_file_in_use(it->path()))
-      return true;
-  }
-  return false;
+  return any_under(path, [](const std::string& file, const struct stat& entry) {
+    return S_ISREG(entry.st_mode) && regular_file_in_use(file);
+  });
 }
 
 void mark_used(const std::string& path) {
