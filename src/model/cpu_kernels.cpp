@@ -112,7 +112,10 @@ inline __m512 exp_avx512(__m512 x) {
 }  // namespace
 #endif
 
-// gelu(x) = 0.5·x·(1 + tanh(u)) = x / (1 + exp(-2u)), u = sqrt(2/pi)·(x + 0.044715·x³).
+// gelu(x) = 0.5·x·(1 + tanh(u)) = x / (1 + exp(-2u)), u = sqrt(2/pi)·(x + 0.044715·x³). With AVX2 and
+// AVX-512 every value goes through the same vector arithmetic, the last few under a mask: each result is
+// then the same to the bit wherever a call's range begins and ends (a decode step's products apply it to
+// columns whose division between threads changes from step to step).
 void gelu_forward(float* x, size_t n) {
   constexpr float kSqrt2OverPi = 0.7978845608028654f;
   size_t i = 0;
@@ -120,21 +123,32 @@ void gelu_forward(float* x, size_t n) {
   {
     const __m512 c = _mm512_set1_ps(-2.f * kSqrt2OverPi), a = _mm512_set1_ps(0.044715f),
                  one = _mm512_set1_ps(1.f);
-    for (; i + 16 <= n; i += 16) {
-      __m512 v = _mm512_loadu_ps(x + i);
-      __m512 u = _mm512_mul_ps(c, _mm512_fmadd_ps(_mm512_mul_ps(a, v), _mm512_mul_ps(v, v), v));
-      _mm512_storeu_ps(x + i, _mm512_div_ps(v, _mm512_add_ps(one, exp_avx512(u))));
+    auto gelu = [&](__m512 v) {
+      const __m512 u = _mm512_mul_ps(c, _mm512_fmadd_ps(_mm512_mul_ps(a, v), _mm512_mul_ps(v, v), v));
+      return _mm512_div_ps(v, _mm512_add_ps(one, exp_avx512(u)));
+    };
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, gelu(_mm512_loadu_ps(x + i)));
+    if (i < n) {
+      const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+      _mm512_mask_storeu_ps(x + i, m, gelu(_mm512_maskz_loadu_ps(m, x + i)));
     }
+    return;
   }
 #endif
 #ifdef CORTEX_AVX2
   const __m256 c = _mm256_set1_ps(-2.f * kSqrt2OverPi), a = _mm256_set1_ps(0.044715f),
                one = _mm256_set1_ps(1.f);
-  for (; i + 8 <= n; i += 8) {
-    __m256 v = _mm256_loadu_ps(x + i);
-    __m256 u = _mm256_mul_ps(c, _mm256_fmadd_ps(_mm256_mul_ps(a, v), _mm256_mul_ps(v, v), v));
-    _mm256_storeu_ps(x + i, _mm256_div_ps(v, _mm256_add_ps(one, exp_avx2(u))));
+  auto gelu = [&](__m256 v) {
+    const __m256 u = _mm256_mul_ps(c, _mm256_fmadd_ps(_mm256_mul_ps(a, v), _mm256_mul_ps(v, v), v));
+    return _mm256_div_ps(v, _mm256_add_ps(one, exp_avx2(u)));
+  };
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, gelu(_mm256_loadu_ps(x + i)));
+  if (i < n) {
+    const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - i)),
+                                         _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    _mm256_maskstore_ps(x + i, m, gelu(_mm256_maskload_ps(x + i, m)));
   }
+  return;
 #endif
   for (; i < n; ++i) {
     float v = x[i];

@@ -1,6 +1,7 @@
 #include "model/gpt2_model.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <unordered_set>
@@ -45,6 +46,7 @@ Gpt2Model::Gpt2Model(std::unique_ptr<Gpt2Weights> weights, const ModelOptions& o
   const size_t threads = static_cast<size_t>(pool_.size());
   step_xn_.assign(threads, AlignedVector<float>(static_cast<size_t>(config().n_embd)));
   step_blocks_.resize(threads);
+  step_split_.assign(threads, 1.f / static_cast<float>(threads));
   for (int i = 0; i < 4 * config().n_layer + 1; ++i) step_shares_.emplace_back(pool_.size());
   scores_.resize(static_cast<size_t>(pool_.size()),
                  AlignedVector<float>(static_cast<size_t>(std::max(kMaxAttentionGroup, kAttentionTileRows)) *
@@ -169,24 +171,29 @@ void Gpt2Model::forward_one_token(KvSequence& kv, float* logits) {
   std::vector<OneRowProduct> products;
   products.reserve(step_shares_.size());
   for (const LayerWeights& w : weights_->layers) {
-    products.emplace_back(qkv_.data(), w.attn_qkv, false, Activation::kNone, threads);
-    products.emplace_back(x_.data(), w.attn_proj, true, Activation::kNone, threads);
-    products.emplace_back(hidden_.data(), w.mlp_fc, false, Activation::kGelu, threads);
-    products.emplace_back(x_.data(), w.mlp_proj, true, Activation::kNone, threads);
+    products.emplace_back(qkv_.data(), w.attn_qkv, false, Activation::kNone, threads, step_split_);
+    products.emplace_back(x_.data(), w.attn_proj, true, Activation::kNone, threads, step_split_);
+    products.emplace_back(hidden_.data(), w.mlp_fc, false, Activation::kGelu, threads, step_split_);
+    products.emplace_back(x_.data(), w.mlp_proj, true, Activation::kNone, threads, step_split_);
   }
-  products.emplace_back(logits, weights_->lm_head, false, Activation::kNone, threads);
+  products.emplace_back(logits, weights_->lm_head, false, Activation::kNone, threads, step_split_);
   for (size_t i = 0; i < products.size(); ++i)
     for (int t = 0; t < threads; ++t) step_shares_[i].set(t, static_cast<uint32_t>(products[i].pieces(t)));
   // Attention as attention() does it for one token: the heads in groups, group g on thread g % threads.
   const int groups = (H + kMaxAttentionGroup - 1) / kMaxAttentionGroup, per_group = (H + groups - 1) / groups;
-  const int n = kv.length + 1;  // positions attended to
+  const int n = kv.length + 1;                                       // positions attended to
+  std::vector<ThreadReading> reading(static_cast<size_t>(threads));  // for step_split_
   // Each thread's part of the step; returns early when the other thread's part threw.
   auto step = [&](int t) {
     float* xn = step_xn_[static_cast<size_t>(t)].data();
+    ThreadReading& mine = reading[static_cast<size_t>(t)];
     auto product = [&](size_t i, const float* in) {
       uint8_t rounded = 0;
-      step_shares_[i].take_all(
-          t, [&](int share, uint32_t piece) { products[i].run(share, piece, in, &rounded); });
+      const auto start = std::chrono::steady_clock::now();
+      step_shares_[i].take_all(t, [&](int share, uint32_t piece) {
+        mine.bytes += static_cast<double>(products[i].run(share, piece, in, &rounded));
+      });
+      mine.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     };
     auto attend = [&]<class T>(int layer, std::vector<const T*>& blocks) {
       const CachedRows<T> rows = kv_cache_.rows(kv, layer, n, blocks);
@@ -228,6 +235,25 @@ void Gpt2Model::forward_one_token(KvSequence& kv, float* logits) {
       throw;
     }
   });
+  update_step_split(reading);
+}
+
+void Gpt2Model::update_step_split(const std::vector<ThreadReading>& reading) {
+  // Each thread's speed this step, as a fraction of all of theirs, moved into step_split_ by a fifth; no
+  // share below half an equal one (a thread the system paused for a while reads nothing meanwhile).
+  double total = 0;
+  for (const ThreadReading& r : reading) {
+    if (r.bytes <= 0 || r.seconds <= 0) return;
+    total += r.bytes / r.seconds;
+  }
+  const float floor = 0.5f / static_cast<float>(reading.size());
+  float sum = 0;
+  for (size_t t = 0; t < reading.size(); ++t) {
+    const float now = static_cast<float>(reading[t].bytes / reading[t].seconds / total);
+    step_split_[t] = std::max(floor, 0.8f * step_split_[t] + 0.2f * now);
+    sum += step_split_[t];
+  }
+  for (float& f : step_split_) f /= sum;
 }
 
 // LayerNorm of `rows` rows of C, the rows split across the pool.

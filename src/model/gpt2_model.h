@@ -97,6 +97,12 @@ class Gpt2Model {
   // The layers and the LM head for one sequence's one new token (x_'s first row holds its embedding),
   // its logits into `logits`: one fork of the pool for the whole step, see the definition.
   void forward_one_token(KvSequence& kv, float* logits);
+  // What one thread read in a step's products, and how long they took it.
+  struct alignas(64) ThreadReading {
+    double bytes = 0, seconds = 0;
+  };
+  // Moves step_split_ toward the threads' speeds in the step just run.
+  void update_step_split(const std::vector<ThreadReading>& reading);
   void layernorm(float* out, const float* in, const float* weight, const float* bias, int rows);
 
   std::unique_ptr<Gpt2Weights> weights_;
@@ -113,6 +119,10 @@ class Gpt2Model {
   std::vector<ThreadPool::Shares> step_shares_;
   SpinBarrier step_barrier_;
   std::vector<AlignedVector<float>> step_xn_;
+  // Each thread's share of every product's rows, in proportion to how fast it read in the steps so far
+  // (a moving average of fractions summing to 1): one of this machine's cores often reads ~15 % slower
+  // than the other for seconds at a time, and the other then waited for it at every barrier.
+  std::vector<float> step_split_;
   struct CacheBlocks {  // where each block of positions starts, keys then values, as the cache holds them
     std::vector<const float*> f32;
     std::vector<const uint16_t*> f16;

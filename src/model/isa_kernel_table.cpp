@@ -18,6 +18,7 @@ const KernelTable& kernel_table() {
     KernelTable t = isa_avx512::kernel_table();
     t.isa = Isa::kAvx512Vnni;
     t.q8_0_group_products = q8_0_group_products;
+    t.q8_0_group_pair_products = q8_0_group_pair_products;
     t.dequantize_q8_0_groups = dequantize_q8_0_groups;
     return t;
   }();
@@ -37,7 +38,7 @@ const KernelTable& kernel_table() {
         attention_rows, attention_rows_f16, matvec_in_major_rows, small_batch_gemm_in_major,
         small_batch_gemm_out_major, matvec_typed, matvec_typed_quarters, round_to_int16_blocks,
         small_batch_gemm_out_major_typed, dequantize_rows, widen_to_f32, narrow_to_f16, q8_0_group_products,
-        dequantize_q8_0_groups,
+        q8_0_group_pair_products, dequantize_q8_0_groups,
 #if CORTEX_KERNEL_ISA == 2
         // F32 pp64 at 61–76 % of the compute limit against sgemm's 30–50 %, pp128 56–73 % against
         // 48–61 %; F16 and Q8_0 pp64 54–82 % against 36–45 %, pp128 69–83 % against 35–58 % (alternating

@@ -40,6 +40,8 @@ void small_batch_gemm_out_major_typed(float* out, const float* in, const void* w
 const float* dequantize_rows(const void* w, DType t, int K, int n0, int n1);
 void q8_0_group_products(float* out, const float* in, const Int16Blocks* xs, const void* w, int rows, int K,
                          int N, int g0, int g1);
+void q8_0_group_pair_products(float* out, const float* in, const Int16Blocks* x, const void* w, int K, int N,
+                              int ga, int gb, int count);
 const float* dequantize_q8_0_groups(const void* w, int K, int n0, int n1);
 void widen_to_f32(float* out, DType t, const void* src, int64_t n);
 void narrow_to_f16(uint16_t* out, const float* in, int64_t n);

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cmath>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -78,9 +79,9 @@ constexpr size_t kColumnAlign = 16;
 // then one or a few pieces (Q8_0's attention projection: one per thread, so nothing to take there).
 constexpr size_t kPieceStreamBytes = 128 << 10;
 
-// Bytes of W in one piece of a single-row product of Q8_0 weights in groups, read as one stream (below):
-// as much as a piece of four streams. With 256 KiB to 2 MiB a decode step took as long (0.98–1.01×,
-// alternating step by step at 64–68 GB/s).
+// Bytes of W in one piece of a single-row product of Q8_0 weights in groups (below; both streams
+// together): as much as a piece of four streams. Read as one stream, with 256 KiB to 2 MiB a decode step
+// took as long (0.98–1.01×, alternating step by step at 64–68 GB/s).
 constexpr size_t kGroupPieceBytes = 512 << 10;
 
 // Batched products of F16 and Q8_0 weights of up to this many rows (dot-product tiles, whose only
@@ -124,35 +125,68 @@ Int16Blocks& thread_x_blocks() {
 }  // namespace
 
 // One row, W stored [out, in] (any type): a share of W's rows per thread (as ThreadPool::part splits
-// them), each read as four streams a quarter apart (matvec_typed_quarters) in pieces of `grain_` rows per
-// stream, or for Q8_0 in groups as one stream of whole groups front to back (q8_0_group_products) in
-// pieces of `grain_` groups; a thread done with its share takes pieces from the back of another's
-// (ThreadPool::Shares). Groups read as one stream rather than four: a Q8_0 decode step took 0.95–0.97×
-// the time at 57–67 GB/s and 0.98× at 39–42 GB/s, alternating step by step (with pieces of 128 KiB,
-// 0.98–0.99×; two streams one after the other in each piece, 1.05–1.08×).
+// them, or in proportion to the threads' speeds where the caller gives them), each read as four streams a
+// quarter apart (matvec_typed_quarters) in pieces of `grain_` rows per stream, or for Q8_0 in groups as
+// two streams a half apart read in lockstep (q8_0_group_pair_products) in pieces of `grain_` groups per
+// stream; a thread done with its share takes pieces from the back of another's (ThreadPool::Shares).
+// Q8_0 groups as two streams in lockstep rather than one front to back: a decode step took 0.93× the
+// time at 64–76 GB/s (1.08× the fraction of the reads' rate, eight runs each, with the shares following
+// the threads' speeds in both); read alone, one core's groups of 3072 values came ~15 % faster. Earlier,
+// one stream against four streams taking whole groups in turn: 0.95–0.97× the time (two streams one after
+// the other in each piece, 1.05–1.08×).
 // With fixed shares, one thread waited 5–10 % of each product for the other on this shared machine. Each
 // output column is one row's dot product, whichever thread computes it: the results do not depend on who
 // took what.
-OneRowProduct::OneRowProduct(float* out, const Linear& L, bool accumulate, Activation activation, int threads)
+namespace {
+// Share t of [0, n) for threads of relative speeds `speeds`: contiguous, in proportion, boundaries on
+// multiples of `align` (the last share ends at n).
+std::pair<size_t, size_t> weighted_part(size_t n, std::span<const float> speeds, int t, size_t align) {
+  double total = 0, before = 0;
+  for (size_t i = 0; i < speeds.size(); ++i) {
+    total += speeds[i];
+    if (i < static_cast<size_t>(t)) before += speeds[i];
+  }
+  const auto boundary = [&](double at) {
+    const size_t units = (n + align - 1) / align;
+    return std::min(n, static_cast<size_t>(at / total * static_cast<double>(units) + 0.5) * align);
+  };
+  const size_t begin = t == 0 ? 0 : boundary(before);
+  const size_t end =
+      static_cast<size_t>(t) + 1 == speeds.size() ? n : boundary(before + speeds[static_cast<size_t>(t)]);
+  return {begin, std::max(begin, end)};
+}
+}  // namespace
+
+OneRowProduct::OneRowProduct(float* out, const Linear& L, bool accumulate, Activation activation, int threads,
+                             std::span<const float> split)
     : out_(out),
       L_(L),
       accumulate_(accumulate),
       activation_(activation),
       threads_(threads),
+      split_(split),
       grain_(std::max(
-          1, static_cast<int>(
-                 L.q8_0_groups ? kGroupPieceBytes / std::max<size_t>(1, q8_0_group_bytes(kQ8GroupRows, L.in))
-                               : kPieceStreamBytes / std::max<size_t>(1, dtype_bytes(L.dtype, L.in))))) {
+          1,
+          static_cast<int>(
+              L.q8_0_groups ? kGroupPieceBytes / 2 / std::max<size_t>(1, q8_0_group_bytes(kQ8GroupRows, L.in))
+                            : kPieceStreamBytes / std::max<size_t>(1, dtype_bytes(L.dtype, L.in))))) {
   if (L.in_major) throw invalid_argument("OneRowProduct: W must be stored [out, in]");
+  if (!split.empty() &&
+      (split.size() != static_cast<size_t>(threads) ||
+       !std::all_of(split.begin(), split.end(), [](float v) { return std::isfinite(v) && v > 0.f; })))
+    throw invalid_argument("OneRowProduct: one speed above 0 per thread");
   static_assert(kColumnAlign % kQ8GroupRows == 0);  // shares begin on a group
 }
 
 OneRowProduct::Share OneRowProduct::share(int t) const {
-  const auto [begin, end] = ThreadPool::part(static_cast<size_t>(L_.out), threads_, t, kColumnAlign);
-  // Q8_0 in groups: all of the share's groups in one stream (its last group may end past W's last row);
+  const auto [begin, end] = split_.empty()
+                                ? ThreadPool::part(static_cast<size_t>(L_.out), threads_, t, kColumnAlign)
+                                : weighted_part(static_cast<size_t>(L_.out), split_, t, kColumnAlign);
+  // Q8_0 in groups: the share's groups in two streams, halves (its last group may end past W's last row);
   // other rows: quarters.
   const int q = L_.q8_0_groups ? static_cast<int>(q8_0_groups(static_cast<int64_t>(end)) -
-                                                  q8_0_groups(static_cast<int64_t>(begin)))
+                                                  q8_0_groups(static_cast<int64_t>(begin))) /
+                                     2
                                : static_cast<int>(end - begin) / 4;
   Share h{static_cast<int>(begin), static_cast<int>(end), q, 0};
   h.pieces = h.end > h.begin ? std::max(1, (h.stream_units + grain_ - 1) / grain_) : 0;
@@ -163,7 +197,7 @@ int OneRowProduct::pieces(int share_index) const {
   return share(share_index).pieces;
 }
 
-void OneRowProduct::run(int share_index, uint32_t piece, const float* in, uint8_t* rounded) const {
+size_t OneRowProduct::run(int share_index, uint32_t piece, const float* in, uint8_t* rounded) const {
   const KernelTable& k = kernels();
   const int I = L_.in;
   float* const out = out_;
@@ -197,29 +231,50 @@ void OneRowProduct::run(int share_index, uint32_t piece, const float* in, uint8_
     }
   }
   if (L_.q8_0_groups) {
-    // Groups gb + [a, b).
-    const int gb = h.begin / kQ8GroupRows;
+    // Groups gb + [a, b) and gb + q + [a, b), in lockstep; piece 0 also the group left over when the share
+    // has an odd number of them.
+    const int gb = h.begin / kQ8GroupRows, q = h.stream_units;
+    const int ge = static_cast<int>(q8_0_groups(static_cast<int64_t>(h.end)));
+    auto rows_of = [&](int g0, int g1) {
+      return std::pair{g0 * kQ8GroupRows, std::min(L_.out, g1 * kQ8GroupRows)};
+    };
+    size_t groups = 0;
     if (b > a) {
-      const int r0 = (gb + a) * kQ8GroupRows, r1 = std::min(L_.out, (gb + b) * kQ8GroupRows);
-      begin_columns(r0, r1);
-      k.q8_0_group_products(out, in, x_blocks, L_.weight, 1, I, L_.out, gb + a, gb + b);
-      end_columns(r0, r1);
+      const auto [a0, a1] = rows_of(gb + a, gb + b);
+      const auto [b0, b1] = rows_of(gb + q + a, gb + q + b);
+      begin_columns(a0, a1);
+      begin_columns(b0, b1);
+      k.q8_0_group_pair_products(out, in, x_blocks, L_.weight, I, L_.out, gb + a, gb + q + a, b - a);
+      end_columns(a0, a1);
+      end_columns(b0, b1);
+      groups += 2 * static_cast<size_t>(b - a);
     }
-    return;
+    if (piece == 0 && gb + 2 * q < ge) {
+      const auto [r0, r1] = rows_of(gb + 2 * q, ge);
+      begin_columns(r0, r1);
+      k.q8_0_group_products(out, in, x_blocks, L_.weight, 1, I, L_.out, gb + 2 * q, ge);
+      end_columns(r0, r1);
+      groups += static_cast<size_t>(ge - gb - 2 * q);
+    }
+    return groups * q8_0_group_bytes(kQ8GroupRows, I);
   }
+  size_t rows = 0;
   if (b > a) {
     for (int j = 0; j < 4; ++j)
       begin_columns(h.begin + j * h.stream_units + a, h.begin + j * h.stream_units + b);
     k.matvec_typed_quarters(out, in, x_blocks, L_.weight, L_.dtype, I, h.begin, h.stream_units, a, b);
     for (int j = 0; j < 4; ++j)
       end_columns(h.begin + j * h.stream_units + a, h.begin + j * h.stream_units + b);
+    rows += 4 * static_cast<size_t>(b - a);
   }
   const int rest = h.begin + 4 * h.stream_units;
   if (piece == 0 && rest < h.end) {
     begin_columns(rest, h.end);
     k.matvec_typed(out, in, L_.weight, L_.dtype, I, rest, h.end);
     end_columns(rest, h.end);
+    rows += static_cast<size_t>(h.end - rest);
   }
+  return rows * dtype_bytes(L_.dtype, I);
 }
 
 void linear_forward(float* out, const float* in, const Linear& L, int rows, bool accumulate, ThreadPool& pool,

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 
 #include "model/gpt2_weights.h"
 #include "model/kernel_table.h"
@@ -41,11 +42,15 @@ void linear_forward(float* out, const float* in, const Linear& layer, int rows, 
 // run once; each output column comes from one piece, so the results do not depend on which thread ran it.
 class OneRowProduct {
  public:
-  OneRowProduct(float* out, const Linear& layer, bool accumulate, Activation activation, int threads);
+  // `split`: the threads' relative speeds (`threads` values above 0), each share's rows in proportion
+  // (on multiples of 16 rows); empty: equal shares.
+  OneRowProduct(float* out, const Linear& layer, bool accumulate, Activation activation, int threads,
+                std::span<const float> split = {});
   int pieces(int share) const;
   // On the calling thread, with x = in; `rounded` is that thread's flag for this product, 0 before its
   // first piece: Q8_0's kernels take x rounded to int16 blocks, which a thread does once per product.
-  void run(int share, uint32_t piece, const float* in, uint8_t* rounded) const;
+  // Returns the bytes of W the piece read.
+  size_t run(int share, uint32_t piece, const float* in, uint8_t* rounded) const;
 
  private:
   struct Share {
@@ -61,6 +66,7 @@ class OneRowProduct {
   bool accumulate_;
   Activation activation_;
   int threads_;
+  std::span<const float> split_;
   int grain_;  // rows per stream in a piece (Q8_0 in groups: groups)
 };
 

@@ -54,60 +54,85 @@ inline __m512i dot_pairs(__m512i acc, __m512i w, __m512i x) {
 #endif
 
 #if defined(CORTEX_AVX512) || defined(CORTEX_AVX2)
-// Adds the dot products of group g's 16 rows with x (rounded: xq, xd) to y[16·g ..], the rows below N
-// only. No software prefetching: left to the hardware's prefetchers, one Zen 5 core read the LM head's
-// groups from memory at 42–44 GB/s, against 20–25 GB/s with each stream prefetched 1–4 KiB ahead into L1
-// and 28–29 GB/s 2–4 KiB ahead into L2 (and 30–32 GB/s for the row kernel on the same rows as llama.cpp
-// lays them out).
-void group_dot(float* y, int N, const void* w, int nb, int g, const int16_t* xq, const float* xd) {
-  const Q8GroupBlock* grp = group_at(w, nb, g);
-  float* out = y + static_cast<size_t>(g) * kQ8GroupRows;
-  const int rows = std::min(kQ8GroupRows, N - g * kQ8GroupRows);
+// Adds the dot products of the S groups g[0..S) of 16 rows each with x (rounded: xq, xd) to y[16·g ..],
+// the rows below N only. The groups are read in lockstep, block by block, x's pairs loaded once for all of
+// them; each group's arithmetic is the same whatever S, so its results are too. No software prefetching:
+// left to the hardware's prefetchers, one Zen 5 core read the LM head's groups from memory at 42–44 GB/s,
+// against 20–25 GB/s with each stream prefetched 1–4 KiB ahead into L1 and 28–29 GB/s 2–4 KiB ahead into
+// L2 (and 30–32 GB/s for the row kernel on the same rows as llama.cpp lays them out).
+template <int S>
+void group_dots(float* y, int N, const void* w, int nb, const int* g, const int16_t* xq, const float* xd) {
+  const Q8GroupBlock* grp[S];
+  for (int s = 0; s < S; ++s) grp[s] = group_at(w, nb, g[s]);
 #ifdef CORTEX_AVX512
-  __m512 acc = _mm512_setzero_ps();
+  __m512 acc[S];
+  for (int s = 0; s < S; ++s) acc[s] = _mm512_setzero_ps();
   for (int b = 0; b < nb; ++b) {
     const int16_t* xb = xq + b * kQ8Block;
-    __m512i sum[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
+    __m512i sum[S][2];
+    for (int s = 0; s < S; ++s) sum[s][0] = sum[s][1] = _mm512_setzero_si512();
 #pragma GCC unroll 8
     for (int p = 0; p < kQ8Block / 2; p += 2) {
       int32_t x0, x1;  // x's pairs p and p + 1
       std::memcpy(&x0, xb + 2 * p, 4);
       std::memcpy(&x1, xb + 2 * p + 2, 4);
-      const auto* q = reinterpret_cast<const __m256i*>(grp[b].q[p]);
-      sum[0] = dot_pairs(sum[0], _mm512_cvtepi8_epi16(_mm256_load_si256(q)), _mm512_set1_epi32(x0));
-      sum[1] = dot_pairs(sum[1], _mm512_cvtepi8_epi16(_mm256_load_si256(q + 1)), _mm512_set1_epi32(x1));
+      const __m512i x0v = _mm512_set1_epi32(x0), x1v = _mm512_set1_epi32(x1);
+      for (int s = 0; s < S; ++s) {
+        const auto* q = reinterpret_cast<const __m256i*>(grp[s][b].q[p]);
+        sum[s][0] = dot_pairs(sum[s][0], _mm512_cvtepi8_epi16(_mm256_load_si256(q)), x0v);
+        sum[s][1] = dot_pairs(sum[s][1], _mm512_cvtepi8_epi16(_mm256_load_si256(q + 1)), x1v);
+      }
     }
-    const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(grp[b].d)));
-    const __m512 dot = _mm512_cvtepi32_ps(_mm512_add_epi32(sum[0], sum[1]));
-    acc = _mm512_fmadd_ps(_mm512_mul_ps(dot, d), _mm512_set1_ps(xd[b]), acc);
+    const __m512 dx = _mm512_set1_ps(xd[b]);
+    for (int s = 0; s < S; ++s) {
+      const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(grp[s][b].d)));
+      const __m512 dot = _mm512_cvtepi32_ps(_mm512_add_epi32(sum[s][0], sum[s][1]));
+      acc[s] = _mm512_fmadd_ps(_mm512_mul_ps(dot, d), dx, acc[s]);
+    }
   }
-  const __mmask16 m = static_cast<__mmask16>((1u << rows) - 1);
-  _mm512_mask_storeu_ps(out, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, out), acc));
+  for (int s = 0; s < S; ++s) {
+    float* out = y + static_cast<size_t>(g[s]) * kQ8GroupRows;
+    const int rows = std::min(kQ8GroupRows, N - g[s] * kQ8GroupRows);
+    const __mmask16 m = static_cast<__mmask16>((1u << rows) - 1);
+    _mm512_mask_storeu_ps(out, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, out), acc[s]));
+  }
 #else
   // AVX2: a pair's 32 bytes as two halves of 8 rows each.
-  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  __m256 acc[S][2];
+  for (int s = 0; s < S; ++s) acc[s][0] = acc[s][1] = _mm256_setzero_ps();
   for (int b = 0; b < nb; ++b) {
     const int16_t* xb = xq + b * kQ8Block;
-    __m256i sum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    __m256i sum[S][2];
+    for (int s = 0; s < S; ++s) sum[s][0] = sum[s][1] = _mm256_setzero_si256();
 #pragma GCC unroll 16
     for (int p = 0; p < kQ8Block / 2; ++p) {
       int32_t x0;
       std::memcpy(&x0, xb + 2 * p, 4);
       const __m256i xv = _mm256_set1_epi32(x0);
-      const auto* q = reinterpret_cast<const __m128i*>(grp[b].q[p]);
-      sum[0] = _mm256_add_epi32(sum[0], _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_load_si128(q)), xv));
-      sum[1] = _mm256_add_epi32(sum[1], _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_load_si128(q + 1)), xv));
+      for (int s = 0; s < S; ++s) {
+        const auto* q = reinterpret_cast<const __m128i*>(grp[s][b].q[p]);
+        sum[s][0] =
+            _mm256_add_epi32(sum[s][0], _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_load_si128(q)), xv));
+        sum[s][1] =
+            _mm256_add_epi32(sum[s][1], _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_load_si128(q + 1)), xv));
+      }
     }
     const __m256 dx = _mm256_set1_ps(xd[b]);
-    for (int h = 0; h < 2; ++h) {
-      const __m256 d = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(grp[b].d + 8 * h)));
-      acc[h] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(sum[h]), d), dx, acc[h]);
-    }
+    for (int s = 0; s < S; ++s)
+      for (int h = 0; h < 2; ++h) {
+        const __m256 d =
+            _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(grp[s][b].d + 8 * h)));
+        acc[s][h] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(sum[s][h]), d), dx, acc[s][h]);
+      }
   }
-  alignas(32) float v[kQ8GroupRows];
-  _mm256_store_ps(v, acc[0]);
-  _mm256_store_ps(v + 8, acc[1]);
-  for (int r = 0; r < rows; ++r) out[r] += v[r];
+  for (int s = 0; s < S; ++s) {
+    float* out = y + static_cast<size_t>(g[s]) * kQ8GroupRows;
+    const int rows = std::min(kQ8GroupRows, N - g[s] * kQ8GroupRows);
+    alignas(32) float v[kQ8GroupRows];
+    _mm256_store_ps(v, acc[s][0]);
+    _mm256_store_ps(v + 8, acc[s][1]);
+    for (int r = 0; r < rows; ++r) out[r] += v[r];
+  }
 #endif
 }
 #else
@@ -146,12 +171,31 @@ void q8_0_group_products(float* out, const float* in, const Int16Blocks* xs, con
       float* y = out + static_cast<size_t>(r) * static_cast<size_t>(N);
 #if defined(CORTEX_AVX512) || defined(CORTEX_AVX2)
       (void)in;
-      group_dot(y, N, w, nb, g, xs[r].q.data(), xs[r].d.data());
+      group_dots<1>(y, N, w, nb, &g, xs[r].q.data(), xs[r].d.data());
 #else
       (void)xs;
       group_dots_exact(y, N, w, nb, g, in + static_cast<size_t>(r) * static_cast<size_t>(K));
 #endif
     }
+}
+
+void q8_0_group_pair_products(float* out, const float* in, const Int16Blocks* x, const void* w, int K, int N,
+                              int ga, int gb, int count) {
+  const int nb = K / kQ8Block;
+#if defined(CORTEX_AVX512) || defined(CORTEX_AVX2)
+  check_blocks(*x, nb);
+  (void)in;
+  for (int i = 0; i < count; ++i) {
+    const int g[2] = {ga + i, gb + i};
+    group_dots<2>(out, N, w, nb, g, x->q.data(), x->d.data());
+  }
+#else
+  (void)x;
+  for (int i = 0; i < count; ++i) {
+    group_dots_exact(out, N, w, nb, ga + i, in);
+    group_dots_exact(out, N, w, nb, gb + i, in);
+  }
+#endif
 }
 
 const float* dequantize_q8_0_groups(const void* w, int K, int n0, int n1) {

@@ -367,6 +367,22 @@ TEST_P(KernelsTest, GeluIsAccurateOverItsRange) {
   }
 }
 
+// Each value's GELU is the same to the bit whatever range of a call it falls in (the first values of a
+// range, its middle or its last few): a decode step applies it to the columns each thread computed, and
+// which columns those are changes from step to step.
+TEST_P(KernelsTest, GeluIsTheSameWhereverARangeBeginsOrEnds) {
+  const auto x = random_vector(100, 24);
+  auto whole = x;
+  gelu_forward(whole.data(), whole.size());
+  for (size_t a = 0; a < 40; ++a)
+    for (size_t b = a; b <= x.size(); b += 7) {
+      auto part = x;
+      gelu_forward(part.data() + a, b - a);
+      for (size_t i = 0; i < x.size(); ++i)
+        ASSERT_EQ(part[i], i >= a && i < b ? whole[i] : x[i]) << "range [" << a << ", " << b << ") at " << i;
+    }
+}
+
 TEST_P(KernelsTest, ExpAndSumMatchesStdExp) {
   std::vector<float> x;
   for (float v = -90.f; v <= 10.f; v += 0.37f) x.push_back(v);
