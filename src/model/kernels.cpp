@@ -129,11 +129,11 @@ Int16Blocks& thread_x_blocks() {
 // quarter apart (matvec_typed_quarters) in pieces of `grain_` rows per stream, or for Q8_0 in groups as
 // two streams a half apart read in lockstep (q8_0_group_pair_products) in pieces of `grain_` groups per
 // stream; a thread done with its share takes pieces from the back of another's (ThreadPool::Shares).
-// Q8_0 groups as two streams in lockstep rather than one front to back: a decode step took 0.93× the
-// time at 64–76 GB/s (1.08× the fraction of the reads' rate, eight runs each, with the shares following
-// the threads' speeds in both); read alone, one core's groups of 3072 values came ~15 % faster. Earlier,
-// one stream against four streams taking whole groups in turn: 0.95–0.97× the time (two streams one after
-// the other in each piece, 1.05–1.08×).
+// Q8_0 groups as two streams in lockstep rather than one front to back: read alone by two threads, groups
+// of 768 values came 10–20 % faster and of 3072 values up to 20 %; decode steps, with the shares following
+// the threads' speeds as well, 1.02–1.08× the fraction of the reads' rate in three comparisons with the
+// build before (docs/performance.md, 2026-12-06). Earlier, one stream against four streams taking whole
+// groups in turn: 0.95–0.97× the time (two streams one after the other in each piece, 1.05–1.08×).
 // With fixed shares, one thread waited 5–10 % of each product for the other on this shared machine. Each
 // output column is one row's dot product, whichever thread computes it: the results do not depend on who
 // took what.
