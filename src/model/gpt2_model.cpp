@@ -181,8 +181,9 @@ void Gpt2Model::forward_one_token(KvSequence& kv, float* logits) {
     for (int t = 0; t < threads; ++t) step_shares_[i].set(t, static_cast<uint32_t>(products[i].pieces(t)));
   // Attention as attention() does it for one token: the heads in groups, group g on thread g % threads.
   const int groups = (H + kMaxAttentionGroup - 1) / kMaxAttentionGroup, per_group = (H + groups - 1) / groups;
-  const int n = kv.length + 1;                                       // positions attended to
-  std::vector<ThreadReading> reading(static_cast<size_t>(threads));  // for step_split_
+  const int n = kv.length + 1;  // positions attended to
+  std::vector<ThreadReading>& reading = step_reading_;
+  reading.assign(static_cast<size_t>(threads), ThreadReading{});
   // Each thread's part of the step; returns early when the other thread's part threw.
   auto step = [&](int t) {
     float* xn = step_xn_[static_cast<size_t>(t)].data();

@@ -123,6 +123,7 @@ class Gpt2Model {
   // (a moving average of fractions summing to 1): one of this machine's cores often reads ~15 % slower
   // than the other for seconds at a time, and the other then waited for it at every barrier.
   std::vector<float> step_split_;
+  std::vector<ThreadReading> step_reading_;  // the step's, for step_split_
   struct CacheBlocks {  // where each block of positions starts, keys then values, as the cache holds them
     std::vector<const float*> f32;
     std::vector<const uint16_t*> f16;

@@ -137,26 +137,6 @@ Int16Blocks& thread_x_blocks() {
 // With fixed shares, one thread waited 5–10 % of each product for the other on this shared machine. Each
 // output column is one row's dot product, whichever thread computes it: the results do not depend on who
 // took what.
-namespace {
-// Share t of [0, n) for threads of relative speeds `speeds`: contiguous, in proportion, boundaries on
-// multiples of `align` (the last share ends at n).
-std::pair<size_t, size_t> weighted_part(size_t n, std::span<const float> speeds, int t, size_t align) {
-  double total = 0, before = 0;
-  for (size_t i = 0; i < speeds.size(); ++i) {
-    total += speeds[i];
-    if (i < static_cast<size_t>(t)) before += speeds[i];
-  }
-  const auto boundary = [&](double at) {
-    const size_t units = (n + align - 1) / align;
-    return std::min(n, static_cast<size_t>(at / total * static_cast<double>(units) + 0.5) * align);
-  };
-  const size_t begin = t == 0 ? 0 : boundary(before);
-  const size_t end =
-      static_cast<size_t>(t) + 1 == speeds.size() ? n : boundary(before + speeds[static_cast<size_t>(t)]);
-  return {begin, std::max(begin, end)};
-}
-}  // namespace
-
 OneRowProduct::OneRowProduct(float* out, const Linear& L, bool accumulate, Activation activation, int threads,
                              std::span<const float> split)
     : out_(out),
@@ -181,7 +161,7 @@ OneRowProduct::OneRowProduct(float* out, const Linear& L, bool accumulate, Activ
 OneRowProduct::Share OneRowProduct::share(int t) const {
   const auto [begin, end] = split_.empty()
                                 ? ThreadPool::part(static_cast<size_t>(L_.out), threads_, t, kColumnAlign)
-                                : weighted_part(static_cast<size_t>(L_.out), split_, t, kColumnAlign);
+                                : ThreadPool::part(static_cast<size_t>(L_.out), split_, t, kColumnAlign);
   // Q8_0 in groups: the share's groups in two streams, halves (its last group may end past W's last row);
   // other rows: quarters.
   const int q = L_.q8_0_groups ? static_cast<int>(q8_0_groups(static_cast<int64_t>(end)) -

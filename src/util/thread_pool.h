@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -94,6 +95,23 @@ class ThreadPool {
     const size_t per = ((n + p - 1) / p + align - 1) / align * align;
     const size_t begin = std::min(n, per * static_cast<size_t>(t));
     return {begin, std::min(n, begin + per)};
+  }
+  // Part t of [0, n) for threads of relative speeds `speeds` (one per thread, above 0): contiguous, in
+  // proportion, boundaries on multiples of `align`, the last part ending at n.
+  static std::pair<size_t, size_t> part(size_t n, std::span<const float> speeds, int t, size_t align) {
+    double total = 0, before = 0;
+    for (size_t i = 0; i < speeds.size(); ++i) {
+      total += speeds[i];
+      if (i < static_cast<size_t>(t)) before += speeds[i];
+    }
+    const size_t units = (n + align - 1) / align;
+    const auto boundary = [&](double at) {
+      return std::min(n, static_cast<size_t>(at / total * static_cast<double>(units) + 0.5) * align);
+    };
+    const size_t begin = t == 0 ? 0 : boundary(before);
+    const size_t end =
+        static_cast<size_t>(t) + 1 == speeds.size() ? n : boundary(before + speeds[static_cast<size_t>(t)]);
+    return {begin, std::max(begin, end)};
   }
 
   // Splits [0, n) into size() contiguous parts (part() above) and calls fn(begin, end) for each non-empty
