@@ -118,7 +118,9 @@ struct KernelTable {
   // numbered from 0; outputs of rows past N (a last group's zeros) are not written.
   // `rows` rows: out[r, n] += dot(in[r, :], W[n, :]) for the rows n of groups [g0, g1), read front to
   // back, one group after another; xs: each input row rounded by round_to_int16_blocks (the portable set
-  // reads `in` instead, and xs may be null). One row is a decode step's product (OneRowProduct).
+  // reads `in` instead, and xs may be null). One row is a decode step's product (OneRowProduct). With
+  // AVX-512 the rows go through a group up to eight at a time, its values widened once for them all; each
+  // row's results are the same to the bit whatever the rows beside it.
   void (*q8_0_group_products)(float* out, const float* in, const Int16Blocks* xs, const void* w, int rows,
                               int K, int N, int g0, int g1);
   // One row: out[n] += dot(in, W[n, :]) for the rows n of groups [ga, ga + count) and [gb, gb + count),

@@ -135,6 +135,48 @@ void group_dots(float* y, int N, const void* w, int nb, const int* g, const int1
   }
 #endif
 }
+
+#ifdef CORTEX_AVX512
+// Adds the dot products of group g (16 rows of W) with R input rows (rounded: xs[0..R)) to out's rows
+// (row r at out + r·N), the columns below N only. Each pair of the group's values is widened once for
+// all R rows; each row's arithmetic is group_dots<1>'s, so its results are too.
+template <int R>
+void group_rows(float* out, int N, const void* w, int nb, int g, const Int16Blocks* xs) {
+  const Q8GroupBlock* grp = group_at(w, nb, g);
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (int b = 0; b < nb; ++b) {
+    __m512i sum[R][2];
+    for (int r = 0; r < R; ++r) sum[r][0] = sum[r][1] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int p = 0; p < kQ8Block / 2; p += 2) {
+      const auto* q = reinterpret_cast<const __m256i*>(grp[b].q[p]);
+      const __m512i w0 = _mm512_cvtepi8_epi16(_mm256_load_si256(q));
+      const __m512i w1 = _mm512_cvtepi8_epi16(_mm256_load_si256(q + 1));
+      for (int r = 0; r < R; ++r) {
+        const int16_t* xb = xs[r].q.data() + b * kQ8Block;
+        int32_t x0, x1;  // row r's pairs p and p + 1
+        std::memcpy(&x0, xb + 2 * p, 4);
+        std::memcpy(&x1, xb + 2 * p + 2, 4);
+        sum[r][0] = dot_pairs(sum[r][0], w0, _mm512_set1_epi32(x0));
+        sum[r][1] = dot_pairs(sum[r][1], w1, _mm512_set1_epi32(x1));
+      }
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(grp[b].d)));
+    for (int r = 0; r < R; ++r) {
+      const __m512 dot = _mm512_cvtepi32_ps(_mm512_add_epi32(sum[r][0], sum[r][1]));
+      acc[r] =
+          _mm512_fmadd_ps(_mm512_mul_ps(dot, d), _mm512_set1_ps(xs[r].d[static_cast<size_t>(b)]), acc[r]);
+    }
+  }
+  const int rows = std::min(kQ8GroupRows, N - g * kQ8GroupRows);
+  const __mmask16 m = static_cast<__mmask16>((1u << rows) - 1);
+  for (int r = 0; r < R; ++r) {
+    float* y = out + static_cast<size_t>(r) * static_cast<size_t>(N) + static_cast<size_t>(g) * kQ8GroupRows;
+    _mm512_mask_storeu_ps(y, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, y), acc[r]));
+  }
+}
+#endif
 #else
 // Portable: x as it is; per row and block, the values' products summed in order, then scaled by d.
 void group_dots_exact(float* y, int N, const void* w, int nb, int g, const float* x) {
@@ -165,9 +207,20 @@ void q8_0_group_products(float* out, const float* in, const Int16Blocks* xs, con
   for (int r = 0; r < rows; ++r) check_blocks(xs[r], nb);
 #endif
   // Group by group, every input row in turn: a group's bytes (13 KiB for rows of 768 values) are read
-  // from memory for the first row and from the caches for the others.
-  for (int g = g0; g < g1; ++g)
-    for (int r = 0; r < rows; ++r) {
+  // from memory for the first rows and from the caches for the others. With AVX-512, eight rows at a
+  // time (then four, two, one), each of the group's values widened once for all of them.
+  for (int g = g0; g < g1; ++g) {
+    int r = 0;
+#ifdef CORTEX_AVX512
+    auto rows_of = [&]<int R>() {
+      for (; r + R <= rows; r += R)
+        group_rows<R>(out + static_cast<size_t>(r) * static_cast<size_t>(N), N, w, nb, g, xs + r);
+    };
+    rows_of.template operator()<8>();
+    rows_of.template operator()<4>();
+    rows_of.template operator()<2>();
+#endif
+    for (; r < rows; ++r) {
       float* y = out + static_cast<size_t>(r) * static_cast<size_t>(N);
 #if defined(CORTEX_AVX512) || defined(CORTEX_AVX2)
       (void)in;
@@ -177,6 +230,7 @@ void q8_0_group_products(float* out, const float* in, const Int16Blocks* xs, con
       group_dots_exact(y, N, w, nb, g, in + static_cast<size_t>(r) * static_cast<size_t>(K));
 #endif
     }
+  }
 }
 
 void q8_0_group_pair_products(float* out, const float* in, const Int16Blocks* x, const void* w, int K, int N,

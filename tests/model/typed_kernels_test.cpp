@@ -470,6 +470,35 @@ TEST(Q8_0GroupKernels, PairsInLockstepEqualGroupsOneAtATime) {
   }
 }
 
+TEST(Q8_0GroupKernels, RowsTogetherEqualRowsOneAtATime) {
+  const int K = 768, N = 200;  // 13 groups, the last of 8 rows
+  const TypedLayer layer(Weights{DType::kQ8_0, true}, N, K, 85);
+  const int max_rows = 23;  // every count up to it: runs of 8, 4, 2 and 1 rows, and each remainder
+  const auto x = random_vector(static_cast<size_t>(max_rows) * K, 87, 1.f);
+  const size_t stride = static_cast<size_t>(N);
+  for (Isa isa : supported_isas()) {
+    const KernelTable& k = kernel_table(isa);
+    std::vector<Int16Blocks> xb(static_cast<size_t>(max_rows));
+    if (isa != Isa::kPortable)
+      for (int r = 0; r < max_rows; ++r)
+        k.round_to_int16_blocks(&xb[r], x.data() + static_cast<size_t>(r) * K, K);
+    const Int16Blocks* xs = isa == Isa::kPortable ? nullptr : xb.data();
+    // Each row alone, and past the last row a guard that no product may write.
+    std::vector<float> alone(static_cast<size_t>(max_rows) * stride + 16, 0.5f);
+    for (int r = 0; r < max_rows; ++r)
+      k.q8_0_group_products(alone.data() + r * stride, x.data() + static_cast<size_t>(r) * K,
+                            xs == nullptr ? nullptr : xs + r, layer.L.weight, 1, K, N, 0, 13);
+    for (int rows = 1; rows <= max_rows; ++rows) {
+      std::vector<float> together(alone.size(), 0.5f);
+      k.q8_0_group_products(together.data(), x.data(), xs, layer.L.weight, rows, K, N, 0, 13);
+      for (size_t i = 0; i < rows * stride; ++i)
+        ASSERT_EQ(together[i], alone[i]) << isa_name(isa) << ", " << rows << " rows, at " << i;
+      for (size_t i = rows * stride; i < together.size(); ++i)
+        ASSERT_EQ(together[i], 0.5f) << isa_name(isa) << ", " << rows << " rows: " << i << " written";
+    }
+  }
+}
+
 TEST(TypedKernelsErrors, UnsupportedCasesThrow) {
   std::vector<float> x(40), y(2);
   std::vector<std::byte> w(200);
